@@ -1,0 +1,128 @@
+// Package cmd holds station's cobra commands, one per file. Each command
+// parses and validates its flags, then calls a library function; errors are
+// turned into exit codes in one place (Exit).
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/configs"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	version    string
+	configPath string
+	db         string
+	output     string
+	operator   string
+	verbose    bool
+	// env is the environment config overrides come from (os.Environ unless a
+	// test sets it).
+	env []string
+}
+
+// NewRootCommand builds the station command tree.
+func NewRootCommand(version string) *cobra.Command {
+	g := &globals{version: version}
+	root := &cobra.Command{
+		Use:           "station",
+		Short:         "Give every unit on the line a TPM-rooted identity",
+		Long:          "station runs the manufacturing timeline on each unit's TPM (EK, SRK, device key,\nownership, certificate, flash), records it in a signed audit log, and exports DPS enrollments.",
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
+			if g.output != "text" && g.output != "json" {
+				return usageErrorf("--output %q: want text or json", g.output)
+			}
+			return nil
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.configPath, "config", "", "config file (default $STATION_CONFIG, else ./station.yaml)")
+	pf.StringVar(&g.db, "db", "", "station database (overrides station.db)")
+	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	pf.StringVar(&g.operator, "operator", "", "who runs this command (overrides station.operator)")
+	pf.BoolVar(&g.verbose, "verbose", false, "log each step to stderr")
+
+	for _, add := range commands {
+		root.AddCommand(add(g))
+	}
+	return root
+}
+
+// commands lists the constructors of the top-level commands; each command's
+// file registers itself in init, so adding a command touches one file.
+var commands []func(*globals) *cobra.Command
+
+func register(f func(*globals) *cobra.Command) { commands = append(commands, f) }
+
+// config loads the configuration named by --config, $STATION_CONFIG or
+// ./station.yaml, then applies --db and --operator.
+func (g *globals) config() (*configs.Config, error) {
+	env := g.env
+	if env == nil {
+		env = os.Environ()
+	}
+	path, must := g.configPath, true
+	if path == "" {
+		path = lookup(env, "STATION_CONFIG")
+	}
+	if path == "" {
+		path, must = "station.yaml", false
+	}
+	c, err := configs.Load(path, must, env)
+	if err != nil {
+		return nil, err
+	}
+	if g.db != "" {
+		c.Station.DB = g.db
+	} else {
+		c.Station.DB = c.Path(c.Station.DB)
+	}
+	if g.operator != "" {
+		c.Station.Operator = g.operator
+	}
+	return c, nil
+}
+
+func (g *globals) json() bool { return g.output == "json" }
+
+// logf writes a progress line to stderr when --verbose is set.
+func (g *globals) logf(c *cobra.Command, format string, args ...any) {
+	if g.verbose {
+		fmt.Fprintf(c.ErrOrStderr(), format+"\n", args...)
+	}
+}
+
+func lookup(env []string, name string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+// getenv reads a variable from the command's environment.
+func (g *globals) getenv(name string) string {
+	if g.env != nil {
+		return lookup(g.env, name)
+	}
+	return os.Getenv(name)
+}
+
+// ctx returns the command's context (cancelled on SIGINT/SIGTERM).
+func ctx(c *cobra.Command) context.Context {
+	if x := c.Context(); x != nil {
+		return x
+	}
+	return context.Background()
+}

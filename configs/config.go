@@ -1,0 +1,371 @@
+package configs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the station's whole configuration. Field tags are the YAML keys of
+// the contract; every scalar may also come from STATION_<SECTION>_<KEY>.
+type Config struct {
+	Station   Station   `yaml:"station"`
+	TPM       TPM       `yaml:"tpm"`
+	Ownership Ownership `yaml:"ownership"`
+	PKI       PKI       `yaml:"pki"`
+	DPS       DPS       `yaml:"dps"`
+	Firmware  Firmware  `yaml:"firmware"`
+	Flash     Flash     `yaml:"flash"`
+
+	// Dir is the folder relative paths in the file are resolved against
+	// (the config file's folder; the working directory without a file).
+	Dir string `yaml:"-"`
+}
+
+// Station names this station and where it keeps its state.
+type Station struct {
+	ID         string `yaml:"id"`
+	DB         string `yaml:"db"`
+	SigningKey string `yaml:"signing_key"`
+	Operator   string `yaml:"operator"`
+}
+
+// TPM says how to reach the unit's TPM and which keys to make in it.
+type TPM struct {
+	Address         string `yaml:"address"`
+	EK              string `yaml:"ek"`
+	SRK             string `yaml:"srk"`
+	DeviceKeyHandle Handle `yaml:"device_key_handle"`
+	VendorRoots     string `yaml:"vendor_roots"`
+	RequireEKCert   bool   `yaml:"require_ek_cert"`
+}
+
+// Ownership is the policy for the unit's hierarchy authorizations.
+type Ownership struct {
+	OwnerAuth                string `yaml:"owner_auth"`
+	EscrowPublicKey          string `yaml:"escrow_public_key"`
+	DAMaxTries               uint32 `yaml:"da_max_tries"`
+	DARecoverySeconds        uint32 `yaml:"da_recovery_seconds"`
+	DALockoutRecoverySeconds uint32 `yaml:"da_lockout_recovery_seconds"`
+}
+
+// PKI names the line intermediate that issues device certificates.
+type PKI struct {
+	IssuerCert string   `yaml:"issuer_cert"`
+	IssuerKey  string   `yaml:"issuer_key"`
+	Chain      string   `yaml:"chain"`
+	Root       string   `yaml:"root"`
+	Validity   Duration `yaml:"validity"`
+	Warehouse  Duration `yaml:"warehouse"`
+	// MaxIssued bounds how many leaves this station issues from the line
+	// intermediate (0: no ceiling).
+	MaxIssued int `yaml:"max_issued"`
+	// SANURI is the template of the URI SAN binding the leaf to the unit.
+	SANURI string `yaml:"san_uri"`
+}
+
+// DPS holds what the device's DPS client needs and how units attest.
+type DPS struct {
+	Attestation    string   `yaml:"attestation"`
+	IDScope        string   `yaml:"id_scope"`
+	GlobalEndpoint string   `yaml:"global_endpoint"`
+	RegistrationID string   `yaml:"registration_id"`
+	IoTHubs        []string `yaml:"iot_hubs"`
+	// GroupKey is the symmetric-key enrollment group's primary key: a file
+	// path, or "env:NAME" to read it from the environment. Never stored.
+	GroupKey         string `yaml:"group_key"`
+	AllocationPolicy string `yaml:"allocation_policy"`
+	IoTEdge          bool   `yaml:"iot_edge"`
+	Factory          string `yaml:"factory"`
+	Line             string `yaml:"line"`
+}
+
+// Firmware is the release image every unit gets.
+type Firmware struct {
+	Image   string `yaml:"image"`
+	SHA256  string `yaml:"sha256"`
+	Version string `yaml:"version"`
+}
+
+// Flash says where credentials and firmware go.
+type Flash struct {
+	Target string               `yaml:"target"`
+	Tools  map[string]FlashTool `yaml:"tools"`
+	// NVIndex is the owner NV index the tpm-nv target writes (default 0x01500010).
+	NVIndex Handle `yaml:"nv_index"`
+}
+
+// FlashTool describes an external flashing program (exec:NAME targets).
+// Arguments are templates expanded one by one; no shell is involved.
+type FlashTool struct {
+	Command  string   `yaml:"command"`
+	Args     []string `yaml:"args"`
+	Readback []string `yaml:"readback"`
+	Timeout  Duration `yaml:"timeout"`
+	Retries  int      `yaml:"retries"`
+	Port     string   `yaml:"port"`
+}
+
+// Handle is a TPM handle written as hex ("0x81000010").
+type Handle uint32
+
+// UnmarshalText parses a handle in hex (0x prefix) or decimal.
+func (h *Handle) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 32)
+	if err != nil {
+		return fmt.Errorf("not a TPM handle (want hex such as 0x81000010): %q", b)
+	}
+	*h = Handle(v)
+	return nil
+}
+
+// MarshalText writes the handle as 0x-prefixed hex.
+func (h Handle) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+func (h Handle) String() string { return fmt.Sprintf("0x%08x", uint32(h)) }
+
+// Duration is a time.Duration written as Go duration text ("8760h").
+type Duration time.Duration
+
+// UnmarshalText parses Go duration syntax; "d" (days) is also accepted.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseUint(n, 10, 32)
+		if err != nil {
+			return fmt.Errorf("not a duration: %q", s)
+		}
+		*d = Duration(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. 8760h): %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes Go duration syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Error is a configuration error naming the offending key. Callers map it to
+// exit code 2.
+type Error struct {
+	Key string // "tpm.device_key_handle", or "" for the file as a whole
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return "config: " + e.Err.Error()
+	}
+	return fmt.Sprintf("config %s: %v", e.Key, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Defaults returns the contract's default configuration.
+func Defaults() *Config {
+	return &Config{
+		Station: Station{ID: hostnameOr("station"), DB: "station.db", SigningKey: "audit-key.pem"},
+		TPM: TPM{
+			Address:         "/dev/tpmrm0",
+			EK:              "rsa2048",
+			SRK:             "rsa2048",
+			DeviceKeyHandle: 0x81000010,
+			VendorRoots:     "configs/tpm-vendor-roots/",
+			RequireEKCert:   true,
+		},
+		Ownership: Ownership{
+			OwnerAuth:                "empty",
+			DAMaxTries:               32,
+			DARecoverySeconds:        600,
+			DALockoutRecoverySeconds: 86400,
+		},
+		PKI: PKI{
+			Validity:  Duration(43800 * time.Hour),
+			Warehouse: Duration(8760 * time.Hour),
+			SANURI:    "urn:station:serial:{serial}",
+		},
+		DPS: DPS{
+			Attestation:    "tpm",
+			GlobalEndpoint: "global.azure-devices-provisioning.net",
+		},
+		Flash: Flash{NVIndex: 0x01500010},
+	}
+}
+
+func hostnameOr(def string) string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return def
+	}
+	return h
+}
+
+// Load reads the YAML file at path (strictly: an unknown key is an error),
+// applies STATION_<SECTION>_<KEY> overrides from env, and validates the
+// result. A missing file is an error only when mustExist is set (an explicit
+// --config or $STATION_CONFIG); otherwise defaults and environment apply.
+func Load(path string, mustExist bool, env []string) (*Config, error) {
+	c := Defaults()
+	c.Dir = "."
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		c.Dir = filepath.Dir(path)
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, &Error{Err: fmt.Errorf("%s: %w", path, cleanYAMLError(err))}
+		}
+	case errors.Is(err, os.ErrNotExist) && !mustExist:
+	default:
+		return nil, &Error{Err: fmt.Errorf("reading %s: %w", path, err)}
+	}
+	if err := applyEnv(c, env); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var yamlFieldRe = regexp.MustCompile(`field (\S+) not found in type configs\.(\w+)`)
+
+// cleanYAMLError turns yaml.v3's Go-type wording into the config's key names.
+func cleanYAMLError(err error) error {
+	msg := yamlFieldRe.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		sub := yamlFieldRe.FindStringSubmatch(m)
+		section := strings.ToLower(sub[2])
+		if section == "config" {
+			return fmt.Sprintf("unknown section %q", sub[1])
+		}
+		return fmt.Sprintf("unknown key %q in section %q", sub[1], sectionName(sub[2]))
+	})
+	return errors.New(msg)
+}
+
+func sectionName(typeName string) string {
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Type.Name() == typeName {
+			return t.Field(i).Tag.Get("yaml")
+		}
+	}
+	return strings.ToLower(typeName)
+}
+
+// applyEnv sets every scalar key named by a STATION_<SECTION>_<KEY> variable.
+// STATION_CONFIG is the config file's path and not a key.
+func applyEnv(c *Config, env []string) error {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for _, kv := range env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "STATION_") || name == "STATION_CONFIG" {
+			continue
+		}
+		rest := strings.ToLower(strings.TrimPrefix(name, "STATION_"))
+		matched := false
+		for i := 0; i < t.NumField(); i++ {
+			sec := t.Field(i).Tag.Get("yaml")
+			if sec == "-" || !strings.HasPrefix(rest, sec+"_") {
+				continue
+			}
+			key := strings.TrimPrefix(rest, sec+"_")
+			sv := v.Field(i)
+			for j := 0; j < sv.NumField(); j++ {
+				if sv.Type().Field(j).Tag.Get("yaml") != key {
+					continue
+				}
+				matched = true
+				if err := setScalar(sv.Field(j), val); err != nil {
+					return &Error{Key: sec + "." + key, Err: fmt.Errorf("from $%s: %w", name, err)}
+				}
+			}
+		}
+		// Variables that are not config keys (STATION_CA_KEY_PASSWORD,
+		// STATION_PKI_KEY_PASSWORD...) are other inputs: ignore them here.
+		_ = matched
+	}
+	return nil
+}
+
+func setScalar(f reflect.Value, s string) error {
+	if u, ok := f.Addr().Interface().(interface{ UnmarshalText([]byte) error }); ok {
+		return u.UnmarshalText([]byte(s))
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("not a boolean: %q", s)
+		}
+		f.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 0, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", s)
+		}
+		f.SetInt(n)
+	case reflect.Uint32:
+		n, err := strconv.ParseUint(s, 0, 32)
+		if err != nil {
+			return fmt.Errorf("not a non-negative integer: %q", s)
+		}
+		f.SetUint(n)
+	case reflect.Slice:
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		f.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+// Path resolves a path from the config against the config file's folder.
+// URIs (scheme:...) other than plain paths are returned unchanged.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || IsURI(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// IsURI reports whether s is a key or target URI (pkcs11:, softkms:, tpmkms:,
+// dir:, exec:, swtpm://...) rather than a file path.
+func IsURI(s string) bool {
+	i := strings.IndexByte(s, ':')
+	if i <= 1 { // "C:" style drive letters and plain names are paths
+		return false
+	}
+	for _, r := range s[:i] {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '+') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,13 @@
+// Package configs is the station's typed configuration: the YAML keys of the
+// contract (station, tpm, ownership, pki, dps, firmware, flash), each one
+// overridable from the environment as STATION_<SECTION>_<KEY>.
+//
+// Loading is strict: an unknown key, a malformed handle or duration, or a
+// policy the contract forbids (owner_auth escrow with TPM attestation) is an
+// *Error naming the key, which the command line maps to exit code 2. Files
+// named by the config are checked by the command that needs them
+// (CheckProvision), so `station init` works before the PKI exists.
+//
+// The folder tpm-vendor-roots/ is the default trust bundle: real TPM
+// vendors' EK CA certificates.
+package configs

@@ -1,0 +1,228 @@
+package configs
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+)
+
+var stationIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Reserved persistent handles the device key must not take: the EKs, the
+// SRKs, and 0x81000100 where the DPS SDKs import the key DPS sends.
+var reservedHandles = map[Handle]string{
+	0x81000001: "the RSA SRK",
+	0x81000002: "the ECC SRK",
+	0x81000100: "the DPS SDKs' identity key",
+}
+
+// Validate checks every value that does not need the file system.
+func (c *Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	if !stationIDRe.MatchString(c.Station.ID) {
+		return bad("station.id", "%q is not a station name (letters, digits, . _ -, at most 64)", c.Station.ID)
+	}
+	if c.Station.DB == "" {
+		return bad("station.db", "must name the database file")
+	}
+	if c.Station.SigningKey == "" {
+		return bad("station.signing_key", "must name the audit signing key (PEM file or kms URI)")
+	}
+	for _, k := range []struct{ key, val string }{{"tpm.ek", c.TPM.EK}, {"tpm.srk", c.TPM.SRK}} {
+		if k.val != "rsa2048" && k.val != "ecc-p256" {
+			return bad(k.key, "%q: want rsa2048 or ecc-p256", k.val)
+		}
+	}
+	h := c.TPM.DeviceKeyHandle
+	if h < 0x81000000 || h > 0x817fffff {
+		return bad("tpm.device_key_handle", "%s is not a persistent handle (0x81000000-0x817fffff)", h)
+	}
+	if h >= 0x81010000 && h <= 0x8101ffff {
+		return bad("tpm.device_key_handle", "%s is in the endorsement range reserved for EKs", h)
+	}
+	if what, ok := reservedHandles[h]; ok {
+		return bad("tpm.device_key_handle", "%s is reserved for %s", h, what)
+	}
+	switch c.Ownership.OwnerAuth {
+	case "empty":
+	case "escrow":
+		if c.DPS.Attestation == "tpm" {
+			return bad("ownership.owner_auth", "escrow cannot be used with dps.attestation tpm: the stock DPS device SDKs persist the key DPS sends under an empty owner auth, so every unit would fail registration in the field; use empty")
+		}
+	default:
+		return bad("ownership.owner_auth", "%q: want empty or escrow", c.Ownership.OwnerAuth)
+	}
+	if c.Ownership.DAMaxTries == 0 {
+		return bad("ownership.da_max_tries", "must be at least 1")
+	}
+	if c.PKI.Validity <= 0 {
+		return bad("pki.validity", "must be positive")
+	}
+	if c.PKI.Warehouse < 0 {
+		return bad("pki.warehouse", "must not be negative")
+	}
+	if c.PKI.MaxIssued < 0 {
+		return bad("pki.max_issued", "must not be negative")
+	}
+	switch c.DPS.Attestation {
+	case "tpm":
+	case "x509", "symmetric-key":
+		if c.DPS.RegistrationID == "" {
+			return bad("dps.registration_id", "a pattern such as \"{serial}\" is needed with %s attestation", c.DPS.Attestation)
+		}
+		if !strings.Contains(c.DPS.RegistrationID, "{serial}") {
+			return bad("dps.registration_id", "pattern %q does not contain {serial}: every unit would get the same registration ID", c.DPS.RegistrationID)
+		}
+	default:
+		return bad("dps.attestation", "%q: want tpm, x509 or symmetric-key", c.DPS.Attestation)
+	}
+	if c.DPS.Attestation == "symmetric-key" && c.DPS.GroupKey == "" {
+		return bad("dps.group_key", "symmetric-key attestation needs the group key (a file, or env:NAME)")
+	}
+	if s := c.Firmware.SHA256; s != "" {
+		if b, err := hex.DecodeString(s); err != nil || len(b) != 32 {
+			return bad("firmware.sha256", "%q is not a SHA-256 in hex (64 characters)", s)
+		}
+	}
+	if c.Firmware.Image != "" && c.Firmware.SHA256 == "" {
+		return bad("firmware.sha256", "firmware.image is set but its published SHA-256 is not")
+	}
+	if c.Flash.Target != "" {
+		if err := c.checkTargets(c.Flash.Target); err != nil {
+			return &Error{Key: "flash.target", Err: err}
+		}
+	}
+	for name, t := range c.Flash.Tools {
+		if t.Command == "" {
+			return bad("flash.tools."+name+".command", "missing")
+		}
+		if t.Retries < 0 {
+			return bad("flash.tools."+name+".retries", "must not be negative")
+		}
+	}
+	return nil
+}
+
+// CheckTargets validates a flash target list (comma-separated: "dir:/mnt/u,tpm-nv").
+func (c *Config) CheckTargets(s string) error {
+	if err := c.checkTargets(s); err != nil {
+		return &Error{Key: "flash.target", Err: err}
+	}
+	return nil
+}
+
+func (c *Config) checkTargets(s string) error {
+	for _, t := range strings.Split(s, ",") {
+		switch kind, arg, _ := strings.Cut(strings.TrimSpace(t), ":"); kind {
+		case "dir":
+			if arg == "" {
+				return fmt.Errorf("%q: dir: needs a folder", t)
+			}
+		case "exec":
+			if _, ok := c.Flash.Tools[arg]; !ok {
+				return fmt.Errorf("%q: no tool %q under flash.tools", t, arg)
+			}
+		case "tpm-nv":
+		default:
+			return fmt.Errorf("%q: want dir:PATH, exec:NAME or tpm-nv", t)
+		}
+	}
+	return nil
+}
+
+// FileKey names a config key holding a path, for CheckFiles.
+type FileKey string
+
+// The file-valued keys.
+const (
+	KeyVendorRoots FileKey = "tpm.vendor_roots"
+	KeyEscrowKey   FileKey = "ownership.escrow_public_key"
+	KeyIssuerCert  FileKey = "pki.issuer_cert"
+	KeyIssuerKey   FileKey = "pki.issuer_key"
+	KeyChain       FileKey = "pki.chain"
+	KeyRoot        FileKey = "pki.root"
+	KeyFirmware    FileKey = "firmware.image"
+	KeyGroupKey    FileKey = "dps.group_key"
+)
+
+// File returns the resolved path behind a file-valued key ("" when unset or a URI).
+func (c *Config) File(k FileKey) string {
+	v := c.raw(k)
+	if IsURI(v) || strings.HasPrefix(v, "env:") {
+		return ""
+	}
+	return c.Path(v)
+}
+
+// CheckProvision checks that every file provisioning reads is set and readable.
+func (c *Config) CheckProvision() error {
+	required := []FileKey{KeyEscrowKey, KeyIssuerCert, KeyIssuerKey, KeyRoot}
+	if c.TPM.RequireEKCert {
+		required = append(required, KeyVendorRoots)
+	}
+	optional := []FileKey{KeyChain, KeyFirmware}
+	if c.DPS.Attestation == "symmetric-key" {
+		required = append(required, KeyGroupKey)
+	}
+	return c.CheckFiles(required, optional)
+}
+
+// CheckFiles requires the keys in required to be set and every set key in
+// either list to name a readable file or folder.
+func (c *Config) CheckFiles(required, optional []FileKey) error {
+	check := func(k FileKey, must bool) error {
+		raw := c.raw(k)
+		if raw == "" {
+			if must {
+				return &Error{Key: string(k), Err: errors.New("not set")}
+			}
+			return nil
+		}
+		p := c.File(k)
+		if p == "" { // a URI or env: reference; checked by whoever opens it
+			return nil
+		}
+		if _, err := os.Stat(p); err != nil {
+			return &Error{Key: string(k), Err: fmt.Errorf("cannot read %s: %w", p, errors.Unwrap(err))}
+		}
+		return nil
+	}
+	for _, k := range required {
+		if err := check(k, true); err != nil {
+			return err
+		}
+	}
+	for _, k := range optional {
+		if err := check(k, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) raw(k FileKey) string {
+	switch k {
+	case KeyVendorRoots:
+		return c.TPM.VendorRoots
+	case KeyEscrowKey:
+		return c.Ownership.EscrowPublicKey
+	case KeyIssuerCert:
+		return c.PKI.IssuerCert
+	case KeyIssuerKey:
+		return c.PKI.IssuerKey
+	case KeyChain:
+		return c.PKI.Chain
+	case KeyRoot:
+		return c.PKI.Root
+	case KeyFirmware:
+		return c.Firmware.Image
+	case KeyGroupKey:
+		return c.DPS.GroupKey
+	}
+	return ""
+}
