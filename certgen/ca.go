@@ -33,6 +33,9 @@ type CAOptions struct {
 	NameConstraints []string
 	// Now is the issuance time (time.Now() when zero).
 	Now time.Time
+	// ClipToIssuer ends an intermediate at its issuer's NotAfter when the
+	// validity asked would run past it (else that is refused).
+	ClipToIssuer bool
 }
 
 // backdate is how far NotBefore is set before now, so a unit whose clock
@@ -191,6 +194,9 @@ func NewIntermediate(parent *x509.Certificate, signer crypto.Signer, pub crypto.
 	tmpl, err := o.template(pub)
 	if err != nil {
 		return nil, err
+	}
+	if tmpl.NotAfter.After(parent.NotAfter) && o.ClipToIssuer {
+		tmpl.NotAfter = parent.NotAfter
 	}
 	if tmpl.NotAfter.After(parent.NotAfter) {
 		return nil, withHint(policyf("the new CA would be valid until %s, past its issuer's end (%s)",

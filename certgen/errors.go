@@ -26,8 +26,13 @@ var (
 	// overwritten.
 	ErrExists = errors.New("already exists")
 
-	// ErrPassword means a key password is missing, too short or wrong.
+	// ErrPassword means a key password or token PIN is missing, too short or
+	// wrong (not retryable: a token locks after too many wrong PINs).
 	ErrPassword = errors.New("key password")
+
+	// ErrKeyURI means a key reference is malformed (a pkcs11: URI without
+	// both id= and object=, a softkms: URI naming no file...).
+	ErrKeyURI = errors.New("bad key URI")
 )
 
 // hintError carries a next step for the operator (cmd prints it as a hint).

@@ -257,6 +257,11 @@ func TestNewIntermediateRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Asked to clip, the CA ends with its parent instead.
+	clipped, err := NewIntermediate(root.cert, root.key, pub, CAOptions{Subject: "X", Validity: 11 * 365 * 24 * time.Hour, ClipToIssuer: true})
+	if err != nil || !clipped.NotAfter.Equal(root.cert.NotAfter) {
+		t.Fatalf("clipped intermediate: %v", err)
+	}
 	// The CA made with a path length in range works.
 	if _, err := NewIntermediate(factory.cert, factory.key, pub, CAOptions{Subject: "ok", Validity: time.Hour, PathLen: 0}); err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func OpenIssuer(certPath, keyRef, chainPath, rootPath string, password func() ([
 	}
 	key, err := OpenKey(keyRef, password)
 	if err != nil {
-		if errors.Is(err, ErrHSM) || errors.Is(err, ErrPassword) || errors.Is(err, ErrIssuer) {
+		if errors.Is(err, ErrHSM) || errors.Is(err, ErrPassword) || errors.Is(err, ErrIssuer) || errors.Is(err, ErrKeyURI) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %w", ErrIssuer, err)
@@ -153,4 +153,15 @@ func NewCSR(signer crypto.Signer, cn string) (*x509.CertificateRequest, error) {
 		return nil, fmt.Errorf("signing CSR: %w", err)
 	}
 	return x509.ParseCertificateRequest(der)
+}
+
+// VerifyChain checks that cert is a CA with keyCertSign that verifies
+// through chain up to the self-signed root at time t (failures wrap
+// ErrIssuer).
+func VerifyChain(cert *x509.Certificate, chain []*x509.Certificate, root *x509.Certificate, t time.Time) error {
+	if err := checkRoot(root); err != nil {
+		return err
+	}
+	is := &Issuer{Cert: cert, Chain: chain, Root: root}
+	return is.checkChain(t)
 }

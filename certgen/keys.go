@@ -99,7 +99,7 @@ func softPath(ref string) (string, error) {
 	}
 	u, err := uri.ParseWithScheme("softkms", ref)
 	if err != nil {
-		return "", fmt.Errorf("key URI %q: %w", ref, err)
+		return "", fmt.Errorf("%w %q: %w", ErrKeyURI, ref, err)
 	}
 	switch {
 	case u.Get("path") != "":
@@ -109,7 +109,7 @@ func softPath(ref string) (string, error) {
 	case u.Opaque != "":
 		return u.Opaque, nil
 	}
-	return "", fmt.Errorf("key URI %q names no file (want softkms:path=/dir/key.pem)", ref)
+	return "", fmt.Errorf("%w %q: names no file (want softkms:path=/dir/key.pem)", ErrKeyURI, ref)
 }
 
 func openKMS(ref string) (apiv1.KeyManager, error) {
@@ -118,14 +118,20 @@ func openKMS(ref string) (apiv1.KeyManager, error) {
 		typ = apiv1.PKCS11
 		u, err := uri.ParseWithScheme("pkcs11", ref)
 		if err != nil {
-			return nil, fmt.Errorf("key URI %s: %w", RedactURI(ref), redactErr(err, ref))
+			return nil, fmt.Errorf("%w %s: %w", ErrKeyURI, RedactURI(ref), redactErr(err, ref))
 		}
 		if len(u.GetEncoded("id")) == 0 || u.Get("object") == "" {
-			return nil, fmt.Errorf("key URI %s: needs both id= and object= to name the key", RedactURI(ref))
+			return nil, fmt.Errorf("%w %s: needs both id= and object= to name the key", ErrKeyURI, RedactURI(ref))
 		}
 	}
 	km, err := kms.New(context.Background(), apiv1.Options{Type: typ, URI: ref})
 	if err != nil {
+		if msg := err.Error(); strings.Contains(msg, "CKR_PIN_INCORRECT") || strings.Contains(msg, "CKR_PIN_LOCKED") ||
+			strings.Contains(msg, "CKR_PIN_LEN_RANGE") || strings.Contains(msg, "CKR_PIN_EXPIRED") {
+			// Not retryable: repeating a wrong PIN locks the token.
+			return nil, withHint(fmt.Errorf("%w: token refused the PIN for %s: %w", ErrPassword, RedactURI(ref), redactErr(err, ref)),
+				"check the pin-source file; do not retry a wrong PIN, the token locks after a few")
+		}
 		return nil, fmt.Errorf("%w: opening %s: %w", ErrHSM, RedactURI(ref), redactErr(err, ref))
 	}
 	return km, nil
@@ -142,7 +148,7 @@ func CreateKey(ref string, kt KeyType) (*Key, error) {
 	alg, bits := kt.algorithm()
 	if !strings.HasPrefix(ref, "pkcs11:") {
 		if ref != "" && !strings.HasPrefix(ref, "softkms:") {
-			return nil, fmt.Errorf("key URI %q: want a pkcs11: or softkms: URI", ref)
+			return nil, fmt.Errorf("%w %q: want a pkcs11: or softkms: URI", ErrKeyURI, ref)
 		}
 		km, err := openKMS("softkms:")
 		if err != nil {

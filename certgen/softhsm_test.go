@@ -118,8 +118,9 @@ func TestSoftHSMRefusals(t *testing.T) {
 		target error
 	}{
 		{"no-such-key", tk.URI("0b", "missing"), ErrIssuer},
-		{"no-object", strings.Replace(uri, ";object=line", "", 1), nil},
-		{"wrong-pin", strings.Replace(uri, "pin-value="+tk.PIN, "pin-value=not-"+tk.PIN, 1), ErrHSM},
+		{"no-object", strings.Replace(uri, ";object=line", "", 1), ErrKeyURI},
+		{"no-id", strings.Replace(uri, ";id=%0a", "", 1), ErrKeyURI},
+		{"wrong-pin", strings.Replace(uri, "pin-value="+tk.PIN, "pin-value=not-"+tk.PIN, 1), ErrPassword},
 		{"no-such-token", strings.Replace(uri, "token="+tk.Label, "token=absent", 1), ErrHSM},
 	}
 	for _, tc := range tests {
