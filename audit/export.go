@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -202,10 +203,22 @@ func writeRecords(tx *bolt.Tx, w *bufio.Writer, upTo uint64, format string) erro
 type jsonlRecords struct {
 	r    *bufio.Reader
 	line uint64
+	long []byte // a line longer than r's buffer
 }
 
 func (s *jsonlRecords) next() (uint64, []byte, error) {
 	b, err := s.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		s.long = append(s.long[:0], b...)
+		for errors.Is(err, bufio.ErrBufferFull) && len(s.long) <= MaxRecordSize {
+			b, err = s.r.ReadSlice('\n')
+			s.long = append(s.long, b...)
+		}
+		if len(s.long) > MaxRecordSize+1 {
+			return 0, nil, corruptError{fmt.Sprintf("record longer than %d bytes", MaxRecordSize)}
+		}
+		b = s.long
+	}
 	switch {
 	case err == nil:
 		s.line++
@@ -214,8 +227,6 @@ func (s *jsonlRecords) next() (uint64, []byte, error) {
 		return 0, nil, io.EOF
 	case errors.Is(err, io.EOF):
 		return 0, nil, corruptError{"the last record has no newline (truncated file)"}
-	case errors.Is(err, bufio.ErrBufferFull):
-		return 0, nil, corruptError{fmt.Sprintf("record longer than %d bytes", MaxRecordSize)}
 	}
 	return 0, nil, err
 }
@@ -316,13 +327,20 @@ func (s *jsonlCheckpoints) next() (uint64, []byte, error) {
 // `station audit pubkey` session), the export must extend it. It streams:
 // memory stays flat whatever the export's size.
 func VerifyExport(dir string, pub crypto.PublicKey, anchor []byte) (*Report, error) {
+	return VerifyExportFS(os.DirFS(dir), pub, anchor)
+}
+
+// VerifyExportFS is VerifyExport over any file system (an export read from
+// an archive, or kept in memory).
+func VerifyExportFS(fsys fs.FS, pub crypto.PublicKey, anchor []byte) (*Report, error) {
+	const dir = "the export"
 	v, err := newVerifier(pub, anchor)
 	if err != nil {
 		return nil, err
 	}
 	v.strict = true
-	cf, err := os.Open(filepath.Join(dir, FileCheckpoints))
-	if errors.Is(err, os.ErrNotExist) {
+	cf, err := fsys.Open(FileCheckpoints)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w (no %s)", dir, ErrNotExport, FileCheckpoints)
 	}
 	if err != nil {
@@ -331,8 +349,8 @@ func VerifyExport(dir string, pub crypto.PublicKey, anchor []byte) (*Report, err
 	defer cf.Close()
 
 	var src recordSource
-	jf, jerr := os.Open(filepath.Join(dir, FileRecordsJSONL))
-	sf, serr := os.Open(filepath.Join(dir, FileRecordsCSV))
+	jf, jerr := fsys.Open(FileRecordsJSONL)
+	sf, serr := fsys.Open(FileRecordsCSV)
 	switch {
 	case jerr == nil && serr == nil:
 		jf.Close()
@@ -340,13 +358,13 @@ func VerifyExport(dir string, pub crypto.PublicKey, anchor []byte) (*Report, err
 		return nil, fmt.Errorf("%s: %w: both %s and %s present", dir, ErrNotExport, FileRecordsJSONL, FileRecordsCSV)
 	case jerr == nil:
 		defer jf.Close()
-		src = &jsonlRecords{r: bufio.NewReaderSize(jf, MaxRecordSize+1)}
+		src = &jsonlRecords{r: bufio.NewReaderSize(jf, 1<<16)}
 	case serr == nil:
 		defer sf.Close()
 		cr := csv.NewReader(bufio.NewReaderSize(sf, 1<<16))
 		cr.ReuseRecord = true
 		src = &csvRecords{r: cr}
-	case errors.Is(jerr, os.ErrNotExist) && errors.Is(serr, os.ErrNotExist):
+	case errors.Is(jerr, fs.ErrNotExist) && errors.Is(serr, fs.ErrNotExist):
 		return nil, verr(1, "the export has no %s or %s (records deleted)", FileRecordsJSONL, FileRecordsCSV)
 	default:
 		return nil, fmt.Errorf("opening records: %w", errors.Join(jerr, serr))
@@ -356,7 +374,7 @@ func VerifyExport(dir string, pub crypto.PublicKey, anchor []byte) (*Report, err
 		return nil, err
 	}
 	// The loose checkpoint file must be the last checkpoint of the list.
-	if msg, err := os.ReadFile(filepath.Join(dir, FileCheckpoint)); err == nil {
+	if msg, err := fs.ReadFile(fsys, FileCheckpoint); err == nil {
 		c, err := OpenCheckpoint(msg, pub)
 		if err != nil {
 			return nil, verr(rep.Latest.Size, "%s: %v", FileCheckpoint, err)
@@ -367,7 +385,7 @@ func VerifyExport(dir string, pub crypto.PublicKey, anchor []byte) (*Report, err
 	} else {
 		rep.Warnings = append(rep.Warnings, "the export has no "+FileCheckpoint+" file")
 	}
-	if data, err := os.ReadFile(filepath.Join(dir, FilePublicKey)); err == nil {
+	if data, err := fs.ReadFile(fsys, FilePublicKey); err == nil {
 		if shipped, err := ParsePublicKeyPEM(data); err != nil || !sameKey(shipped, pub) {
 			rep.Warnings = append(rep.Warnings, "the export's "+FilePublicKey+" is not the key given; it was ignored (a key shipped with an export proves nothing)")
 		}

@@ -79,6 +79,8 @@ type Log struct {
 	pub     crypto.PublicKey
 	// now is the clock (tests freeze it).
 	now func() time.Time
+	// window is CheckpointWindow (tests shrink it).
+	window uint64
 }
 
 // Open prepares the audit buckets in db (creating them) for a station; signer
@@ -121,7 +123,7 @@ func Open(db *bolt.DB, stationID, version string, signer crypto.Signer) (*Log, e
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
-	return &Log{db: db, station: stationID, version: version, signer: ns, pub: signer.Public(), now: time.Now}, nil
+	return &Log{db: db, station: stationID, version: version, signer: ns, pub: signer.Public(), now: time.Now, window: CheckpointWindow}, nil
 }
 
 // Origin is the log's checkpoint origin ("station/<id>").
@@ -290,7 +292,7 @@ func (l *Log) checkpoint(tx *bolt.Tx, pin string) ([]byte, Checkpoint, error) {
 	}
 	if k, _ := cps.Cursor().Last(); k != nil && len(k) == 8 {
 		p := binary.BigEndian.Uint64(k)
-		if p < n && p/CheckpointWindow == n/CheckpointWindow && pinned.Get(k) == nil {
+		if p < n && p/l.window == n/l.window && pinned.Get(k) == nil {
 			if err := cps.Delete(k); err != nil {
 				return nil, Checkpoint{}, err
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -68,6 +69,7 @@ type verifier struct {
 	beforePrev   []tlog.Hash // the stack before record n's leaf was added
 	rec          Record
 	merges       []tlog.Hash
+	storedBuf    [][]byte
 
 	// A broken link between record pendA and pendA+1 waits for the next
 	// record or checkpoint to say which of the two was modified. alt is the
@@ -132,6 +134,16 @@ func (v *verifier) run(records recordSource, cps checkpointSource) (*Report, err
 	v.cps = cps
 	if err := v.loadCheckpoint(); err != nil {
 		return nil, err
+	}
+	// The log's station comes from its first checkpoint (or the anchor), so
+	// that a modified station field in record 1 is blamed on record 1.
+	if v.cpValid {
+		if c, err := OpenCheckpoint(v.cpMsg, v.pub); err == nil {
+			v.stationID = c.StationID()
+		}
+	}
+	if v.stationID == "" && v.anchor != nil {
+		v.stationID = v.anchor.StationID()
 	}
 	if err := v.atSize(); err != nil {
 		return nil, err
@@ -200,6 +212,23 @@ func (v *verifier) record(pos uint64, data []byte) error {
 	}
 	leaf := tlog.RecordHash(data)
 	r := &v.rec
+	if v.stored != nil {
+		// The leaf hash stored with the record pins down a modified record
+		// before anything else.
+		base := uint64(tlog.StoredHashIndex(0, int64(v.n)))
+		count := 1 + bits.TrailingZeros64(p)
+		v.storedBuf = v.storedBuf[:0]
+		for i := 0; i < count; i++ {
+			idx, sh, ok := v.stored.next()
+			if !ok || idx != base+uint64(i) {
+				return v.resolveFirst(verr(p, "tree hash %d is missing", base+uint64(i)))
+			}
+			v.storedBuf = append(v.storedBuf, sh)
+		}
+		if !bytes.Equal(v.storedBuf[0], leaf[:]) {
+			return v.resolveFirst(verr(p, "record bytes do not match the leaf hash stored with them (record modified)"))
+		}
+	}
 	linkOK := bytes.Equal(r.Prev, v.prevLeaf[:])
 	if r.Seq != p {
 		switch {
@@ -224,19 +253,12 @@ func (v *verifier) record(pos uint64, data []byte) error {
 
 	v.before = append(v.before[:0], v.stack...)
 	v.stack, v.merges = addLeaf(v.stack, v.n, leaf, v.merges)
-	if v.stored != nil {
-		base := uint64(tlog.StoredHashIndex(0, int64(v.n)))
-		for i, h := range v.merges {
-			idx, sh, ok := v.stored.next()
-			if !ok || idx != base+uint64(i) {
-				return v.resolveFirst(verr(p, "tree hash %d is missing", base+uint64(i)))
-			}
-			if !bytes.Equal(sh, h[:]) {
-				if i == 0 {
-					return v.resolveFirst(verr(p, "record bytes do not match the leaf hash stored with them (record modified)"))
-				}
-				return v.resolveFirst(verr(p, "tree hash %d stored with the record does not match the records", idx))
-			}
+	for i, h := range v.merges[1:] {
+		if v.stored == nil {
+			break
+		}
+		if !bytes.Equal(v.storedBuf[i+1], h[:]) {
+			return v.resolveFirst(verr(p, "tree hash %d stored with the record does not match the records", tlog.StoredHashIndex(0, int64(v.n))+int64(i)+1))
 		}
 	}
 
@@ -286,7 +308,7 @@ func (v *verifier) checkRoot(root tlog.Hash, what string) error {
 		}
 		return verr(v.pendA+1, "record was modified: its prev does not match record %d's hash", v.pendA)
 	}
-	return verr(v.n, "records 1..%d do not hash to the root of %s (records rewritten after signing)", v.n, what)
+	return verr(v.n, "records 1..%d do not hash to the root of %s (history rewritten after it was signed)", v.n, what)
 }
 
 // atSize checks the checkpoints (and the anchor) that commit to exactly the
@@ -322,7 +344,7 @@ func (v *verifier) atSize() error {
 		if v.stationID != "" && a.Origin != Origin(v.stationID) {
 			return verr(a.Size, "the anchor checkpoint is for log %q, not %q", a.Origin, Origin(v.stationID))
 		}
-		if err := v.checkRoot(a.Root, fmt.Sprintf("the anchor checkpoint (size %d): history was rewritten", a.Size)); err != nil {
+		if err := v.checkRoot(a.Root, fmt.Sprintf("the anchor checkpoint (size %d)", a.Size)); err != nil {
 			return err
 		}
 		v.anchorOK = true
