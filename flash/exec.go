@@ -173,7 +173,7 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 			rbImage, rbFirmware, err = e.readInto(ctx, vals, out)
 			return err
 		}, red); err != nil {
-			return res, fmt.Errorf("%w (read-back could not run)", err)
+			return res, fmt.Errorf("%w: %w (the read-back could not run: is the unit blank?)", err, ErrReadback)
 		}
 		if !bytes.Equal(rbImage, s.image) {
 			return res, fmt.Errorf("%s: the bundle read back from the unit differs (%d bytes, wrote %d; sha256 %s): %w",
@@ -272,7 +272,7 @@ func (e *execTarget) withRetries(ctx context.Context, phase string, detail map[s
 			status = string(red.apply([]byte(err.Error())))
 		}
 		detail[fmt.Sprintf("%s.attempt.%d", phase, i)] = fmt.Sprintf("%s in %s", status, time.Since(start).Round(time.Millisecond))
-		detail[phase+".output"] = string(red.apply(out.Bytes()))
+		detail[phase+".output"] = out.text(red)
 		detail[phase+".attempts"] = strconv.Itoa(i)
 		if err == nil {
 			return nil
@@ -383,24 +383,29 @@ func (e *execTarget) ReadBack(ctx context.Context, j Job) error {
 	return nil
 }
 
-// boundedBuffer keeps the first outputHead and last outputTail bytes of a
-// tool's output, and how many bytes were dropped between them.
+// boundedBuffer captures a tool's output: up to rawKeep bytes from the
+// start and from the end (the middle of a huge output is dropped). text
+// redacts the secrets from it first and then cuts it down to outputHead and
+// outputTail bytes (far less than rawKeep), so a cut never leaves part of a
+// key behind.
 type boundedBuffer struct {
 	head    []byte
 	tail    []byte
 	dropped int64
 }
 
+const rawKeep = 256 << 10
+
 func (b *boundedBuffer) Write(p []byte) (int, error) {
 	n := len(p)
-	if room := outputHead - len(b.head); room > 0 {
+	if room := rawKeep - len(b.head); room > 0 {
 		k := min(room, len(p))
 		b.head = append(b.head, p[:k]...)
 		p = p[k:]
 	}
 	if len(p) > 0 {
 		b.tail = append(b.tail, p...)
-		if over := len(b.tail) - outputTail; over > 0 {
+		if over := len(b.tail) - rawKeep; over > 0 {
 			b.dropped += int64(over)
 			b.tail = append(b.tail[:0], b.tail[over:]...)
 		}
@@ -408,12 +413,25 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (b *boundedBuffer) Bytes() []byte {
-	out := append([]byte{}, b.head...)
-	if b.dropped > 0 {
-		out = append(out, fmt.Sprintf("\n[... %d bytes not kept ...]\n", b.dropped)...)
+func (b *boundedBuffer) text(red redactor) string {
+	var all []byte
+	if b.dropped == 0 {
+		all = red.apply(append(append([]byte{}, b.head...), b.tail...))
+	} else {
+		// Each side is rawKeep long: the partial secrets a gap can leave
+		// at their inner edges are far inside what the cut below drops.
+		all = append(red.apply(b.head), red.apply(b.tail)...)
 	}
-	return append(out, b.tail...)
+	if len(all) <= outputHead+outputTail && b.dropped == 0 {
+		return string(all)
+	}
+	var h, t []byte = all, nil
+	dropped := b.dropped
+	if len(all) > outputHead+outputTail {
+		dropped += int64(len(all) - outputHead - outputTail)
+		h, t = all[:outputHead], all[len(all)-outputTail:]
+	}
+	return fmt.Sprintf("%s\n[... %d bytes not kept ...]\n%s", h, dropped, t)
 }
 
 // limitedBuffer holds up to limit bytes and notes an overflow.
