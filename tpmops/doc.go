@@ -1,0 +1,28 @@
+// Package tpmops is the station's TPM layer: it opens a unit's TPM by
+// address and runs the TPM steps of the manufacturing timeline (EK and EK
+// certificate, SRK, device identity key, ownership, NV), the same code for
+// every transport.
+//
+// # Guarantees
+//
+//   - One code path: go-tpm's direct tpm2 API over one transport.TPM, for the
+//     in-process simulator ("sim", "sim:SEED"), swtpm ("swtpm://HOST:PORT",
+//     "unix:///PATH", raw command stream on one connection) and a kernel
+//     device ("/dev/tpmrm0"). TPM_RC_RETRY, YIELDED and TESTING are retried
+//     with bounded backoff; an unreachable TPM wraps ErrUnreachable.
+//   - Never evicts what it did not persist: a persistent handle that already
+//     holds a key is either recognised (the standard EK, the SRK this station
+//     recorded or the standard template's SRK) or refused with
+//     ErrEKMismatch / ErrForeignKey, and left where it is. NV indices it did
+//     not define are refused too.
+//   - Flushes everything it loads: every transient object and session a call
+//     creates is flushed before the call returns, on error paths too (a TPM
+//     without a resource manager would otherwise run out of slots).
+//     Transients() lets callers and tests check it.
+//   - Never creates an RSA primary twice in one call (seconds on a discrete
+//     TPM).
+//   - Secrets (hierarchy auths) never appear in errors; a new hierarchy auth
+//     crosses to the TPM only inside a salted, parameter-encrypting session.
+//   - Never probes the lockout auth (it is dictionary-attack protected);
+//     the owner auth probe (OwnerAuthIsEmpty) is DA-exempt.
+package tpmops

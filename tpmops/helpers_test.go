@@ -1,0 +1,90 @@
+package tpmops
+
+import (
+	"os/exec"
+	"testing"
+
+	"github.com/factory-id/station/internal/swtpmtest"
+)
+
+// env is one TPM under test.
+type env struct {
+	tpm  *TPM
+	sw   *swtpmtest.Instance // nil on the simulator
+	name string
+}
+
+// tcli is the tpm2-tools TCTI for the instance.
+func (e *env) tcti() string {
+	return "swtpm:host=127.0.0.1,port=" + e.sw.Addr[len("swtpm://127.0.0.1:"):]
+}
+
+// tool runs a tpm2-tools command against the swtpm instance.
+func (e *env) tool(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	if e.sw == nil {
+		t.Fatalf("%s needs swtpm", name)
+	}
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("%s not installed", name)
+	}
+	// swtpm serves one connection at a time: step aside while the tool runs.
+	e.reconnect(t, func() {})
+	out, err := exec.Command(name, append(args, "-T", e.tcti())...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// reconnect closes the TPM connection, runs fn, and opens it again.
+func (e *env) reconnect(t testing.TB, fn func()) {
+	t.Helper()
+	if err := e.tpm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fn()
+	tp, err := Open(e.sw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tpm = tp
+}
+
+// open opens the TPM at addr, and on cleanup checks that nothing transient
+// is left loaded (like go-tpm-tools client.CheckedClose), then closes it.
+func openChecked(t testing.TB, e *env, addr string) {
+	t.Helper()
+	tp, err := Open(addr)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", addr, err)
+	}
+	e.tpm = tp
+	t.Cleanup(func() {
+		if hs, err := e.tpm.Transients(); err != nil {
+			t.Errorf("listing transients: %v", err)
+		} else if len(hs) != 0 {
+			t.Errorf("leaked transient handles/sessions: %v", hs)
+		}
+		if err := e.tpm.Close(); err != nil {
+			t.Errorf("closing: %v", err)
+		}
+	})
+}
+
+// eachTPM runs fn on the in-process simulator and on a fresh swtpm.
+// Subtests do not run in parallel: one simulator per process.
+func eachTPM(t *testing.T, opts swtpmtest.Options, fn func(t *testing.T, e *env)) {
+	t.Helper()
+	t.Run("sim", func(t *testing.T) {
+		e := &env{name: "sim"}
+		openChecked(t, e, "sim")
+		fn(t, e)
+	})
+	t.Run("swtpm", func(t *testing.T) {
+		e := &env{name: "swtpm"}
+		e.sw = swtpmtest.Start(t, opts)
+		openChecked(t, e, e.sw.Addr)
+		fn(t, e)
+	})
+}

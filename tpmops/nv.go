@@ -1,0 +1,375 @@
+package tpmops
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// NVAttrs chooses the optional behaviour of an owner NV index written by
+// NVDefineWrite. The index is always OWNERWRITE|OWNERREAD|AUTHREAD|NO_DA with
+// an empty index auth: anyone may read it (it holds public data such as a
+// device certificate), only the owner may write it.
+type NVAttrs struct {
+	// WriteLock defines the index with WRITEDEFINE and locks it after the
+	// write: it cannot be written again until it is undefined (owner auth).
+	WriteLock bool
+}
+
+// NVPublicInfo describes a defined NV index.
+type NVPublicInfo struct {
+	Index uint32
+	Attrs tpm2.TPMANV
+	Size  int
+	Name  []byte // TPM2B_NAME contents
+}
+
+// nvPublic is what NVPublic reads plus the handle for commands on the index.
+func (t *TPM) nvPublic(index uint32) (NVPublicInfo, tpm2.NamedHandle, error) {
+	rsp, err := tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(index)}.Execute(t.tr)
+	if err != nil {
+		if isHandleErr(err) {
+			return NVPublicInfo{}, tpm2.NamedHandle{}, fmt.Errorf("NV index %#x: %w", index, ErrHandleEmpty)
+		}
+		return NVPublicInfo{}, tpm2.NamedHandle{}, fmt.Errorf("reading NV public of %#x: %w", index, classify(err))
+	}
+	pub, err := rsp.NVPublic.Contents()
+	if err != nil {
+		return NVPublicInfo{}, tpm2.NamedHandle{}, fmt.Errorf("decoding NV public of %#x: %w", index, err)
+	}
+	info := NVPublicInfo{Index: index, Attrs: pub.Attributes, Size: int(pub.DataSize), Name: rsp.NVName.Buffer}
+	return info, tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: rsp.NVName}, nil
+}
+
+// NVPublic returns an NV index's attributes and size; ErrHandleEmpty when the
+// index is not defined.
+func (t *TPM) NVPublic(index uint32) (NVPublicInfo, error) {
+	info, _, err := t.nvPublic(index)
+	return info, err
+}
+
+// NVMaxSize returns TPM_PT_NV_INDEX_MAX, the largest NV index the TPM allows.
+func (t *TPM) NVMaxSize() (int, error) {
+	v, err := t.property(tpm2.TPMPTNVIndexMax)
+	return int(v), err
+}
+
+// nvBufferMax returns TPM_PT_NV_BUFFER_MAX (the largest NV read/write), cached.
+func (t *TPM) nvBufferMax() (int, error) {
+	if t.nvBufMax > 0 {
+		return t.nvBufMax, nil
+	}
+	v, err := t.property(tpm2.TPMPTNVBufferMax)
+	if err != nil {
+		return 0, err
+	}
+	if v == 0 {
+		v = 512 // TPM_PT_NV_BUFFER_MAX is mandatory; be safe anyway
+	}
+	t.nvBufMax = int(v)
+	return t.nvBufMax, nil
+}
+
+// NVDefineWrite writes data into the owner NV index (defining it when it is
+// absent). An index already defined with the size of data is rewritten; one
+// of another size that this package's attributes describe is undefined and
+// defined again. A write-locked index that already holds exactly data is
+// accepted (idempotent re-run); holding anything else it is an error.
+// The data is written in chunks of TPM_PT_NV_BUFFER_MAX, then locked when
+// attrs.WriteLock.
+func (t *TPM) NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs NVAttrs) error {
+	if tpm2.TPMHandle(index)>>24 != tpm2.TPMHandle(tpm2.TPMHTNVIndex) {
+		return fmt.Errorf("%#x is not an NV index handle", index)
+	}
+	if len(data) == 0 {
+		return fmt.Errorf("writing NV index %#x: no data", index)
+	}
+	max, err := t.NVMaxSize()
+	if err != nil {
+		return err
+	}
+	if len(data) > max {
+		return fmt.Errorf("writing NV index %#x: %d bytes exceed the TPM's NV index maximum of %d", index, len(data), max)
+	}
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)}
+	info, nh, err := t.nvPublic(index)
+	switch {
+	case errors.Is(err, ErrHandleEmpty):
+		nh, err = t.nvDefine(owner, index, len(data), attrs)
+		if err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		a := info.Attrs
+		if a.WriteLocked {
+			if a.Written {
+				if got, rerr := t.NVRead(index); rerr == nil && bytes.Equal(got, data) {
+					return nil
+				}
+			}
+			return fmt.Errorf("NV index %#x is write-locked with other contents (undefine it with owner auth to rewrite)", index)
+		}
+		if !a.OwnerWrite || a.PPWrite || a.AuthWrite || a.PolicyWrite || a.NT != tpm2.TPMNTOrdinary {
+			return fmt.Errorf("NV index %#x: %w (an index this station did not define)", index, ErrForeignKey)
+		}
+		if info.Size != len(data) || a.WriteDefine != attrs.WriteLock {
+			if _, err := (tpm2.NVUndefineSpace{AuthHandle: owner, NVIndex: nh}).Execute(t.tr); err != nil {
+				return fmt.Errorf("undefining NV index %#x to resize it: %w", index, classify(err))
+			}
+			nh, err = t.nvDefine(owner, index, len(data), attrs)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := t.nvWriteChunks(owner, nh, data); err != nil {
+		return fmt.Errorf("writing NV index %#x: %w", index, err)
+	}
+	if attrs.WriteLock {
+		// Name changes once written: re-read it for the lock's name check.
+		_, nh, err = t.nvPublic(index)
+		if err != nil {
+			return err
+		}
+		if _, err := (tpm2.NVWriteLock{AuthHandle: owner, NVIndex: nh}).Execute(t.tr); err != nil {
+			return fmt.Errorf("write-locking NV index %#x: %w", index, classify(err))
+		}
+	}
+	return nil
+}
+
+func (t *TPM) nvDefine(auth tpm2.AuthHandle, index uint32, size int, attrs NVAttrs) (tpm2.NamedHandle, error) {
+	pub := tpm2.TPMSNVPublic{
+		NVIndex: tpm2.TPMHandle(index),
+		NameAlg: tpm2.TPMAlgSHA256,
+		Attributes: tpm2.TPMANV{
+			OwnerWrite:  true,
+			OwnerRead:   true,
+			AuthRead:    true,
+			NoDA:        true,
+			WriteDefine: attrs.WriteLock,
+			NT:          tpm2.TPMNTOrdinary,
+		},
+		DataSize: uint16(size),
+	}
+	return t.nvDefineSpace(auth, pub)
+}
+
+func (t *TPM) nvDefineSpace(auth tpm2.AuthHandle, pub tpm2.TPMSNVPublic) (tpm2.NamedHandle, error) {
+	_, err := tpm2.NVDefineSpace{AuthHandle: auth, PublicInfo: tpm2.New2B(pub)}.Execute(t.tr)
+	if err != nil {
+		return tpm2.NamedHandle{}, fmt.Errorf("defining NV index %#x: %w", uint32(pub.NVIndex), classify(err))
+	}
+	_, nh, err := t.nvPublic(uint32(pub.NVIndex))
+	return nh, err
+}
+
+func (t *TPM) nvWriteChunks(auth tpm2.AuthHandle, nh tpm2.NamedHandle, data []byte) error {
+	chunk, err := t.nvBufferMax()
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(data); off += chunk {
+		end := min(off+chunk, len(data))
+		_, err := tpm2.NVWrite{
+			AuthHandle: auth,
+			NVIndex:    nh,
+			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: data[off:end]},
+			Offset:     uint16(off),
+		}.Execute(t.tr)
+		if err != nil {
+			return fmt.Errorf("at offset %d: %w", off, classify(err))
+		}
+		if off == 0 {
+			// The first write sets TPMA_NV_WRITTEN, which changes the Name
+			// later commands must carry.
+			if _, nh, err = t.nvPublic(uint32(nh.Handle)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// NVRead reads a whole NV index in chunks: with the index's own (empty) auth
+// when it is AUTHREAD, else with an empty owner password when OWNERREAD.
+// An undefined or never-written index wraps ErrHandleEmpty.
+func (t *TPM) NVRead(index uint32) ([]byte, error) {
+	info, nh, err := t.nvPublic(index)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Attrs.Written {
+		return nil, fmt.Errorf("NV index %#x is defined but not written: %w", index, ErrHandleEmpty)
+	}
+	var auth tpm2.AuthHandle
+	switch {
+	case info.Attrs.AuthRead:
+		auth = tpm2.AuthHandle{Handle: nh.Handle, Name: nh.Name, Auth: tpm2.PasswordAuth(nil)}
+	case info.Attrs.OwnerRead:
+		auth = tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
+	default:
+		return nil, fmt.Errorf("NV index %#x is neither AUTHREAD nor OWNERREAD", index)
+	}
+	chunk, err := t.nvBufferMax()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, info.Size)
+	for off := 0; off < info.Size; off += chunk {
+		n := min(chunk, info.Size-off)
+		rsp, err := tpm2.NVRead{AuthHandle: auth, NVIndex: nh, Size: uint16(n), Offset: uint16(off)}.Execute(t.tr)
+		if err != nil {
+			return nil, fmt.Errorf("reading NV index %#x at offset %d: %w", index, off, classify(err))
+		}
+		out = append(out, rsp.Data.Buffer...)
+	}
+	return out, nil
+}
+
+// EK certificate NV indices, in the order they are tried (TCG EK Credential
+// Profile: low range first, then high range).
+func ekCertIndices(alg Alg) ([]uint32, error) {
+	switch alg {
+	case RSA2048:
+		return []uint32{0x01C00002, 0x01C00012}, nil
+	case ECCP256:
+		return []uint32{0x01C0000A, 0x01C00014}, nil
+	}
+	return nil, fmt.Errorf("unknown key algorithm %q", alg)
+}
+
+// ReadEKCert returns the DER EK certificate for alg from NV, unwrapped from a
+// TCG PC-Client header and cut at its encoded length. No certificate at any
+// of the standard indices wraps ErrNoEKCert.
+func (t *TPM) ReadEKCert(alg Alg) ([]byte, error) {
+	idx, err := ekCertIndices(alg)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range idx {
+		raw, err := t.NVRead(i)
+		if errors.Is(err, ErrHandleEmpty) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading EK certificate from NV %#x: %w", i, err)
+		}
+		der, err := UnwrapEKCert(raw)
+		if err != nil {
+			return nil, fmt.Errorf("EK certificate in NV %#x: %w", i, err)
+		}
+		return der, nil
+	}
+	return nil, fmt.Errorf("%s EK certificate (NV %#x): %w", alg, idx, ErrNoEKCert)
+}
+
+// UnwrapEKCert returns the DER certificate inside the contents of an EK
+// certificate NV index: an optional TCG PC-Client header (10 01 00, then a
+// big-endian uint16 length) is removed and trailing padding is cut off at
+// the DER SEQUENCE's own encoded length. It does not parse the certificate.
+func UnwrapEKCert(raw []byte) ([]byte, error) {
+	b := raw
+	if len(b) >= 5 && b[0] == 0x10 && b[1] == 0x01 && b[2] == 0x00 {
+		n := int(b[3])<<8 | int(b[4])
+		if n > len(b)-5 {
+			return nil, fmt.Errorf("TCG header announces %d bytes, %d present", n, len(b)-5)
+		}
+		b = b[5 : 5+n]
+	}
+	n, err := derLength(b)
+	if err != nil {
+		return nil, err
+	}
+	return b[:n:n], nil
+}
+
+// derLength returns the total length (header and contents) of the DER
+// SEQUENCE at the start of b.
+func derLength(b []byte) (int, error) {
+	if len(b) < 2 || b[0] != 0x30 {
+		return 0, errors.New("not a DER certificate (no SEQUENCE)")
+	}
+	l := int(b[1])
+	hdr := 2
+	if l >= 0x80 {
+		nb := l & 0x7f
+		if nb == 0 || nb > 3 || len(b) < 2+nb {
+			return 0, errors.New("malformed DER length")
+		}
+		l = 0
+		for _, c := range b[2 : 2+nb] {
+			l = l<<8 | int(c)
+		}
+		if l < 0x80 || (nb > 1 && b[2] == 0) {
+			return 0, errors.New("non-minimal DER length")
+		}
+		hdr += nb
+	}
+	if hdr+l > len(b) {
+		return 0, fmt.Errorf("DER certificate truncated: %d bytes announced, %d present", hdr+l, len(b))
+	}
+	return hdr + l, nil
+}
+
+// ProvisionEKCert writes der into the standard EK certificate NV index for
+// alg (0x01C00002 RSA, 0x01C0000A ECC) the way a manufacturer does: defined
+// with platform authorization (empty, as on the simulator) and attributes
+// PPWRITE|PPREAD|OWNERREAD|AUTHREAD|NO_DA|PLATFORMCREATE. For demos and tests
+// on TPMs that ship without a certificate. An index that already holds der
+// is left alone; one holding anything else is an error.
+func (t *TPM) ProvisionEKCert(alg Alg, der []byte) error {
+	idx, err := ekCertIndices(alg)
+	if err != nil {
+		return err
+	}
+	index := idx[0]
+	if _, err := UnwrapEKCert(der); err != nil {
+		return fmt.Errorf("EK certificate to provision: %w", err)
+	}
+	if max, err := t.NVMaxSize(); err != nil {
+		return err
+	} else if len(der) > max {
+		return fmt.Errorf("EK certificate of %d bytes exceeds the TPM's NV index maximum of %d", len(der), max)
+	}
+	platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
+	info, _, err := t.nvPublic(index)
+	var nh tpm2.NamedHandle
+	switch {
+	case errors.Is(err, ErrHandleEmpty):
+		nh, err = t.nvDefineSpace(platform, tpm2.TPMSNVPublic{
+			NVIndex: tpm2.TPMHandle(index),
+			NameAlg: tpm2.TPMAlgSHA256,
+			Attributes: tpm2.TPMANV{
+				PPWrite:        true,
+				PPRead:         true,
+				OwnerRead:      true,
+				AuthRead:       true,
+				NoDA:           true,
+				PlatformCreate: true,
+				NT:             tpm2.TPMNTOrdinary,
+			},
+			DataSize: uint16(len(der)),
+		})
+		if err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		if info.Attrs.Written {
+			if got, rerr := t.NVRead(index); rerr == nil && bytes.Equal(got, der) {
+				return nil
+			}
+		}
+		return fmt.Errorf("NV index %#x already holds another EK certificate", index)
+	}
+	if err := t.nvWriteChunks(platform, nh, der); err != nil {
+		return fmt.Errorf("writing EK certificate to NV %#x: %w", index, err)
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+package tpmops
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+)
+
+// TPM is one open connection to one TPM. Its methods must not be called
+// concurrently with each other (a TPM executes one command at a time; the
+// transport serialises commands anyway).
+type TPM struct {
+	addr   string
+	tr     *retryTransport
+	closer io.Closer
+
+	nvBufMax int // TPM_PT_NV_BUFFER_MAX, cached
+}
+
+// Open opens a TPM by address:
+//
+//	sim, sim:SEED        go-tpm-tools simulator in this process (one at a time);
+//	                     SEED (int64) gives a reproducible (insecure) TPM
+//	swtpm://HOST:PORT    swtpm's server port (raw TPM command stream)
+//	unix:///PATH         swtpm's server Unix socket (raw TPM command stream)
+//	/dev/tpmrm0, ...     a character device (the kernel's resource manager)
+//
+// Every transport retries TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING with
+// bounded backoff. A TPM that cannot be reached gives an error wrapping
+// ErrUnreachable.
+func Open(addr string) (*TPM, error) {
+	tr, closer, err := openTransport(addr)
+	if err != nil {
+		return nil, fmt.Errorf("opening TPM %s: %w: %w", redactAddr(addr), ErrUnreachable, err)
+	}
+	return &TPM{addr: addr, tr: &retryTransport{inner: tr, addr: addr}, closer: closer}, nil
+}
+
+// Addr returns the address the TPM was opened with.
+func (t *TPM) Addr() string { return t.addr }
+
+// Close closes the connection (and stops an in-process simulator).
+func (t *TPM) Close() error {
+	if t == nil || t.closer == nil {
+		return nil
+	}
+	c := t.closer
+	t.closer = nil
+	return c.Close()
+}
+
+// Transport returns the command channel, for callers that run TPM commands
+// of their own (credential activation). It retries like every call here.
+func (t *TPM) Transport() transport.TPM { return t.tr }
+
+const dialTimeout = 5 * time.Second
+
+func openTransport(addr string) (transport.TPM, io.Closer, error) {
+	switch {
+	case addr == "":
+		return nil, nil, errors.New("empty TPM address")
+	case addr == "sim" || strings.HasPrefix(addr, "sim:"):
+		var (
+			s   *simulator.Simulator
+			err error
+		)
+		if seed, ok := strings.CutPrefix(addr, "sim:"); ok {
+			n, perr := strconv.ParseInt(seed, 10, 64)
+			if perr != nil {
+				return nil, nil, fmt.Errorf("simulator seed %q is not an integer", seed)
+			}
+			s, err = simulator.GetWithFixedSeedInsecure(n)
+		} else {
+			s, err = simulator.Get()
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("starting simulator: %w", err)
+		}
+		tr := transport.FromReadWriteCloser(s)
+		return tr, tr, nil
+	case strings.HasPrefix(addr, "swtpm://"):
+		u, err := url.Parse(addr)
+		if err != nil || u.Host == "" || u.Port() == "" {
+			return nil, nil, fmt.Errorf("swtpm address must be swtpm://HOST:PORT")
+		}
+		return dialStream("tcp", u.Host)
+	case strings.HasPrefix(addr, "unix://"):
+		p := strings.TrimPrefix(addr, "unix://")
+		if p == "" {
+			return nil, nil, fmt.Errorf("unix address must be unix:///PATH")
+		}
+		return dialStream("unix", p)
+	case strings.HasPrefix(addr, "/"):
+		fi, err := os.Stat(addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		if fi.Mode()&os.ModeSocket != 0 {
+			return dialStream("unix", addr)
+		}
+		tr, err := linuxtpm.Open(addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		return tr, tr, nil
+	}
+	return nil, nil, fmt.Errorf("unknown TPM address scheme (want sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path)")
+}
+
+// redactAddr keeps an address printable: addresses hold no secrets, but a
+// malformed one is cut so that logs stay one line.
+func redactAddr(addr string) string {
+	if len(addr) > 80 {
+		return strconv.Quote(addr[:80] + "...")
+	}
+	return strconv.Quote(addr)
+}
+
+// streamTransport speaks the raw TPM command/response stream that swtpm's
+// server socket expects (not the MS simulator framing of go-tpm's
+// transport/tcp): write a command, read the 10-byte response header, then the
+// rest of the response. One connection for the TPM's lifetime.
+type streamTransport struct {
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+const (
+	maxResponse     = 1 << 20
+	commandDeadline = 2 * time.Minute // discrete TPMs take seconds for RSA keys
+)
+
+func dialStream(network, address string) (transport.TPM, io.Closer, error) {
+	conn, err := net.DialTimeout(network, address, dialTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &streamTransport{conn: conn}
+	return s, s, nil
+}
+
+func (s *streamTransport) Send(cmd []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil, fmt.Errorf("%w: connection closed", ErrUnreachable)
+	}
+	_ = s.conn.SetDeadline(time.Now().Add(commandDeadline))
+	if _, err := s.conn.Write(cmd); err != nil {
+		return nil, fmt.Errorf("%w: sending command: %w", ErrUnreachable, err)
+	}
+	hdr := make([]byte, 10)
+	if _, err := io.ReadFull(s.conn, hdr); err != nil {
+		return nil, fmt.Errorf("%w: reading response: %w", ErrUnreachable, err)
+	}
+	size := binary.BigEndian.Uint32(hdr[2:6])
+	if size < 10 || size > maxResponse {
+		return nil, fmt.Errorf("%w: response size %d out of range", ErrUnreachable, size)
+	}
+	rsp := make([]byte, size)
+	copy(rsp, hdr)
+	if _, err := io.ReadFull(s.conn, rsp[10:]); err != nil {
+		return nil, fmt.Errorf("%w: reading response: %w", ErrUnreachable, err)
+	}
+	return rsp, nil
+}
+
+func (s *streamTransport) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close()
+	s.conn = nil
+	return err
+}
+
+// Response codes after which the TPM did not execute the command and asks to
+// be sent it again.
+const (
+	rcRetry   = 0x922
+	rcYielded = 0x908
+	rcTesting = 0x90A
+)
+
+// retryTransport resends a command the TPM answered with RETRY, YIELDED or
+// TESTING (libtpms answers RETRY to the first DA-protected authorization after
+// each startup). The command was not executed, so resending the same bytes
+// (same session nonces) is correct. Backoff doubles from 2 ms, bounded in
+// attempts and total time.
+type retryTransport struct {
+	mu    sync.Mutex
+	inner transport.TPM
+	addr  string
+}
+
+const (
+	retryAttempts = 12
+	retryFirst    = 2 * time.Millisecond
+	retryMaxSleep = 500 * time.Millisecond
+)
+
+func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sleep := retryFirst
+	for attempt := 0; ; attempt++ {
+		rsp, err := r.inner.Send(cmd)
+		if err != nil {
+			if errors.Is(err, ErrUnreachable) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+		}
+		if len(rsp) < 10 {
+			return nil, fmt.Errorf("%w: short response (%d bytes)", ErrUnreachable, len(rsp))
+		}
+		switch binary.BigEndian.Uint32(rsp[6:10]) {
+		case rcRetry, rcYielded, rcTesting:
+			if attempt+1 >= retryAttempts {
+				return rsp, nil // the caller sees the warning code
+			}
+			time.Sleep(sleep)
+			sleep = min(sleep*2, retryMaxSleep)
+			continue
+		}
+		return rsp, nil
+	}
+}
