@@ -46,23 +46,6 @@ type Target interface {
 	ReadBack(ctx context.Context, j Job) error
 }
 
-// NVDevice is what the tpm-nv target needs from the unit's TPM
-// (tpmops.TPM provides it through the adapter in station).
-type NVDevice interface {
-	// NVDefineWrite defines an owner index of len(data) bytes with attrs,
-	// writes data and write-locks it (attrs carry WRITEDEFINE).
-	NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs uint32) error
-	// NVUndefine removes an owner index (to replace this unit's older certificate).
-	NVUndefine(index uint32, ownerAuth []byte) error
-	// NVRead reads the whole index through TPM2_NV_Read; ErrNVNotDefined
-	// wrapped when the index does not exist.
-	NVRead(index uint32) ([]byte, error)
-	// NVPublic returns the index's attributes and size as the TPM reports them.
-	NVPublic(index uint32) (attrs uint32, size int, err error)
-	// NVMaxSize is TPM_PT_NV_INDEX_MAX.
-	NVMaxSize() (int, error)
-}
-
 // serialRe: what a serial may be wherever flash puts it (a path component,
 // an argument): letters, digits, '.', '_', '-'; starting with a letter or
 // digit (so never an option such as "-rf", never ".."), at most 64.
