@@ -375,3 +375,28 @@ func TestLoadFirmware(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// QA verify works from the record alone (serial, digest, certificate).
+func TestReadBackFromRecord(t *testing.T) {
+	f := newFixture(t)
+	root := t.TempDir()
+	tg := openOne(t, "dir:"+root, configs.Flash{}, nil)
+	j := f.job(t, "SN-0400")
+	if _, err := tg.Write(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := Expected("SN-0400", j.Bundle.DigestHex(), j.Bundle.CertDER())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: exp, StationKey: f.key.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := Expected("SN-0400", f.job(t, "SN-0400").Bundle.DigestHex(), j.Bundle.CertDER())
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: other}); !errors.Is(err, ErrReadback) {
+		t.Fatalf("another digest: %v", err)
+	}
+	if _, err := tg.Write(context.Background(), Job{Serial: "SN-0400", Bundle: exp, Firmware: f.fw}); err == nil {
+		t.Fatal("an Expected bundle was written")
+	}
+}

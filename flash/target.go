@@ -1,7 +1,11 @@
 package flash
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"crypto"
 	"fmt"
 	"regexp"
@@ -180,4 +184,23 @@ func (e *otherUnitError) Error() string {
 func (e *otherUnitError) Unwrap() error { return ErrOtherUnit }
 func (e *otherUnitError) Hint() string {
 	return "check the fixture holds the right unit; re-run with --force to overwrite it"
+}
+
+// Expected describes, for QA verify, what a unit's targets should hold
+// from what the station recorded: the serial, the bundle digest (hex, as
+// Bundle.DigestHex gave it at provisioning) and the device certificate
+// (DER). Use it as Job.Bundle for ReadBack; it cannot be written.
+func Expected(serial, digestHex string, certDER []byte) (*Bundle, error) {
+	if err := ValidSerial(serial); err != nil {
+		return nil, err
+	}
+	d, err := hex.DecodeString(digestHex)
+	if err != nil || len(d) != sha256.Size {
+		return nil, bundleErr("recorded bundle digest %q", digestHex)
+	}
+	if _, err := x509.ParseCertificate(certDER); err != nil {
+		return nil, bundleErr("recorded certificate: %v", err)
+	}
+	return &Bundle{Version: Version, Serial: serial, Digest: d, certDER: bytes.Clone(certDER),
+		CertPEM: encodePEM(certDER)}, nil
 }
