@@ -3,10 +3,10 @@ package flash
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"crypto"
 	"fmt"
 	"regexp"
 	"strings"
