@@ -400,3 +400,42 @@ func TestReadBackFromRecord(t *testing.T) {
 		t.Fatal("an Expected bundle was written")
 	}
 }
+
+func TestDirDamagedBundles(t *testing.T) {
+	f := newFixture(t)
+	root := t.TempDir()
+	tg := openOne(t, "dir:"+root, configs.Flash{}, nil)
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0700")); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, DirImage)
+	b, _ := os.ReadFile(p)
+	b[len(b)-20] ^= 0xff
+	os.WriteFile(p, b, 0o600)
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0701")); !errors.Is(err, ErrOtherUnit) {
+		t.Fatalf("damaged bundle of another unit: %v, want ErrOtherUnit", err)
+	}
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0700")); err != nil {
+		t.Fatalf("the same unit's damaged bundle: %v", err)
+	}
+	// Garbage that names no unit is replaced.
+	os.WriteFile(p, []byte("garbage"), 0o600)
+	os.Remove(filepath.Join(root, DirBundle, FileManifest))
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0701")); err != nil {
+		t.Fatalf("garbage: %v", err)
+	}
+}
+
+func TestDirSymlinkedOperatorRoot(t *testing.T) {
+	f := newFixture(t)
+	real := t.TempDir()
+	link := filepath.Join(t.TempDir(), "unit")
+	os.Symlink(real, link)
+	tg := openOne(t, "dir:"+link, configs.Flash{}, nil)
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0702")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(real, DirImage)); err != nil {
+		t.Fatal(err)
+	}
+}

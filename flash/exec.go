@@ -144,10 +144,9 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 	// What does the unit hold now? Another unit's bundle is refused.
 	if len(e.readback) > 0 {
 		if img, _, err := e.readOnce(ctx, vals); err == nil {
-			if found, err := ParseImage(img); err == nil {
-				if err := otherUnit(j, found, e.spec); err != nil {
-					return res, err
-				}
+			serial, _ := peekSerial(img)
+			if err := otherUnit(j, serial, e.spec); err != nil {
+				return res, err
 			}
 		}
 		os.Remove(vals["readback_bundle"])

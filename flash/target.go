@@ -167,13 +167,14 @@ func checkFound(j Job, found *Bundle, where string) error {
 	return nil
 }
 
-// otherUnit returns ErrOtherUnit when a bundle found on a target belongs to
-// another unit and the job is not forced.
-func otherUnit(j Job, found *Bundle, where string) error {
-	if found == nil || found.Serial == j.Serial || j.Force {
+// otherUnit returns ErrOtherUnit when a target holds a bundle naming
+// another unit (serial, "" if none can be read) and the job is not forced.
+// A bundle too damaged to name its unit is replaced.
+func otherUnit(j Job, serial, where string) error {
+	if serial == "" || serial == j.Serial || j.Force {
 		return nil
 	}
-	return &otherUnitError{where: where, serial: found.Serial, want: j.Serial}
+	return &otherUnitError{where: where, serial: serial, want: j.Serial}
 }
 
 type otherUnitError struct{ where, serial, want string }
