@@ -61,6 +61,8 @@
 //     TPM_PT_NV_INDEX_MAX first; it is read back through NV_Read and its
 //     public area checked.
 //
+// A target list is split on commas, so a dir: path cannot hold one.
+//
 // Every Write refuses a target that already holds another unit's bundle
 // (ErrOtherUnit) unless Job.Force. Serials are checked by ValidSerial
 // wherever they could reach a path or an argv (ErrUnsafeInput).
