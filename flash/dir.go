@@ -37,6 +37,9 @@ func newDirTarget(path string) (*dirTarget, error) {
 	if strings.ContainsAny(path, "\x00\n\r") {
 		return nil, specErr("dir:%q: control characters in the path", path)
 	}
+	if strings.Contains(filepath.Dir(path), "{serial}") {
+		return nil, specErr("dir:%s: {serial} may only be in the last path element", path)
+	}
 	rest := strings.ReplaceAll(path, "{serial}", "")
 	if strings.ContainsAny(rest, "{}") {
 		return nil, specErr("dir:%s: the only placeholder is {serial}", path)
@@ -76,7 +79,7 @@ func (d *dirTarget) root(serial string, create bool) (string, error) {
 	return p, nil
 }
 
-// planned returns every file the target holds for j: relative path -> bytes.
+// dirPlan returns every file the target holds for j: relative path -> bytes.
 func dirPlan(j Job) (map[string][]byte, error) {
 	img, err := j.Bundle.MarshalBinary()
 	if err != nil {

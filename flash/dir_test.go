@@ -337,7 +337,7 @@ func TestOpenSpecs(t *testing.T) {
 			}
 		}
 	}
-	for _, spec := range []string{"", "dir:", "exec:nope", "tpm-nv", "tpm-nv:0x1", "ftp:x", "dir:/a,dir:/a", "dir:/a/{port}", "exec:esp@-rf"} {
+	for _, spec := range []string{"", "dir:", "exec:nope", "tpm-nv", "tpm-nv:0x1", "ftp:x", "dir:/a,dir:/a", "dir:/a/{port}", "exec:esp@-rf", "dir:/a/{serial}/b"} {
 		_, err := Open(spec, cfg, nil)
 		var ce *configs.Error
 		if !errors.As(err, &ce) {

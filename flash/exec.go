@@ -149,8 +149,6 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 				return res, err
 			}
 		}
-		os.Remove(vals["readback_bundle"])
-		os.Remove(vals["readback_firmware"])
 	}
 
 	argv, err := expandAll(e.args, vals)
@@ -211,6 +209,9 @@ func (e *execTarget) readOnce(ctx context.Context, vals map[string]string) ([]by
 // {readback_bundle} when the template names it, else from stdout; the
 // firmware from {readback_firmware} when named (nil otherwise).
 func (e *execTarget) readInto(ctx context.Context, vals map[string]string, log *boundedBuffer) ([]byte, []byte, error) {
+	// Nothing from an earlier attempt may pass for this one's output.
+	os.Remove(vals["readback_bundle"])
+	os.Remove(vals["readback_firmware"])
 	argv, err := expandAll(e.readback, vals)
 	if err != nil {
 		return nil, nil, err
