@@ -301,14 +301,3 @@ func Marshal(v any) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// digest is the hex SHA-256 of an enrollment's stable encoding: what the
-// export bookkeeping compares to decide whether a unit changed.
-func digest(v any) (string, error) {
-	b, err := Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
-}

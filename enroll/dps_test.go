@@ -20,18 +20,18 @@ var dpsFields = map[string]bool{
 	"registrationId": true, "deviceId": true, "etag": true, "enrollmentGroupId": true,
 	"attestation": true, "attestation.type": true,
 	"attestation.tpm": true, "attestation.tpm.endorsementKey": true, "attestation.tpm.storageRootKey": true,
-	"attestation.x509": true,
+	"attestation.x509":                    true,
 	"attestation.x509.clientCertificates": true, "attestation.x509.clientCertificates.primary": true,
 	"attestation.x509.clientCertificates.primary.certificate": true,
-	"attestation.x509.signingCertificates": true, "attestation.x509.signingCertificates.primary": true,
+	"attestation.x509.signingCertificates":                    true, "attestation.x509.signingCertificates.primary": true,
 	"attestation.x509.signingCertificates.primary.certificate": true,
-	"attestation.symmetricKey": true, "attestation.symmetricKey.primaryKey": true, "attestation.symmetricKey.secondaryKey": true,
+	"attestation.symmetricKey":                                 true, "attestation.symmetricKey.primaryKey": true, "attestation.symmetricKey.secondaryKey": true,
 	"capabilities": true, "capabilities.iotEdge": true,
 	"iotHubs": true, "allocationPolicy": true,
 	"initialTwin": true, "initialTwin.tags": true, "initialTwin.tags.*": true,
 	"initialTwin.properties": true, "initialTwin.properties.desired": true,
 	"provisioningStatus": true,
-	"reprovisionPolicy": true, "reprovisionPolicy.updateHubAssignment": true, "reprovisionPolicy.migrateDeviceData": true,
+	"reprovisionPolicy":  true, "reprovisionPolicy.updateHubAssignment": true, "reprovisionPolicy.migrateDeviceData": true,
 }
 
 func jsonPaths(t *testing.T, prefix string, v any, out *[]string) {
