@@ -126,8 +126,10 @@ type Result struct {
 	// ManifestSHA256 is the hex SHA-256 of manifest.json (what the audit
 	// record names).
 	ManifestSHA256 string
-	f              *folder
-	csvTmp         string
+	// Rows counts the units a csv export wrote (Manifest is nil for csv).
+	Rows   int
+	f      *folder
+	csvTmp string
 }
 
 // Install moves the export into place. Call it inside the transaction that
@@ -498,6 +500,7 @@ func exportCSV(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result) error {
 		if err != nil || !write {
 			return err
 		}
+		res.Rows++
 		return w.Write(row)
 	})
 	if err != nil {
