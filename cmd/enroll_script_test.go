@@ -118,6 +118,7 @@ func scriptSeed(ts *testscript.TestScript, neg bool, args []string) {
 					ek = fmt.Appendf(ek, "/%d", k)
 				}
 			}
+			ek = append([]byte{0, byte(len(ek))}, ek...) // TPM2B-shaped
 			sum := sha256.Sum256(ek)
 			u := &store.Unit{Serial: serial, Status: store.StatusProvisioned, Attestation: "tpm",
 				RegistrationID: enroll.RegistrationID(ek), EKPublic: ek, EKSHA256: hex.EncodeToString(sum[:]),

@@ -176,6 +176,7 @@ func TestTPMEnrollmentVector(t *testing.T) {
 }
 
 func TestIndividualRefusals(t *testing.T) {
+	mismatchedLeaf := newCA(t, "line", nil).leaf(t, "someone-else")
 	tests := []struct {
 		name     string
 		u        store.Unit
@@ -183,6 +184,12 @@ func TestIndividualRefusals(t *testing.T) {
 		want     error
 	}{
 		{"tpm-no-ek", store.Unit{Serial: "a", Attestation: AttestTPM}, false, ErrIncomplete},
+		// go-tpm's legacy Encode() output: the TPMT_PUBLIC without its size.
+		{"tpm-ek-without-size", store.Unit{Serial: "a", Attestation: AttestTPM, EKPublic: fakeEK("a")[2:]}, false, ErrIncomplete},
+		{"tpm-ek-sha-mismatch", store.Unit{Serial: "a", Attestation: AttestTPM, EKPublic: fakeEK("a"), EKSHA256: "00"}, false, ErrIncomplete},
+		{"tpm-srk-without-size", store.Unit{Serial: "a", Attestation: AttestTPM, EKPublic: fakeEK("a"), SRKPublic: []byte{0, 9, 1}}, false, ErrIncomplete},
+		{"x509-garbage-cert", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a", Cert: []byte{0x30, 1}}, false, ErrIncomplete},
+		{"x509-cn-mismatch", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a", Cert: mismatchedLeaf}, false, ErrIncomplete},
 		{"x509-no-cert", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a"}, false, ErrIncomplete},
 		{"sym-enabled-no-key", store.Unit{Serial: "a", Attestation: AttestSymmetric, RegistrationID: "a"}, false, ErrSecretsNeeded},
 		{"sym-disabled-ok", store.Unit{Serial: "a", Attestation: AttestSymmetric, RegistrationID: "a"}, true, nil},

@@ -55,7 +55,7 @@ func testEnv(t *testing.T) *Env {
 }
 
 func tpmUnit(serial string, i int) *store.Unit {
-	ek := []byte("ek-of-" + serial)
+	ek := append([]byte{0, byte(len("ek-of-" + serial))}, "ek-of-"+serial...) // a TPM2B
 	sum := sha256.Sum256(ek)
 	return &store.Unit{Serial: serial, StationID: "line1-st03", Status: store.StatusProvisioned, Attestation: "tpm",
 		RegistrationID: enroll.RegistrationID(ek), EKPublic: ek, EKSHA256: hex.EncodeToString(sum[:]),
