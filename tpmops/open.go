@@ -205,6 +205,21 @@ type retryTransport struct {
 	mu    sync.Mutex
 	inner transport.TPM
 	addr  string
+	stats Stats
+}
+
+// Stats counts the commands sent on a connection and the time spent waiting
+// for the TPM to answer them (retries and backoff included).
+type Stats struct {
+	Commands int
+	Busy     time.Duration
+}
+
+// Stats returns the connection's command count and time spent in the TPM.
+func (t *TPM) Stats() Stats {
+	t.tr.mu.Lock()
+	defer t.tr.mu.Unlock()
+	return t.tr.stats
 }
 
 const (
@@ -216,6 +231,11 @@ const (
 func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	start := time.Now()
+	defer func() {
+		r.stats.Commands++
+		r.stats.Busy += time.Since(start)
+	}()
 	sleep := retryFirst
 	for attempt := 0; ; attempt++ {
 		rsp, err := r.inner.Send(cmd)
