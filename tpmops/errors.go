@@ -12,6 +12,9 @@ import (
 var (
 	// ErrUnreachable: the TPM could not be opened or stopped answering.
 	ErrUnreachable = errors.New("TPM unreachable")
+	// ErrBadAddress: the TPM address is malformed (a usage or configuration
+	// error, not a retryable one).
+	ErrBadAddress = errors.New("bad TPM address")
 	// ErrEKMismatch: the key persisted at the EK handle is not the EK the
 	// standard template gives on this TPM.
 	ErrEKMismatch = errors.New("key at the EK handle is not the standard EK")

@@ -42,6 +42,9 @@ type TPM struct {
 // ErrUnreachable.
 func Open(addr string) (*TPM, error) {
 	tr, closer, err := openTransport(addr)
+	if errors.Is(err, ErrBadAddress) {
+		return nil, fmt.Errorf("opening TPM %s: %w", redactAddr(addr), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening TPM %s: %w: %w", redactAddr(addr), ErrUnreachable, err)
 	}
@@ -70,7 +73,7 @@ const dialTimeout = 5 * time.Second
 func openTransport(addr string) (transport.TPM, io.Closer, error) {
 	switch {
 	case addr == "":
-		return nil, nil, errors.New("empty TPM address")
+		return nil, nil, fmt.Errorf("%w: empty", ErrBadAddress)
 	case addr == "sim" || strings.HasPrefix(addr, "sim:"):
 		var (
 			s   *simulator.Simulator
@@ -79,7 +82,7 @@ func openTransport(addr string) (transport.TPM, io.Closer, error) {
 		if seed, ok := strings.CutPrefix(addr, "sim:"); ok {
 			n, perr := strconv.ParseInt(seed, 10, 64)
 			if perr != nil {
-				return nil, nil, fmt.Errorf("simulator seed %q is not an integer", seed)
+				return nil, nil, fmt.Errorf("%w: simulator seed %q is not an integer", ErrBadAddress, seed)
 			}
 			s, err = simulator.GetWithFixedSeedInsecure(n)
 		} else {
@@ -93,13 +96,13 @@ func openTransport(addr string) (transport.TPM, io.Closer, error) {
 	case strings.HasPrefix(addr, "swtpm://"):
 		u, err := url.Parse(addr)
 		if err != nil || u.Host == "" || u.Port() == "" {
-			return nil, nil, fmt.Errorf("swtpm address must be swtpm://HOST:PORT")
+			return nil, nil, fmt.Errorf("%w: want swtpm://HOST:PORT", ErrBadAddress)
 		}
 		return dialStream("tcp", u.Host)
 	case strings.HasPrefix(addr, "unix://"):
 		p := strings.TrimPrefix(addr, "unix://")
 		if p == "" {
-			return nil, nil, fmt.Errorf("unix address must be unix:///PATH")
+			return nil, nil, fmt.Errorf("%w: want unix:///PATH", ErrBadAddress)
 		}
 		return dialStream("unix", p)
 	case strings.HasPrefix(addr, "/"):
@@ -116,7 +119,7 @@ func openTransport(addr string) (transport.TPM, io.Closer, error) {
 		}
 		return tr, tr, nil
 	}
-	return nil, nil, fmt.Errorf("unknown TPM address scheme (want sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path)")
+	return nil, nil, fmt.Errorf("%w: want sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path", ErrBadAddress)
 }
 
 // redactAddr keeps an address printable: addresses hold no secrets, but a
@@ -205,10 +208,11 @@ type retryTransport struct {
 	mu    sync.Mutex
 	inner transport.TPM
 	addr  string
+	sleep func(time.Duration) // time.Sleep when nil (tests count instead)
 }
 
 const (
-	retryAttempts = 12
+	retryAttempts = 16
 	retryFirst    = 2 * time.Millisecond
 	retryMaxSleep = 500 * time.Millisecond
 )
@@ -233,7 +237,11 @@ func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
 			if attempt+1 >= retryAttempts {
 				return rsp, nil // the caller sees the warning code
 			}
-			time.Sleep(sleep)
+			if r.sleep != nil {
+				r.sleep(sleep)
+			} else {
+				time.Sleep(sleep)
+			}
 			sleep = min(sleep*2, retryMaxSleep)
 			continue
 		}
