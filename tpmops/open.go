@@ -37,6 +37,11 @@ type TPM struct {
 //	unix:///PATH         swtpm's server Unix socket (raw TPM command stream)
 //	/dev/tpmrm0, ...     a character device (the kernel's resource manager)
 //
+// The simulator is one per process: Open("sim") blocks until the simulator
+// opened before is Closed, and every Open gives a freshly manufactured TPM
+// (with sim:SEED the same seeds, hence the same EK, but empty NV and no
+// persistent keys): do not Close it between steps that must see each other.
+//
 // Every transport retries TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING with
 // bounded backoff. A TPM that cannot be reached gives an error wrapping
 // ErrUnreachable.
