@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/factory-id/station/internal/swtpmtest"
@@ -133,9 +134,16 @@ func azureEmptyUniqueEK() tpm2.TPMTPublic {
 func TestEKMismatch(t *testing.T) {
 	eachTPM(t, swtpmtest.Options{}, func(t *testing.T, e *env) {
 		foreign := putKey(t, e.tpm, tpm2.TPMRHEndorsement, azureEmptyUniqueEK(), EKHandleRSA)
+		before, err := e.tpm.Persistent()
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, persisted, err := e.tpm.EnsureEK(RSA2048, nil)
 		if !errors.Is(err, ErrEKMismatch) || persisted {
 			t.Fatalf("EnsureEK over a foreign key: persisted=%v err=%v, want ErrEKMismatch", persisted, err)
+		}
+		if after, err := e.tpm.Persistent(); err != nil || !slices.Equal(before, after) {
+			t.Fatalf("persistent handles changed: %v -> %v (%v)", before, after, err)
 		}
 		still, err := e.tpm.ReadPublic(EKHandleRSA)
 		if err != nil || !bytes.Equal(still.Name, foreign.Name) {
