@@ -165,22 +165,34 @@ func (s *streamTransport) Send(cmd []byte) ([]byte, error) {
 	if s.conn == nil {
 		return nil, fmt.Errorf("%w: connection closed", ErrUnreachable)
 	}
+	rsp, err := s.roundTrip(cmd)
+	if err != nil {
+		// The stream may be out of step now: never read a stale response
+		// as the answer to a later command.
+		_ = s.conn.Close()
+		s.conn = nil
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return rsp, nil
+}
+
+func (s *streamTransport) roundTrip(cmd []byte) ([]byte, error) {
 	_ = s.conn.SetDeadline(time.Now().Add(commandDeadline))
 	if _, err := s.conn.Write(cmd); err != nil {
-		return nil, fmt.Errorf("%w: sending command: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("sending command: %w", err)
 	}
 	hdr := make([]byte, 10)
 	if _, err := io.ReadFull(s.conn, hdr); err != nil {
-		return nil, fmt.Errorf("%w: reading response: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("reading response: %w", err)
 	}
 	size := binary.BigEndian.Uint32(hdr[2:6])
 	if size < 10 || size > maxResponse {
-		return nil, fmt.Errorf("%w: response size %d out of range", ErrUnreachable, size)
+		return nil, fmt.Errorf("response size %d out of range", size)
 	}
 	rsp := make([]byte, size)
 	copy(rsp, hdr)
 	if _, err := io.ReadFull(s.conn, rsp[10:]); err != nil {
-		return nil, fmt.Errorf("%w: reading response: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("reading response: %w", err)
 	}
 	return rsp, nil
 }
