@@ -57,8 +57,11 @@ func TestGoldenSwtpmEKCert(t *testing.T) {
 	}
 	other := testKey(t).Public()
 	for name, check := range map[string]func() error{
-		"vendor bundle":      func() error { _, err := VerifyEKCert(der, ek, vr, vi, at); return err },
-		"before issuance":    func() error { _, err := VerifyEKCert(der, ek, roots, inter, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)); return err },
+		"vendor bundle": func() error { _, err := VerifyEKCert(der, ek, vr, vi, at); return err },
+		"before issuance": func() error {
+			_, err := VerifyEKCert(der, ek, roots, inter, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+			return err
+		},
 		"another key":        func() error { _, err := VerifyEKCert(der, other, roots, inter, at); return err },
 		"issuer not trusted": func() error { _, err := VerifyEKCert(der, ek, roots, nil, at); return err },
 	} {
