@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
@@ -80,24 +79,15 @@ func openTransport(addr string) (transport.TPM, io.Closer, error) {
 	case addr == "":
 		return nil, nil, fmt.Errorf("%w: empty", ErrBadAddress)
 	case addr == "sim" || strings.HasPrefix(addr, "sim:"):
-		var (
-			s   *simulator.Simulator
-			err error
-		)
-		if seed, ok := strings.CutPrefix(addr, "sim:"); ok {
-			n, perr := strconv.ParseInt(seed, 10, 64)
-			if perr != nil {
-				return nil, nil, fmt.Errorf("%w: simulator seed %q is not an integer", ErrBadAddress, seed)
+		var seed *int64
+		if v, ok := strings.CutPrefix(addr, "sim:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: simulator seed %q is not an integer", ErrBadAddress, v)
 			}
-			s, err = simulator.GetWithFixedSeedInsecure(n)
-		} else {
-			s, err = simulator.Get()
+			seed = &n
 		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("starting simulator: %w", err)
-		}
-		tr := transport.FromReadWriteCloser(s)
-		return tr, tr, nil
+		return openSimulator(seed)
 	case strings.HasPrefix(addr, "swtpm://"):
 		u, err := url.Parse(addr)
 		if err != nil || u.Host == "" || u.Port() == "" {
