@@ -369,13 +369,21 @@ func TestTamperDB(t *testing.T) {
 		l.window = 16
 		addUnits(t, l, db, 0, 40)
 		var anchor []byte
-		db.View(func(tx *bolt.Tx) error { _, v := tx.Bucket(bucketCheckpoints).Cursor().Last(); anchor = bytes.Clone(v); return nil })
+		db.View(func(tx *bolt.Tx) error {
+			_, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
+			anchor = bytes.Clone(v)
+			return nil
+		})
 		if rep := mustVerify(t, db, l.Public(), anchor); len(rep.Consistency) != 0 || rep.Anchor.Size != 280 {
 			t.Fatalf("anchor at the head: %+v", rep)
 		}
 		// an anchor at an earlier size is proven by a consistency proof too
 		var early []byte
-		db.View(func(tx *bolt.Tx) error { _, v := tx.Bucket(bucketCheckpoints).Cursor().First(); early = bytes.Clone(v); return nil })
+		db.View(func(tx *bolt.Tx) error {
+			_, v := tx.Bucket(bucketCheckpoints).Cursor().First()
+			early = bytes.Clone(v)
+			return nil
+		})
 		if rep := mustVerify(t, db, l.Public(), early); len(rep.Consistency) == 0 {
 			t.Fatalf("no consistency proof: %+v", rep)
 		}
