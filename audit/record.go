@@ -517,3 +517,6 @@ func scanNumber(b []byte, i int) (int, error) {
 	}
 	return i, nil
 }
+
+// MarshalJSON writes the record's canonical bytes.
+func (r Record) MarshalJSON() ([]byte, error) { return r.Bytes() }

@@ -97,7 +97,7 @@ func TestTamperExportFlipEveryRecord(t *testing.T) {
 		t.Fatalf("untouched export: %v", err)
 	}
 	n := len(f.lines)
-	every := map[int]bool{1: true, 7: true, 150: true, n - 1: true, n: true}
+	every := map[int]bool{1: true, n - 1: true, n: true} // every byte; the others two bytes each
 	for i := 1; i <= n; i++ {
 		line := f.lines[i-1]
 		positions := []int{(i * 7919) % len(line), len(line) - 10 - i%50} // anywhere; in the prev hash
