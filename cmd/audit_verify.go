@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"crypto"
+	"errors"
 	"fmt"
 	"os"
 
@@ -65,6 +66,7 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 				rep, err = verifyDB(c, g, pub, anchor)
 			}
 			if err != nil {
+				writeVerifyFailure(c, g, err)
 				return fmt.Errorf("audit verify: %w", err)
 			}
 			for _, w := range rep.Warnings {
@@ -122,6 +124,7 @@ func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey
 	}
 	rep, err := audit.VerifyProof(data, pub)
 	if err != nil {
+		writeVerifyFailure(c, g, err)
 		return fmt.Errorf("audit verify --proof: %w", err)
 	}
 	if g.json() {
@@ -133,4 +136,13 @@ func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey
 		fmt.Fprintf(c.OutOrStdout(), "  %d  %s  %s\n", r.Seq, r.Time.Format("2006-01-02T15:04:05Z"), r.Event)
 	}
 	return nil
+}
+
+// writeVerifyFailure gives -o json callers the failure as a document too
+// (the error still goes to stderr and sets the exit code).
+func writeVerifyFailure(c *cobra.Command, g *globals, err error) {
+	var ve *audit.VerifyError
+	if g.json() && errors.As(err, &ve) {
+		writeJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason})
+	}
 }
