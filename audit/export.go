@@ -78,7 +78,7 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 	var msg []byte
 	var cp Checkpoint
 	err := l.db.Update(func(tx *bolt.Tx) error {
-		if _, err := l.Append(tx, Event{Type: "export", Operator: o.Operator, Payload: map[string]string{"format": o.Format, "dir": dir}}); err != nil {
+		if _, err := l.Append(tx, Event{Type: EventExport, Operator: o.Operator, Payload: map[string]string{"format": o.Format, "dir": dir}}); err != nil {
 			return err
 		}
 		var err error
