@@ -96,8 +96,9 @@ type Bundle struct {
 	Digest      []byte // SHA-256 over the canonical encoding (see docs/BUNDLE.md)
 	Signature   []byte
 
-	certDER  []byte
-	chainDER [][]byte
+	certDER   []byte
+	chainDER  [][]byte
+	imageSize int // Expected only
 }
 
 var (

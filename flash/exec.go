@@ -188,6 +188,7 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 	}
 	res.Detail["firmware_sha256"] = j.Firmware.SHA256
 	res.Detail["image_sha256"] = sha256Hex(s.image)
+	res.Detail["image_size"] = strconv.Itoa(len(s.image))
 	res.Detail["bundle_digest"] = j.Bundle.DigestHex()
 	return res, nil
 }
@@ -350,6 +351,8 @@ func (e *execTarget) ReadBack(ctx context.Context, j Job) error {
 		if img, err := j.Bundle.MarshalBinary(); err == nil {
 			vals["bundle_size"] = strconv.Itoa(len(img))
 		}
+	} else if j.Bundle != nil && j.Bundle.imageSize > 0 {
+		vals["bundle_size"] = strconv.Itoa(j.Bundle.imageSize)
 	}
 	var red redactor
 	if j.Bundle != nil {

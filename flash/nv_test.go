@@ -367,3 +367,21 @@ func TestNVIndexRange(t *testing.T) {
 		}
 	}
 }
+
+func TestNVReadBackFromRecord(t *testing.T) {
+	f := newFixture(t)
+	eachNV(t, func(t *testing.T, e *nvEnv) {
+		tg := e.target(t)
+		j := f.job(t, "SN-0801")
+		if _, err := tg.Write(context.Background(), j); err != nil {
+			t.Fatal(err)
+		}
+		exp, err := Expected(Recorded{Serial: "SN-0801", Digest: j.Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0801", Bundle: exp}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
