@@ -304,7 +304,12 @@ func TestNewBundleChecks(t *testing.T) {
 			b.Attestation = AttestSymmetricKey
 			b.SealedKey, b.SymmetricKey = sealed, make([]byte, 32)
 		}},
-		{"short symmetric key", func(b *Bundle) { b.Attestation = AttestSymmetricKey; b.SymmetricKey = make([]byte, 8) }},
+		{"short symmetric key", func(b *Bundle) {
+			b.Attestation, b.DeviceKeyHandle, b.SymmetricKey = AttestSymmetricKey, 0, make([]byte, 8)
+		}},
+		{"clear key for a unit with a TPM", func(b *Bundle) {
+			b.Attestation, b.SymmetricKey = AttestSymmetricKey, make([]byte, 32)
+		}},
 		{"sealed blob with trailing bytes", func(b *Bundle) {
 			b.Attestation = AttestSymmetricKey
 			b.SealedKey = append(bytes.Clone(sealed), 0)
