@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -154,6 +155,9 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 	argv, err := expandAll(e.args, vals)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", e.spec, err)
+	}
+	if cmdline, err := json.Marshal(append([]string{e.tool.Command}, argv...)); err == nil {
+		res.Detail["write.argv"] = string(cmdline)
 	}
 	if err := e.withRetries(ctx, "write", res.Detail, func(ctx context.Context, out *boundedBuffer) error {
 		return e.run(ctx, argv, out, out)

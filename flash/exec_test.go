@@ -139,6 +139,10 @@ func TestExecOK(t *testing.T) {
 	if len(w) != 1 {
 		t.Fatalf("writes: %v", w)
 	}
+	var recorded []string
+	if err := json.Unmarshal([]byte(res.Detail["write.argv"]), &recorded); err != nil || len(recorded) != 1+len(w[0]) || recorded[1] != "write" {
+		t.Errorf("write.argv %q (%v)", res.Detail["write.argv"], err)
+	}
 	want := []string{"write", "-device", r.dev, "-firmware", "", "-bundle", "", "-serial", "SN-0200", "-port", "/dev/ttyFAKE0"}
 	for i, a := range w[0] {
 		if want[i] != "" && a != want[i] {
