@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -347,6 +348,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		fmt.Sprintf("%x %X %s %q %v", b.SymmetricKey, b.SymmetricKey, b.SymmetricKey, b.SymmetricKey, []any{b.SymmetricKey}),
 		string(js), string(jv), string(sm), b.String(),
 	}
+	var logs bytes.Buffer
+	for _, h := range []slog.Handler{slog.NewTextHandler(&logs, nil), slog.NewJSONHandler(&logs, nil)} {
+		slog.New(h).Info("flash", "bundle", b, "value", *b, "key", b.SymmetricKey)
+	}
+	outs = append(outs, logs.String())
 	for _, o := range outs {
 		assertNoSecret(t, o, key)
 	}
