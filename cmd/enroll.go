@@ -21,6 +21,7 @@ func init() {
 	addClass(enroll.ErrOptions, ExitUsage)
 	addClass(enroll.ErrOutput, ExitUsage)
 	addClass(enroll.ErrSecretsNeeded, ExitUsage)
+	addClass(enroll.ErrConcurrentExport, ExitEnvironment)
 }
 
 // newEnrollCommand is `station enroll`: DPS enrollment exports.

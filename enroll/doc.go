@@ -45,11 +45,17 @@
 // An export is built in a temporary sibling folder and moved into place
 // whole by Result.Install.
 //
-// Bookkeeping (bucket "enroll-exported", per format and enrollment: the
-// SHA-256 of the enrollment last exported and its status) makes re-exports
-// incremental: with OnlyNew only enrollments that changed are written, and a
-// unit already exported that changed or is now disabled goes out as mode
-// "update"; the rest as "create".
+// Bookkeeping (bucket "enroll-exported", per format and serial or group ID:
+// the status, the SHA-256 of the enrollment last exported and its
+// registration ID) makes re-exports incremental: with OnlyNew only
+// enrollments that changed are written, and a unit already exported that
+// changed or is now disabled goes out as mode "update"; the rest as
+// "create". Export needs only a read-only transaction: the changes are
+// spooled to a temporary file, and Result.Record applies them in a short
+// writable transaction (where the caller also appends its audit record and
+// calls Install), failing with ErrConcurrentExport if another export
+// recorded in between. So writing thousands of files never holds the
+// database's write lock.
 //
 // # Manifest and signature
 //

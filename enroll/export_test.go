@@ -437,3 +437,49 @@ func TestCSVExport(t *testing.T) {
 		t.Fatalf("only-new csv: %q", b)
 	}
 }
+
+// Export reads only; the bookkeeping changes when Record runs, and two
+// exports that read the same state cannot both record.
+func TestRecordAndConcurrentExport(t *testing.T) {
+	db := openDB(t)
+	putUnits(t, db, tpmUnits(3, "SN")...)
+	dir := t.TempDir()
+	o := baseOpts(t, FormatBulk, filepath.Join(dir, "a"))
+	o.OnlyNew = true
+	var a, b *Result
+	err := db.View(func(tx *bolt.Tx) error {
+		var err error
+		if a, err = Export(tx, o); err != nil {
+			return err
+		}
+		o.Out = filepath.Join(dir, "b")
+		b, err = Export(tx, o)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Discard()
+	defer b.Discard()
+	if err := db.Update(func(tx *bolt.Tx) error { return a.Record(tx) }); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return b.Record(tx) })
+	if !errors.Is(err, ErrConcurrentExport) {
+		t.Fatalf("second record: %v", err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return a.Record(tx) }); err == nil {
+		t.Fatal("recorded twice")
+	}
+	// a recorded: the delta is now empty. An export never recorded (b)
+	// changed nothing.
+	o.Out = filepath.Join(dir, "c")
+	if res := runExport(t, db, o); res.Manifest.Counts.Enrolled != 0 || res.Manifest.Counts.Unchanged != 3 {
+		t.Fatalf("after record: %+v", res.Manifest.Counts)
+	}
+	spool := a.ledger.f.Name()
+	a.Discard()
+	if _, err := os.Stat(spool); err == nil {
+		t.Fatal("ledger spool left behind")
+	}
+}
