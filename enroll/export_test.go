@@ -483,3 +483,19 @@ func TestRecordAndConcurrentExport(t *testing.T) {
 		t.Fatal("ledger spool left behind")
 	}
 }
+
+// Two units with one registration ID (a clone inside one station) stop a
+// dps-individual export instead of one file silently replacing the other.
+func TestIndividualDuplicateRegistrationID(t *testing.T) {
+	db := openDB(t)
+	a, b := tpmUnit("SN1", "same-tpm", 0), tpmUnit("SN2", "same-tpm", 1)
+	putUnits(t, db, a, b)
+	o := baseOpts(t, FormatIndividual, filepath.Join(t.TempDir(), "ind"))
+	err := db.View(func(tx *bolt.Tx) error { _, err := Export(tx, o); return err })
+	if !errors.Is(err, ErrDuplicates) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(o.Out); !os.IsNotExist(err) {
+		t.Fatal("partial export left behind")
+	}
+}

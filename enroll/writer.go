@@ -87,7 +87,19 @@ func (f *folder) write(name string, data []byte, mode string, n int) error {
 		}
 		name, data = name+".jwe", jwe
 	}
-	if err := os.WriteFile(filepath.Join(f.tmp, name), data, f.perm); err != nil {
+	fh, err := os.OpenFile(filepath.Join(f.tmp, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.perm)
+	if errors.Is(err, os.ErrExist) {
+		// dps-individual names files by registration ID: two units share one.
+		return fmt.Errorf("%s written twice (two units with one registration ID?): %w", name, ErrDuplicates)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	_, err = fh.Write(data)
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	sum := sha256.Sum256(data)
