@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"fmt"
 	"slices"
 	"strings"
@@ -79,6 +81,11 @@ the last export in that format. Symmetric-key derived keys are written only with
 			if o.encryptTo != "" {
 				if so.EncryptTo, err = readPublicKey("--encrypt-to", o.encryptTo); err != nil {
 					return err
+				}
+				switch so.EncryptTo.(type) {
+				case *ecdsa.PublicKey, *rsa.PublicKey:
+				default:
+					return usageErrorf("--encrypt-to %s: a %T cannot be encrypted to; give an EC or RSA public key", o.encryptTo, so.EncryptTo)
 				}
 			}
 			cfg, err := g.config()

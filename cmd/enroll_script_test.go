@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,12 +32,19 @@ import (
 // enroll export / verify-export / merge and revoke, failures included. The
 // station runs in process; a failing command writes "[exit N]" to stderr.
 func TestEnrollScripts(t *testing.T) {
+	// Absolute: runStation changes the working directory while other
+	// scripts of this test are being set up.
+	dir, err := filepath.Abs("testdata/enroll")
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/enroll",
+		Dir: dir,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"station": runStation,
 			"genkey":  scriptGenKey,
 			"seed":    scriptSeed,
+			"seedsym": scriptSeedSym,
 		},
 	})
 }
@@ -148,4 +156,28 @@ func scriptCA(ts *testscript.TestScript, path, cn string) []byte {
 	ts.Check(err)
 	ts.Check(os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
 	return der
+}
+
+// seedsym DB N PREFIX: N provisioned symmetric-key units, registration ID =
+// lower-case serial.
+func scriptSeedSym(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: seedsym DB N PREFIX")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	db, err := store.Open(ts.MkAbs(args[0]), time.Second)
+	ts.Check(err)
+	defer db.Close()
+	ts.Check(db.Update(func(tx *bolt.Tx) error {
+		for i := range n {
+			serial := fmt.Sprintf("%s%04d", args[2], i)
+			u := &store.Unit{Serial: serial, Status: store.StatusProvisioned, Attestation: "symmetric-key",
+				RegistrationID: strings.ToLower(serial), ProvisionedAt: time.Date(2026, 3, 1, 8, i, 0, 0, time.UTC)}
+			if err := store.PutUnit(tx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
 }
