@@ -373,6 +373,29 @@ func TestGroupExport(t *testing.T) {
 	if !slices.Equal(rev.Units, []string{"SNA", "SNB"}) || !slices.Equal(rev.Newly, rev.Units) {
 		t.Fatalf("units under the revoked CA: %+v", rev)
 	}
+	// Again, with a unit issued under the CA since: it is caught, the CA's
+	// first revocation stands.
+	d := tpmUnit("SND", "d", 3)
+	d.Chain = [][]byte{old.cert.Raw}
+	putUnits(t, db, d)
+	err = db.Update(func(tx *bolt.Tx) error {
+		again, err := RevokeCA(tx, old.cert, NewRevocation("again", "bob", t0.Add(2*time.Hour)))
+		if err == nil && (!again.Already || !slices.Equal(again.Newly, []string{"SND"}) || len(again.Units) != 3) {
+			t.Errorf("second CA revocation %+v", again)
+		}
+		cas, _ := store.RevokedCAs(tx)
+		if cas[rev.SHA256].Reason != "key leaked" {
+			t.Errorf("first revocation replaced: %+v", cas[rev.SHA256])
+		}
+		u, _ := store.GetUnit(tx, "SND")
+		if u.Revocation.Reason != "key leaked" {
+			t.Errorf("late unit revocation %+v", u.Revocation)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	db.View(func(tx *bolt.Tx) error {
 		for s, want := range map[string]string{"SNA": store.StatusRevoked, "SNB": store.StatusRevoked, "SNC": store.StatusProvisioned} {
 			u, _ := store.GetUnit(tx, s)

@@ -37,6 +37,7 @@ type RevokeResult struct {
 		GroupID string   `json:"group_id"`
 		Units   []string `json:"units"`
 		Newly   []string `json:"newly_revoked"`
+		Already bool     `json:"already_revoked,omitempty"`
 	} `json:"ca,omitempty"`
 }
 
@@ -81,17 +82,18 @@ func Revoke(env *Env, o RevokeOptions) (*RevokeResult, error) {
 			GroupID string   `json:"group_id"`
 			Units   []string `json:"units"`
 			Newly   []string `json:"newly_revoked"`
-		}{o.CA.Subject.String(), rev.SHA256, rev.GroupID, nonNil(rev.Units), nonNil(rev.Newly)}
+			Already bool     `json:"already_revoked,omitempty"`
+		}{o.CA.Subject.String(), rev.SHA256, rev.GroupID, nonNil(rev.Units), nonNil(rev.Newly), rev.Already}
 		_, err = env.Log.Append(tx, audit.Event{Type: "revoke.ca", Operator: o.Operator, Payload: map[string]any{
 			"reason": o.Reason, "ca_sha256": rev.SHA256, "subject": o.CA.Subject.String(),
-			"group_id": rev.GroupID, "units": nonNil(rev.Units),
+			"group_id": rev.GroupID, "units": nonNil(rev.Units), "already_revoked": rev.Already,
 		}})
 		if err != nil {
 			return err
 		}
 		for _, s := range rev.Newly {
 			if _, err := env.Log.Append(tx, audit.Event{Serial: s, Type: "revoke", Operator: o.Operator,
-				Payload: map[string]any{"reason": o.Reason, "issuer_sha256": rev.SHA256}}); err != nil {
+				Payload: map[string]any{"reason": rev.Revocation.Reason, "issuer_sha256": rev.SHA256}}); err != nil {
 				return err
 			}
 		}
