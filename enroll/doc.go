@@ -91,8 +91,19 @@
 //
 // RevokeUnit marks a unit revoked. RevokeCA records an intermediate revoked
 // (store.RevokeCA, plus its DER in bucket "enroll-revoked-ca-certs" for the
-// disabled group) and revokes every unit under it, since an enabled
-// individual enrollment would beat the disabled group.
+// disabled group) and revokes every unit under it (its recorded chain holds
+// the CA, or its leaf is signed by it), since an enabled individual
+// enrollment would beat the disabled group. Revoking again keeps the first
+// revocation and catches units issued under the CA since.
+//
+// # Checks on the records
+//
+// An enrollment is refused (ErrIncomplete, naming the unit) when DPS would
+// never match it: an EK or SRK that is not a TPM2B_PUBLIC (size prefix), an
+// EK whose recorded SHA-256 differs, a registration ID other than the one
+// the SDK derives from the EK, an X.509 leaf whose CN is not the
+// registration ID. Two units with one registration ID in a dps-individual
+// export stop it (ErrDuplicates).
 //
 // # Merge
 //
