@@ -148,6 +148,21 @@ type Profile struct {
 	GroupKey []byte
 }
 
+// Check validates the profile against the DPS schema: allocationPolicy is
+// hashed, geoLatency, static or custom, and static names exactly one hub.
+func (p *Profile) Check() error {
+	switch p.AllocationPolicy {
+	case "", "hashed", "geoLatency", "custom":
+	case "static":
+		if len(p.IoTHubs) != 1 {
+			return fmt.Errorf("%w: allocation policy static needs exactly one IoT hub (dps.iot_hubs), got %d", ErrOptions, len(p.IoTHubs))
+		}
+	default:
+		return fmt.Errorf("%w: allocation policy %q: want hashed, geoLatency, static or custom (dps.allocation_policy)", ErrOptions, p.AllocationPolicy)
+	}
+	return nil
+}
+
 // Twin tag names.
 const (
 	TagSerial   = "serial"

@@ -195,6 +195,9 @@ func (o *Options) check() error {
 	if o.Format == FormatGroup && len(o.LineCA) == 0 && o.Attestation != AttestSymmetric {
 		return fmt.Errorf("%w: dps-group needs the line intermediate (pki.issuer_cert)", ErrOptions)
 	}
+	if err := o.Profile.Check(); err != nil {
+		return err
+	}
 	switch o.Filter.Status {
 	case "", store.StatusProvisioned, store.StatusRevoked:
 	default:

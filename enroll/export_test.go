@@ -257,6 +257,8 @@ func TestExportOptionErrors(t *testing.T) {
 		{"status", func(o *Options) { o.Filter.Status = "in-progress" }, ErrOptions},
 		{"group-no-ca", func(o *Options) { o.Format = FormatGroup }, ErrOptions},
 		{"foreign-folder", func(o *Options) { o.Out = notExport }, ErrOutput},
+		{"allocation-policy", func(o *Options) { o.Profile.AllocationPolicy = "Hashed" }, ErrOptions},
+		{"static-two-hubs", func(o *Options) { o.Profile.AllocationPolicy, o.Profile.IoTHubs = "static", []string{"a", "b"} }, ErrOptions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
