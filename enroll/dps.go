@@ -337,6 +337,29 @@ func certPEM(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
+// compact is the stable compact encoding (no HTML escaping, no newline):
+// what the bookkeeping digest covers and what Marshal indents.
+func compact(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// indent turns compact JSON into Marshal's layout.
+func indent(c []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(c) * 5 / 4)
+	if err := json.Indent(&buf, c, "", "  "); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
 // Marshal is the stable encoding of every file in an export: two-space
 // indentation, no HTML escaping, a final newline. Struct fields keep their
 // order and map keys are sorted, so the same value gives the same bytes.

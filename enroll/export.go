@@ -269,25 +269,25 @@ func Export(tx *bolt.Tx, o Options) (res *Result, err error) {
 // it spools the new state for Record. Mode update: the same enrollment was
 // exported before and changed since, or is disabled (disabling an enrollment
 // DPS may hold must replace it); otherwise create.
-func (l *ledger) decide(format, key, id string, e any, disabled, onlyNew bool) (write bool, mode string, err error) {
-	b, err := Marshal(e)
+func (l *ledger) decide(format, key, id string, e any, disabled, onlyNew bool) (write bool, mode string, c []byte, err error) {
+	c, err = compact(e)
 	if err != nil {
-		return false, "", err
+		return false, "", nil, err
 	}
-	st := exportState{disabled: disabled, digest: sha256.Sum256(b), id: id}
+	st := exportState{disabled: disabled, digest: sha256.Sum256(c), id: id}
 	k := []byte(format + "\x00" + key)
 	var prev *exportState
 	if l.book != nil {
 		if v := l.book.Get(k); v != nil {
 			p, err := decodeState(v)
 			if err != nil {
-				return false, "", fmt.Errorf("export bookkeeping of %s: %w", key, err)
+				return false, "", nil, fmt.Errorf("export bookkeeping of %s: %w", key, err)
 			}
 			prev = &p
 		}
 	}
 	if onlyNew && prev != nil && *prev == st {
-		return false, "", nil
+		return false, "", nil, nil
 	}
 	mode = ModeCreate
 	if prev != nil && prev.id == id && (prev.digest != st.digest || disabled) {
@@ -295,10 +295,10 @@ func (l *ledger) decide(format, key, id string, e any, disabled, onlyNew bool) (
 	}
 	if prev == nil || *prev != st {
 		if err := l.put(k, st.encode()); err != nil {
-			return false, "", err
+			return false, "", nil, err
 		}
 	}
-	return true, mode, nil
+	return true, mode, c, nil
 }
 
 func asOf(u *store.Unit, cur time.Time) time.Time {
@@ -358,7 +358,7 @@ func exportUnits(tx *bolt.Tx, book *ledger, o Options, res *Result, m *Manifest)
 		if err != nil {
 			return err
 		}
-		write, mode, err := book.decide(o.Format, u.Serial, e.RegistrationID, e, disabled, o.OnlyNew)
+		write, mode, c, err := book.decide(o.Format, u.Serial, e.RegistrationID, e, disabled, o.OnlyNew)
 		if err != nil {
 			return err
 		}
@@ -378,9 +378,9 @@ func exportUnits(tx *bolt.Tx, book *ledger, o Options, res *Result, m *Manifest)
 			m.Counts.Enabled++
 		}
 		if bulk != nil {
-			return bulk.add(mode, e)
+			return bulk.addCompact(mode, c)
 		}
-		b, err := Marshal(e)
+		b, err := indent(c)
 		if err != nil {
 			return err
 		}
@@ -459,7 +459,7 @@ func exportGroups(tx *bolt.Tx, book *ledger, o Options, res *Result, m *Manifest
 		groups = append(groups, group{g: o.Profile.X509Group(der, true), disabled: true})
 	}
 	for _, gr := range groups {
-		write, _, err := book.decide(o.Format, gr.g.EnrollmentGroupID, gr.g.EnrollmentGroupID, gr.g, gr.disabled, o.OnlyNew)
+		write, _, _, err := book.decide(o.Format, gr.g.EnrollmentGroupID, gr.g.EnrollmentGroupID, gr.g, gr.disabled, o.OnlyNew)
 		if err != nil {
 			return err
 		}
@@ -525,7 +525,7 @@ func exportCSV(tx *bolt.Tx, book *ledger, o Options, res *Result) error {
 		}
 		row := CSVRow(u)
 		disabled := u.Status == store.StatusRevoked
-		write, _, err := book.decide(o.Format, u.Serial, u.Serial, row, disabled, o.OnlyNew)
+		write, _, _, err := book.decide(o.Format, u.Serial, u.Serial, row, disabled, o.OnlyNew)
 		if err != nil || !write {
 			return err
 		}
