@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
 )
 
@@ -47,7 +46,7 @@ written), 4 when an input does not verify.`,
 			if err != nil {
 				return err
 			}
-			signer, err := audit.LoadPrivateKey(cfg.Path(cfg.Station.SigningKey))
+			signer, err := auditSigner(ctx(c), cfg) // cmd/audit.go: PEM file or kms URI
 			if err != nil {
 				return err
 			}

@@ -99,7 +99,7 @@ func Export(env *Env, o ExportOptions) (*ExportResult, error) {
 		if err := res.Record(tx); err != nil {
 			return err
 		}
-		payload := map[string]any{"format": o.Format, "out": res.Out, "only_new": o.OnlyNew, "encrypted": o.IncludeSecrets}
+		payload := map[string]any{"kind": "enrollments", "format": o.Format, "out": res.Out, "only_new": o.OnlyNew, "encrypted": o.IncludeSecrets}
 		if f := filterPayload(o.Filter); len(f) > 0 {
 			payload["filter"] = f
 		}
@@ -110,7 +110,7 @@ func Export(env *Env, o ExportOptions) (*ExportResult, error) {
 			out.Rows, out.Files = res.Rows, 1
 			payload["rows"] = res.Rows
 		}
-		if _, err := env.Log.Append(tx, audit.Event{Type: "export", Operator: o.Operator, Payload: payload}); err != nil {
+		if _, err := env.Log.Append(tx, audit.Event{Type: audit.EventExport, Operator: o.Operator, Payload: payload}); err != nil {
 			return err
 		}
 		if _, err := env.Log.Checkpoint(tx); err != nil {
