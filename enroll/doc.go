@@ -113,7 +113,9 @@
 // writes one combined dps-bulk export with duplicates.json, signed by the
 // merging station. Enabled enrollments involved in a duplicate are left out;
 // disabled ones are kept. Exports of one station are layered by as_of, so a
-// later delta supersedes an earlier export.
+// later delta supersedes an earlier export; a station is bound to its key
+// (one station ID, one key), so no station can pose as another to pass its
+// clones off as the other's updates.
 //
 // enroll depends on store and bbolt, never on audit, station or cobra.
 package enroll
