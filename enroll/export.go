@@ -222,14 +222,17 @@ func Export(tx *bolt.Tx, o Options) (res *Result, err error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	res = &Result{Format: o.Format, Out: filepath.Clean(o.Out)}
+	// partial, not res: a "return nil, err" has already cleared res when
+	// the deferred cleanup runs.
+	partial := &Result{Format: o.Format, Out: filepath.Clean(o.Out)}
+	res = partial
 	defer func() {
 		if err != nil {
-			res.Discard()
+			partial.Discard()
 			res = nil
 		}
 	}()
-	book, err := openLedger(tx)
+	book, err := openLedger(tx, partial.Out)
 	if err != nil {
 		return nil, err
 	}

@@ -218,6 +218,7 @@ func TestFilters(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				defer res.Discard()
 				if err := res.Install(); err != nil {
 					t.Fatal(err)
 				}
@@ -273,9 +274,9 @@ func TestExportOptionErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(notExport, "precious.txt")); err != nil {
 		t.Fatal("a foreign folder was touched")
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp-*"))
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*"))
 	if len(leftovers) != 0 {
-		t.Fatalf("temporary folders left behind: %v", leftovers)
+		t.Fatalf("temporary files left behind: %v", leftovers)
 	}
 }
 
@@ -502,10 +503,13 @@ func TestRecordAndConcurrentExport(t *testing.T) {
 	if res := runExport(t, db, o); res.Manifest.Counts.Enrolled != 0 || res.Manifest.Counts.Unchanged != 3 {
 		t.Fatalf("after record: %+v", res.Manifest.Counts)
 	}
-	spool := a.ledger.f.Name()
-	a.Discard()
+	spool := b.ledger.f.Name()
+	b.Discard()
 	if _, err := os.Stat(spool); err == nil {
-		t.Fatal("ledger spool left behind")
+		t.Fatal("ledger spool left behind by Discard")
+	}
+	if a.ledger.f != nil {
+		t.Fatal("ledger spool kept after Record")
 	}
 }
 
@@ -522,5 +526,8 @@ func TestIndividualDuplicateRegistrationID(t *testing.T) {
 	}
 	if _, err := os.Stat(o.Out); !os.IsNotExist(err) {
 		t.Fatal("partial export left behind")
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(o.Out), ".*")); len(left) != 0 {
+		t.Fatalf("temporary files left behind: %v", left)
 	}
 }

@@ -173,6 +173,9 @@ func runExport(tb testing.TB, db *store.DB, o Options) *Result {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(o.Out), "."+filepath.Base(o.Out)+"*")); len(left) != 0 {
+		tb.Fatalf("temporary files left behind: %v", left)
+	}
 	return res
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -27,16 +28,21 @@ type ledger struct {
 	n    int
 }
 
-func openLedger(tx *bolt.Tx) (*ledger, error) {
+// openLedger spools next to the export (out), on the same file system, as a
+// hidden file removed by Record or Discard.
+func openLedger(tx *bolt.Tx, out string) (*ledger, error) {
 	l := &ledger{book: tx.Bucket(bucketExported)}
 	if l.book != nil {
 		if v := l.book.Get(generationKey); len(v) == 8 {
 			l.gen = binary.BigEndian.Uint64(v)
 		}
 	}
-	f, err := os.CreateTemp("", "station-export-ledger-")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".ledger-")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
 	}
 	l.f, l.w = f, bufio.NewWriterSize(f, 1<<16)
 	return l, nil
@@ -93,7 +99,11 @@ func (l *ledger) commit(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return book.Put(generationKey, binary.BigEndian.AppendUint64(nil, gen+1))
+	if err := book.Put(generationKey, binary.BigEndian.AppendUint64(nil, gen+1)); err != nil {
+		return err
+	}
+	l.discard() // applied: the spool is no longer needed
+	return nil
 }
 
 func (l *ledger) discard() {
