@@ -20,7 +20,8 @@ var caBin struct {
 	err  error
 }
 
-// caStationBinary builds cmd/station once per test process: the ca scripts
+// caStationBinary builds cmd/station once per test process (the ca scripts
+// and the kill-and-resume test use it): the ca scripts
 // run the real binary, so the exit code, stdout and stderr are what an
 // operator sees, and SoftHSM2 reads each script's own SOFTHSM2_CONF.
 func caStationBinary(t *testing.T) string {

@@ -25,10 +25,10 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, scriptCommands)
 }
 
-// TestScripts runs every testdata/*.txtar script.
+// TestScripts runs testdata/audit/*.txtar.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata",
+		Dir:                 "testdata/audit",
 		RequireExplicitExec: false,
 		Setup: func(e *testscript.Env) error {
 			// No configuration from the developer's environment.
