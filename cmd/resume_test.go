@@ -32,7 +32,7 @@ type line struct {
 
 func newLine(t *testing.T, vendor *swtpmtest.CA) *line {
 	t.Helper()
-	l := &line{t: t, bin: caStationBinary(t), dir: t.TempDir()}
+	l := &line{t: t, bin: stationExe(t), dir: t.TempDir()}
 	l.config = filepath.Join(l.dir, "station.yaml")
 	roots := filepath.Join(t.TempDir(), "vendor")
 	os.MkdirAll(roots, 0o755)
@@ -107,7 +107,7 @@ func TestResumeAfterKill(t *testing.T) {
 			inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
 			l := newLine(t, vendor)
 			serial := "KILL-" + step
-			delay := time.Duration(rand.IntN(20)) * time.Millisecond
+			delay := time.Duration(rand.IntN(3)) * time.Millisecond // land inside the step
 			if !l.killAt(serial, inst.Addr, step, delay) {
 				t.Logf("provision finished before the kill at %s+%v", step, delay)
 			}
