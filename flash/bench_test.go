@@ -54,7 +54,7 @@ func BenchmarkNVWriteSim(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tp.Close()
-	tg, _ := Open("tpm-nv", configs.Flash{}, TPMDevice(tp))
+	tg, _ := Open("tpm-nv", configs.Flash{}, tp)
 	b.ResetTimer()
 	for b.Loop() {
 		// a new certificate each time: undefine, define, write, lock, read back

@@ -62,8 +62,7 @@
 //     owner auth, frees it), anyone reads it (AUTHREAD, empty index auth)
 //     or the owner (OWNERREAD), NO_DA; its size is checked against
 //     TPM_PT_NV_INDEX_MAX first; it is read back through NV_Read and its
-//     public area checked. TPMDevice adapts a *tpmops.TPM (adding
-//     NV_UndefineSpace, needed to replace this unit's older certificate).
+//     public area checked. A *tpmops.TPM is an NVDevice.
 //
 // A target list is split on commas, so a dir: path cannot hold one.
 //

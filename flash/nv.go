@@ -24,34 +24,9 @@ type NVDevice interface {
 	NVRead(index uint32) ([]byte, error)
 	NVPublic(index uint32) (tpmops.NVPublicInfo, error)
 	NVMaxSize() (int, error)
-}
-
-// NVUndefiner is the optional method that lets tpm-nv replace a write-locked
-// index holding this unit's older certificate (or, with Force, another's).
-// TPMDevice adds it to a *tpmops.TPM.
-type NVUndefiner interface {
+	// NVUndefine removes an index of the kind NVDefineWrite makes (to
+	// replace this unit's older certificate, or another's with Force).
 	NVUndefine(index uint32, ownerAuth []byte) error
-}
-
-// TPMDevice adapts the unit's *tpmops.TPM to NVDevice, adding NVUndefine
-// (TPM2_NV_UndefineSpace with owner auth), which tpmops does not offer yet.
-func TPMDevice(t *tpmops.TPM) NVDevice { return tpmDevice{t} }
-
-type tpmDevice struct{ *tpmops.TPM }
-
-func (d tpmDevice) NVUndefine(index uint32, ownerAuth []byte) error {
-	rsp, err := tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(index)}.Execute(d.Transport())
-	if err != nil {
-		return fmt.Errorf("reading NV public of 0x%08x: %w", index, err)
-	}
-	_, err = tpm2.NVUndefineSpace{
-		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)},
-		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: rsp.NVName},
-	}.Execute(d.Transport())
-	if err != nil {
-		return fmt.Errorf("undefining NV index 0x%08x: %w", index, err)
-	}
-	return nil
 }
 
 // The attributes tpm-nv's index has (tpmops.NVDefineWrite with WriteLock):
@@ -175,11 +150,7 @@ func (n *nvTarget) settle(j Job, der []byte, info tpmops.NVPublicInfo) (bool, er
 		return false, fmt.Errorf("%s holds %d bytes that are not a certificate (attributes 0x%08x); another application may own it: %w",
 			n.where(), info.Size, attrsWord(a), ErrOtherUnit)
 	}
-	u, ok := n.nv.(NVUndefiner)
-	if !ok {
-		return false, fmt.Errorf("%s must be undefined to be rewritten and this TPM connection cannot (use flash.TPMDevice)", n.where())
-	}
-	if err := u.NVUndefine(n.index, j.OwnerAuth); err != nil {
+	if err := n.nv.NVUndefine(n.index, j.OwnerAuth); err != nil {
 		return false, fmt.Errorf("%s: removing the old index: %w", n.where(), err)
 	}
 	return false, nil

@@ -32,7 +32,7 @@ type nvEnv struct {
 	sw   *swtpmtest.Instance
 }
 
-func (e *nvEnv) dev() NVDevice { return TPMDevice(e.tpm) }
+func (e *nvEnv) dev() NVDevice { return e.tpm }
 
 func (e *nvEnv) target(t *testing.T) Target {
 	t.Helper()
@@ -277,12 +277,14 @@ func TestNVWeakIndexFailsCheck(t *testing.T) {
 		name  string
 		attrs tpm2.TPMANV
 		lock  bool
+		// foreign: station could not have made it, so it is never removed.
+		foreign bool
 	}{
-		{"not write-locked", nvWant, false},
-		{"no write-define", func() tpm2.TPMANV { a := nvWant; a.WriteDefine = false; return a }(), false},
-		{"auth-writable and locked", func() tpm2.TPMANV { a := nvWant; a.AuthWrite = true; return a }(), true},
-		{"no owner read", func() tpm2.TPMANV { a := nvWant; a.OwnerRead = false; return a }(), true},
-		{"dictionary-attack protected", func() tpm2.TPMANV { a := nvWant; a.NoDA = false; return a }(), true},
+		{"not write-locked", nvWant, false, false},
+		{"no write-define", func() tpm2.TPMANV { a := nvWant; a.WriteDefine = false; return a }(), false, false},
+		{"auth-writable and locked", func() tpm2.TPMANV { a := nvWant; a.AuthWrite = true; return a }(), true, true},
+		{"no owner read", func() tpm2.TPMANV { a := nvWant; a.OwnerRead = false; return a }(), true, false},
+		{"dictionary-attack protected", func() tpm2.TPMANV { a := nvWant; a.NoDA = false; return a }(), true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eachNV(t, func(t *testing.T, e *nvEnv) {
@@ -291,6 +293,15 @@ func TestNVWeakIndexFailsCheck(t *testing.T) {
 				tg := e.target(t)
 				if err := tg.ReadBack(context.Background(), j); !errors.Is(err, ErrReadback) {
 					t.Fatalf("weak index passed: %v", err)
+				}
+				if tc.foreign {
+					if _, err := tg.Write(context.Background(), j); !errors.Is(err, tpmops.ErrForeignKey) {
+						t.Fatalf("Write over an index station could not have made = %v, want ErrForeignKey", err)
+					}
+					if _, err := e.tpm.NVPublic(DefaultNVIndex); err != nil {
+						t.Fatalf("the foreign index was removed: %v", err)
+					}
+					return
 				}
 				if _, err := tg.Write(context.Background(), j); err != nil {
 					t.Fatal(err)
@@ -397,7 +408,7 @@ func TestAllTargets(t *testing.T) {
 	r := newRig(t, "echo") // the tool prints what it writes: nothing secret may reach the record
 	root := t.TempDir()
 	cfg := configs.Flash{Tools: map[string]configs.FlashTool{"ff": r.tool}}
-	ts, err := Open("dir:"+root+", exec:ff, tpm-nv", cfg, TPMDevice(tp))
+	ts, err := Open("dir:"+root+", exec:ff, tpm-nv", cfg, tp)
 	if err != nil {
 		t.Fatal(err)
 	}

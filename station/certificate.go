@@ -22,16 +22,11 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 	}
 	p, cfg := r.p, r.p.env.Config
 	counter := issuedKey(sha256hex(p.issuer.Cert.Raw))
-	if max := cfg.PKI.MaxIssued; max > 0 {
-		var n int
-		p.env.DB.View(func(tx *bolt.Tx) error {
-			n = parseCount(store.GetMeta(tx, counter))
-			return nil
-		})
-		if n >= max {
-			return nil, fmt.Errorf("%w (%d of %d issued): the line needs a new intermediate", ErrIssuanceCeiling, n, max)
-		}
-	}
+	var issued int
+	p.env.DB.View(func(tx *bolt.Tx) error {
+		issued = parseCount(store.GetMeta(tx, counter))
+		return nil
+	})
 	signer, err := r.tpm.Signer(r.devKey)
 	if err != nil {
 		return nil, err
@@ -49,6 +44,8 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 		Warehouse:      cfg.PKI.Warehouse.D(),
 		Now:            time.Now(),
 		SerialTaken:    p.certSerialTaken,
+		MaxIssued:      cfg.PKI.MaxIssued,
+		Issued:         issued,
 	})
 	if err != nil {
 		return nil, err
@@ -61,7 +58,7 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 	for _, c := range p.issuer.Chain {
 		r.u.Chain = append(r.u.Chain, c.Raw)
 	}
-	r.u.CertSerial = fmt.Sprintf("%x", cert.SerialNumber)
+	r.u.CertSerial = certgen.SerialHex(cert)
 	r.u.CertSHA256 = sha256hex(cert.Raw)
 	r.u.NotAfter = cert.NotAfter.UTC()
 	r.extra = append(r.extra, func(tx *bolt.Tx) error {

@@ -55,7 +55,7 @@ func (r *unitRun) stepFlash(ctx context.Context) ([]audit.Event, error) {
 	if err := r.ensureSRK(); err != nil {
 		return nil, err
 	}
-	targets, err := flash.Open(spec, r.p.env.Config.Flash, flash.TPMDevice(r.tpm))
+	targets, err := flash.Open(spec, r.p.env.Config.Flash, r.tpm)
 	if err != nil {
 		return nil, err
 	}

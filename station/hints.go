@@ -23,7 +23,6 @@ var hints = []struct {
 	{ErrDuplicateEK, "this TPM is already provisioned under another serial: check the label, or quarantine a possible clone"},
 	{ErrSerialOtherTPM, "the serial belongs to a unit with another TPM: check the label and the fixture"},
 	{ErrRevoked, "the unit is revoked and cannot be provisioned again"},
-	{ErrIssuanceCeiling, "the line intermediate reached its issuance ceiling: run a key ceremony for a new line intermediate"},
 	{store.ErrBusy, "another station process holds the database: wait for it and retry"},
 }
 

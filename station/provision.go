@@ -39,12 +39,11 @@ var Steps = []string{StepEK, StepSRK, StepDeviceKey, StepCertificate, StepFlash,
 
 // Policy refusals (exit code 3).
 var (
-	ErrRefused         = errors.New("refused by policy")
-	ErrDuplicateEK     = fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused)
-	ErrSerialOtherTPM  = fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused)
-	ErrOwnedElsewhere  = fmt.Errorf("%w: the TPM's authorizations were set by someone else", ErrRefused)
-	ErrRevoked         = fmt.Errorf("%w: the unit is revoked", ErrRefused)
-	ErrIssuanceCeiling = fmt.Errorf("%w: the line intermediate reached pki.max_issued", ErrRefused)
+	ErrRefused        = errors.New("refused by policy")
+	ErrDuplicateEK    = fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused)
+	ErrSerialOtherTPM = fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused)
+	ErrOwnedElsewhere = fmt.Errorf("%w: the TPM's authorizations were set by someone else", ErrRefused)
+	ErrRevoked        = fmt.Errorf("%w: the unit is revoked", ErrRefused)
 )
 
 // ErrBadSerial means a serial number is unusable (exit 2).

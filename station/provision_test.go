@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
@@ -344,4 +345,20 @@ func TestDemo(t *testing.T) {
 	if len(ids) != 3 {
 		t.Errorf("demo units share registration IDs: %v", ids)
 	}
+}
+
+func TestIssuanceCeiling(t *testing.T) {
+	l := newTestLine(t, func(c *configs.Config) { c.PKI.MaxIssued = 1 })
+	if _, err := l.provision(Request{Serial: "CEIL-1", TPM: l.simUnit(), TPMAddr: "sim"}); err != nil {
+		t.Fatal(err)
+	}
+	tpm := l.simUnit()
+	_, err := l.provision(Request{Serial: "CEIL-2", TPM: tpm, TPMAddr: "sim"})
+	if !errors.Is(err, certgen.ErrPolicy) {
+		t.Fatalf("second certificate under max_issued 1: %v, want certgen.ErrPolicy", err)
+	}
+	if u := l.unit("CEIL-2"); u == nil || u.Status != store.StatusInProgress || len(u.Cert) != 0 {
+		t.Fatalf("refused unit recorded as %+v", u)
+	}
+	noLeaks(t, tpm)
 }

@@ -113,7 +113,7 @@ func (t *TPM) NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs N
 			}
 			return fmt.Errorf("NV index %#x is write-locked with other contents (undefine it with owner auth to rewrite)", index)
 		}
-		if !a.OwnerWrite || a.PPWrite || a.AuthWrite || a.PolicyWrite || a.NT != tpm2.TPMNTOrdinary {
+		if !stationIndex(a) {
 			return fmt.Errorf("NV index %#x: %w (an index this station did not define)", index, ErrForeignKey)
 		}
 		if info.Size != len(data) || a.WriteDefine != attrs.WriteLock {
@@ -138,6 +138,31 @@ func (t *TPM) NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs N
 		if _, err := (tpm2.NVWriteLock{AuthHandle: owner, NVIndex: nh}).Execute(t.tr); err != nil {
 			return fmt.Errorf("write-locking NV index %#x: %w", index, classify(err))
 		}
+	}
+	return nil
+}
+
+// stationIndex reports whether an NV index has the attributes NVDefineWrite
+// gives its indices: owner-written, ordinary, no platform, auth or policy
+// writes.
+func stationIndex(a tpm2.TPMANV) bool {
+	return a.OwnerWrite && !a.PPWrite && !a.AuthWrite && !a.PolicyWrite && a.NT == tpm2.TPMNTOrdinary
+}
+
+// NVUndefine removes an owner NV index of the kind NVDefineWrite makes (to
+// replace a write-locked one). Any other index is refused with
+// ErrForeignKey: station never removes what it did not create.
+func (t *TPM) NVUndefine(index uint32, ownerAuth []byte) error {
+	info, nh, err := t.nvPublic(index)
+	if err != nil {
+		return err
+	}
+	if !stationIndex(info.Attrs) {
+		return fmt.Errorf("NV index %#x: %w (an index this station did not define)", index, ErrForeignKey)
+	}
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)}
+	if _, err := (tpm2.NVUndefineSpace{AuthHandle: owner, NVIndex: nh}).Execute(t.tr); err != nil {
+		return fmt.Errorf("undefining NV index %#x: %w", index, classify(err))
 	}
 	return nil
 }
