@@ -1,0 +1,394 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Files of an export.
+const (
+	FileRecordsJSONL = "records.jsonl"     // one canonical record per line
+	FileRecordsCSV   = "records.csv"       // the same fields as CSV (--format csv)
+	FileCheckpoints  = "checkpoints.jsonl" // {"size":N,"note":"<signed note>"} per line, ascending
+	FileCheckpoint   = "checkpoint"        // the export's own signed checkpoint (keep it: it is an anchor)
+	FilePublicKey    = "station.pub.pem"   // for reference only; verification uses the key the auditor holds
+	FileReadme       = "README.md"
+)
+
+// MaxRecordSize bounds one record's canonical bytes (and an export line).
+const MaxRecordSize = 1 << 20
+
+var (
+	// ErrExportDir means the export folder exists and is not empty.
+	ErrExportDir = errors.New("export folder is not empty")
+	// ErrNotExport means a folder holds no audit export.
+	ErrNotExport = errors.New("not an audit export")
+)
+
+// csvHeader names the CSV columns; each row re-encodes (Record.Bytes) to the
+// exact record that was hashed.
+var csvHeader = []string{"seq", "time", "station", "operator", "serial", "event", "version", "payload", "prev"}
+
+// ExportOptions says how to export.
+type ExportOptions struct {
+	Format   string // "jsonl" (default) or "csv"
+	Operator string // recorded in the export's own audit record
+}
+
+// ExportResult describes a finished export.
+type ExportResult struct {
+	Dir        string     `json:"dir"`
+	Records    uint64     `json:"records"`
+	Checkpoint Checkpoint `json:"checkpoint"`
+	Note       string     `json:"note"` // the signed checkpoint text
+}
+
+// Export writes the log to dir (created; it must be empty): first it records
+// the export itself and signs a checkpoint covering every record (kept
+// forever), then writes the records up to that checkpoint, every kept
+// checkpoint, the station public key and a README for the auditor.
+func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
+	switch o.Format {
+	case "":
+		o.Format = "jsonl"
+	case "jsonl", "csv":
+	default:
+		return nil, fmt.Errorf("export format %q: want jsonl or csv", o.Format)
+	}
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return nil, fmt.Errorf("%s: %w", dir, ErrExportDir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating export folder: %w", err)
+	}
+	var msg []byte
+	var cp Checkpoint
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		if _, err := l.Append(tx, Event{Type: "export", Operator: o.Operator, Payload: map[string]string{"format": o.Format, "dir": dir}}); err != nil {
+			return err
+		}
+		var err error
+		msg, cp, err = l.checkpoint(tx, "export")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = l.db.View(func(tx *bolt.Tx) error {
+		if err := writeFile(filepath.Join(dir, recordsFile(o.Format)), func(w *bufio.Writer) error {
+			return writeRecords(tx, w, cp.Size, o.Format)
+		}); err != nil {
+			return err
+		}
+		return writeFile(filepath.Join(dir, FileCheckpoints), func(w *bufio.Writer) error {
+			c := tx.Bucket(bucketCheckpoints).Cursor()
+			for k, v := c.First(); k != nil && len(k) == 8 && beUint(k) <= cp.Size; k, v = c.Next() {
+				line, err := json.Marshal(struct {
+					Size uint64 `json:"size"`
+					Note string `json:"note"`
+				}{beUint(k), string(v)})
+				if err != nil {
+					return err
+				}
+				w.Write(line)
+				w.WriteByte('\n')
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	pubPEM, err := MarshalPublicKeyPEM(l.pub)
+	if err != nil {
+		return nil, err
+	}
+	readme, err := readmeText(l.Origin(), l.pub, cp, o.Format)
+	if err != nil {
+		return nil, err
+	}
+	for name, data := range map[string][]byte{FileCheckpoint: msg, FilePublicKey: pubPEM, FileReadme: readme} {
+		if err := writeFile(filepath.Join(dir, name), func(w *bufio.Writer) error { _, err := w.Write(data); return err }); err != nil {
+			return nil, err
+		}
+	}
+	return &ExportResult{Dir: dir, Records: cp.Size, Checkpoint: cp, Note: string(msg)}, nil
+}
+
+func recordsFile(format string) string {
+	if format == "csv" {
+		return FileRecordsCSV
+	}
+	return FileRecordsJSONL
+}
+
+func beUint(k []byte) uint64 {
+	var v uint64
+	for _, b := range k {
+		v = v<<8 | uint64(b)
+	}
+	return v
+}
+
+func writeFile(path string, fill func(*bufio.Writer) error) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing export: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<16)
+	err = fill(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeRecords(tx *bolt.Tx, w *bufio.Writer, upTo uint64, format string) error {
+	c := tx.Bucket(bucketRecords).Cursor()
+	var cw *csv.Writer
+	if format == "csv" {
+		cw = csv.NewWriter(w)
+		if err := cw.Write(csvHeader); err != nil {
+			return err
+		}
+	}
+	for k, v := c.First(); k != nil && beUint(k) <= upTo; k, v = c.Next() {
+		if cw == nil {
+			w.Write(v)
+			w.WriteByte('\n')
+			continue
+		}
+		r, err := Parse(v)
+		if err != nil {
+			return fmt.Errorf("%w: record %d: %v", ErrIntegrity, beUint(k), err)
+		}
+		if err := cw.Write([]string{
+			strconv.FormatUint(r.Seq, 10), r.Time.Format(TimeLayout), r.Station, r.Operator, r.Serial,
+			r.Event, r.Version, string(r.Payload), hex.EncodeToString(r.Prev),
+		}); err != nil {
+			return err
+		}
+	}
+	if cw != nil {
+		cw.Flush()
+		return cw.Error()
+	}
+	return nil
+}
+
+// jsonlRecords reads records.jsonl line by line.
+type jsonlRecords struct {
+	r    *bufio.Reader
+	line uint64
+	long []byte // a line longer than r's buffer
+}
+
+func (s *jsonlRecords) next() (uint64, []byte, error) {
+	b, err := s.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		s.long = append(s.long[:0], b...)
+		for errors.Is(err, bufio.ErrBufferFull) && len(s.long) <= MaxRecordSize {
+			b, err = s.r.ReadSlice('\n')
+			s.long = append(s.long, b...)
+		}
+		if len(s.long) > MaxRecordSize+1 {
+			return 0, nil, corruptError{fmt.Sprintf("record longer than %d bytes", MaxRecordSize)}
+		}
+		b = s.long
+	}
+	switch {
+	case err == nil:
+		s.line++
+		return s.line, b[:len(b)-1], nil
+	case errors.Is(err, io.EOF) && len(b) == 0:
+		return 0, nil, io.EOF
+	case errors.Is(err, io.EOF):
+		return 0, nil, corruptError{"the last record has no newline (truncated file)"}
+	}
+	return 0, nil, err
+}
+
+// csvRecords reads records.csv and re-encodes each row canonically.
+type csvRecords struct {
+	r    *csv.Reader
+	row  uint64
+	rec  Record
+	buf  []byte
+	prev [32]byte
+}
+
+func (s *csvRecords) next() (uint64, []byte, error) {
+	f, err := s.r.Read()
+	if errors.Is(err, io.EOF) {
+		return 0, nil, io.EOF
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			return 0, nil, corruptError{"CSV: " + pe.Error()}
+		}
+		return 0, nil, err
+	}
+	if s.row == 0 {
+		if len(f) != len(csvHeader) || fmt.Sprint(f) != fmt.Sprint(csvHeader) {
+			return 0, nil, corruptError{"CSV header is not " + fmt.Sprint(csvHeader)}
+		}
+		s.r.FieldsPerRecord = len(csvHeader)
+		s.row++
+		return s.next()
+	}
+	s.row++
+	pos := s.row - 1
+	bad := func(what string) (uint64, []byte, error) {
+		return 0, nil, corruptError{fmt.Sprintf("CSV row %d: %s", pos, what)}
+	}
+	seq, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil || strconv.FormatUint(seq, 10) != f[0] {
+		return bad("bad seq")
+	}
+	t, err := time.Parse(TimeLayout, f[1])
+	if err != nil || t.Format(TimeLayout) != f[1] {
+		return bad("bad time")
+	}
+	prev, err := hex.DecodeString(f[8])
+	if err != nil || len(prev) != 32 || hex.EncodeToString(prev) != f[8] {
+		return bad("bad prev")
+	}
+	s.rec = Record{Seq: seq, Time: t, Station: f[2], Operator: f[3], Serial: f[4], Event: f[5], Version: f[6], Payload: json.RawMessage(f[7]), Prev: prev}
+	if len(f[7]) == 0 {
+		return bad("empty payload")
+	}
+	s.buf, err = s.rec.appendTo(s.buf[:0])
+	if err != nil {
+		return bad(err.Error())
+	}
+	return pos, s.buf, nil
+}
+
+// jsonlCheckpoints reads checkpoints.jsonl.
+type jsonlCheckpoints struct {
+	r    *bufio.Reader
+	line int
+}
+
+func (s *jsonlCheckpoints) next() (uint64, []byte, error) {
+	b, err := s.r.ReadSlice('\n')
+	switch {
+	case errors.Is(err, io.EOF) && len(b) == 0:
+		return 0, nil, io.EOF
+	case err == nil:
+	case errors.Is(err, io.EOF):
+		return 0, nil, corruptError{FileCheckpoints + ": the last line has no newline (truncated file)"}
+	case errors.Is(err, bufio.ErrBufferFull):
+		return 0, nil, corruptError{FileCheckpoints + ": line too long"}
+	default:
+		return 0, nil, err
+	}
+	s.line++
+	var c struct {
+		Size *uint64 `json:"size"`
+		Note *string `json:"note"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || c.Size == nil || c.Note == nil || dec.More() {
+		return 0, nil, corruptError{fmt.Sprintf("%s line %d is not {\"size\":N,\"note\":\"...\"}", FileCheckpoints, s.line)}
+	}
+	return *c.Size, []byte(*c.Note), nil
+}
+
+// VerifyExport checks an export folder offline, trusting only pub (the key
+// the auditor obtained from the station operator beforehand; a key shipped
+// inside the export is never used). Every record must be covered by a signed
+// checkpoint. With anchor (a checkpoint kept from an earlier export or
+// `station audit pubkey` session), the export must extend it. It streams:
+// memory stays flat whatever the export's size.
+func VerifyExport(dir string, pub crypto.PublicKey, anchor []byte) (*Report, error) {
+	return VerifyExportFS(os.DirFS(dir), pub, anchor)
+}
+
+// VerifyExportFS is VerifyExport over any file system (an export read from
+// an archive, or kept in memory).
+func VerifyExportFS(fsys fs.FS, pub crypto.PublicKey, anchor []byte) (*Report, error) {
+	const dir = "the export"
+	v, err := newVerifier(pub, anchor)
+	if err != nil {
+		return nil, err
+	}
+	v.strict = true
+	cf, err := fsys.Open(FileCheckpoints)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w (no %s)", dir, ErrNotExport, FileCheckpoints)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer cf.Close()
+
+	var src recordSource
+	jf, jerr := fsys.Open(FileRecordsJSONL)
+	sf, serr := fsys.Open(FileRecordsCSV)
+	switch {
+	case jerr == nil && serr == nil:
+		jf.Close()
+		sf.Close()
+		return nil, fmt.Errorf("%s: %w: both %s and %s present", dir, ErrNotExport, FileRecordsJSONL, FileRecordsCSV)
+	case jerr == nil:
+		defer jf.Close()
+		src = &jsonlRecords{r: bufio.NewReaderSize(jf, 1<<16)}
+	case serr == nil:
+		defer sf.Close()
+		cr := csv.NewReader(bufio.NewReaderSize(sf, 1<<16))
+		cr.ReuseRecord = true
+		src = &csvRecords{r: cr}
+	case errors.Is(jerr, fs.ErrNotExist) && errors.Is(serr, fs.ErrNotExist):
+		return nil, verr(1, "the export has no %s or %s (records deleted)", FileRecordsJSONL, FileRecordsCSV)
+	default:
+		return nil, fmt.Errorf("opening records: %w", errors.Join(jerr, serr))
+	}
+	rep, err := v.run(src, &jsonlCheckpoints{r: bufio.NewReaderSize(cf, 1<<16)})
+	if err != nil {
+		return nil, err
+	}
+	// The loose checkpoint file must be the last checkpoint of the list.
+	if msg, err := fs.ReadFile(fsys, FileCheckpoint); err == nil {
+		c, err := OpenCheckpoint(msg, pub)
+		if err != nil {
+			return nil, verr(rep.Latest.Size, "%s: %v", FileCheckpoint, err)
+		}
+		if c != *rep.Latest {
+			return nil, verr(rep.Latest.Size, "%s (size %d) is not the last checkpoint of %s", FileCheckpoint, c.Size, FileCheckpoints)
+		}
+	} else {
+		rep.Warnings = append(rep.Warnings, "the export has no "+FileCheckpoint+" file")
+	}
+	if data, err := fs.ReadFile(fsys, FilePublicKey); err == nil {
+		if shipped, err := ParsePublicKeyPEM(data); err != nil || !sameKey(shipped, pub) {
+			rep.Warnings = append(rep.Warnings, "the export's "+FilePublicKey+" is not the key given; it was ignored (a key shipped with an export proves nothing)")
+		}
+	}
+	return rep, nil
+}

@@ -1,0 +1,330 @@
+package cmd
+
+import (
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/factory-id/station/certgen"
+)
+
+// Password variables of the ca commands (contract).
+const (
+	envCAKeyPassword    = "STATION_CA_KEY_PASSWORD"
+	envCAIssuerPassword = "STATION_CA_ISSUER_PASSWORD"
+)
+
+func init() {
+	register(newCACommand)
+	addClass(certgen.ErrHSM, ExitEnvironment)
+	addClass(certgen.ErrPolicy, ExitPolicy)
+	addClass(certgen.ErrIssuer, ExitUsage)
+	addClass(certgen.ErrExists, ExitUsage)
+	addClass(certgen.ErrPassword, ExitUsage)
+	addClass(certgen.ErrGroupKey, ExitUsage)
+	addClass(certgen.ErrKeyURI, ExitUsage)
+}
+
+// newCACommand is `station ca`: the offline PKI ceremony.
+func newCACommand(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ca",
+		Short: "Offline PKI ceremony: root, factory and line intermediates",
+		Long: `The ca commands run on the PKI ceremony machine, offline. One ceremony makes
+the root, the factory intermediate (--path-len 1) and the line intermediate
+(--path-len 0) that the station uses to issue device certificates:
+
+  station ca init-root --subject "Acme Device Root" --out root
+  station ca issue-intermediate --issuer-cert root/ca.crt --issuer-key root/ca.key \
+      --subject "Acme Factory 1" --path-len 1 --out factory
+  station ca issue-intermediate --issuer-cert factory/ca.crt --issuer-key factory/ca.key \
+      --issuer-chain factory/chain.pem --root root/ca.crt --subject "Acme Line 1" --out line
+
+Each writes DIR/ca.crt. The key goes to --key-uri (pkcs11:...;id=..;object=..., created
+inside the token, or softkms:path=FILE) or to DIR/ca.key, encrypted with the password in
+$STATION_CA_KEY_PASSWORD (asked twice on a terminal). An encrypted issuer key is opened
+with $STATION_CA_ISSUER_PASSWORD (asked on a terminal).`,
+	}
+	c.AddCommand(newCAInitRootCommand(g), newCAIssueIntermediateCommand(g), newCAIssueLeafCommand(g))
+	return c
+}
+
+// caKeyFlags are the flags shared by the commands that make a CA.
+type caKeyFlags struct {
+	subject         string
+	out             string
+	keyURI          string
+	keyType         string
+	validity        time.Duration
+	pathLen         int
+	nameConstraints []string
+	force           bool
+}
+
+func (f *caKeyFlags) add(c *cobra.Command, validity time.Duration, pathLen int, pathHelp string) {
+	fl := c.Flags()
+	fl.StringVar(&f.subject, "subject", "", "common name of the new CA (required)")
+	fl.StringVar(&f.out, "out", "", "folder for ca.crt (and ca.key) (required)")
+	fl.StringVar(&f.keyURI, "key-uri", "", "create the key here instead of DIR/ca.key: pkcs11:...;id=%01;object=NAME?pin-source=FILE or softkms:path=FILE")
+	fl.StringVar(&f.keyType, "key-type", string(certgen.ECP256), "key algorithm: ec-p256, ec-p384 or rsa-3072")
+	fl.DurationVar(&f.validity, "validity", validity, "how long the CA is valid")
+	fl.IntVar(&f.pathLen, "path-len", pathLen, pathHelp)
+	fl.StringArrayVar(&f.nameConstraints, "name-constraint", nil, "permitted subtree dns:D, email:E, uri:D or ip:CIDR; prefix ! to exclude (repeatable)")
+	fl.BoolVar(&f.force, "force", false, "replace an existing ca.crt / ca.key in --out")
+}
+
+func (f *caKeyFlags) check() (certgen.KeyType, error) {
+	if strings.TrimSpace(f.subject) == "" {
+		return "", usageErrorf("--subject is required")
+	}
+	if f.out == "" {
+		return "", usageErrorf("--out is required")
+	}
+	kt, err := certgen.ParseKeyType(f.keyType)
+	if err != nil {
+		return "", usageErrorf("--key-type: %v", err)
+	}
+	if f.validity <= 0 {
+		return "", usageErrorf("--validity must be positive")
+	}
+	if f.pathLen < -1 {
+		return "", usageErrorf("--path-len %d: want -1 (unlimited) or >= 0", f.pathLen)
+	}
+	if _, err := certgen.ParseNameConstraints(f.nameConstraints); err != nil {
+		return "", usageErrorf("--name-constraint: %v", err)
+	}
+	if f.keyURI != "" && !certgen.IsKMSURI(f.keyURI) {
+		return "", usageErrorf("--key-uri %q: want a pkcs11: or softkms: URI", certgen.RedactURI(f.keyURI))
+	}
+	return kt, nil
+}
+
+// keyFile is where the new key is written as encrypted PEM ("" when it
+// lives in a token).
+func (f *caKeyFlags) keyFile() (string, error) {
+	switch {
+	case f.keyURI == "":
+		return f.out + "/ca.key", nil
+	case strings.HasPrefix(f.keyURI, "softkms:"):
+		u := strings.TrimPrefix(f.keyURI, "softkms:")
+		if p, ok := strings.CutPrefix(u, "path="); ok {
+			u = p
+		}
+		if u == "" {
+			return "", usageErrorf("--key-uri %q names no file (softkms:path=FILE)", f.keyURI)
+		}
+		return u, nil
+	}
+	return "", nil
+}
+
+// refuseOverwrite checks, before any key is made, that nothing would be replaced.
+func (f *caKeyFlags) refuseOverwrite(keyFile string) error {
+	if f.force {
+		return nil
+	}
+	for _, p := range []string{f.out + "/ca.crt", keyFile} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Lstat(p); err == nil {
+			return caHint{fmt.Errorf("%w: %s (pass --force to replace it)", certgen.ErrExists, p), "the ceremony never overwrites a CA without --force"}
+		}
+	}
+	return nil
+}
+
+// makeKey creates the CA key where the flags say; password is asked first
+// when the key goes to a file.
+func (f *caKeyFlags) makeKey(c *cobra.Command, g *globals, kt certgen.KeyType) (key *certgen.Key, keyFile string, password []byte, err error) {
+	if keyFile, err = f.keyFile(); err != nil {
+		return nil, "", nil, err
+	}
+	if err := f.refuseOverwrite(keyFile); err != nil {
+		return nil, "", nil, err
+	}
+	if keyFile != "" {
+		if password, err = newKeyPassword(c, g); err != nil {
+			return nil, "", nil, err
+		}
+	}
+	key, err = certgen.CreateKey(f.keyURI, kt)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return key, keyFile, password, nil
+}
+
+// writeCA writes the key (when in a file) then DIR/ca.crt and the extra
+// files, and reports.
+func (f *caKeyFlags) writeCA(c *cobra.Command, g *globals, kind string, cert *x509.Certificate, key *certgen.Key, keyFile string, password []byte, extra map[string][]*x509.Certificate) error {
+	defer clear(password)
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return err
+	}
+	keyRef := key.Ref
+	if keyFile != "" {
+		if err := certgen.WriteKeyPEM(keyFile, key.Signer, password, f.force); err != nil {
+			return err
+		}
+		keyRef = keyFile
+	}
+	certPath := f.out + "/ca.crt"
+	if err := certgen.WriteCertificates(certPath, f.force, cert); err != nil {
+		return err
+	}
+	files := map[string]string{}
+	for name, certs := range extra {
+		p := f.out + "/" + name
+		if err := certgen.WriteCertificates(p, true, certs...); err != nil {
+			return err
+		}
+		files[name] = p
+	}
+	return reportCA(c.OutOrStdout(), g.json(), kind, certPath, keyRef, key.InHSM, cert, files)
+}
+
+type caReport struct {
+	Kind      string            `json:"kind"`
+	Subject   string            `json:"subject"`
+	Cert      string            `json:"cert"`
+	Key       string            `json:"key"`
+	KeyInHSM  bool              `json:"key_in_hsm"`
+	SHA256    string            `json:"sha256"`
+	Serial    string            `json:"serial"`
+	NotBefore time.Time         `json:"not_before"`
+	NotAfter  time.Time         `json:"not_after"`
+	PathLen   *int              `json:"path_len"`
+	Files     map[string]string `json:"files,omitempty"`
+}
+
+func reportCA(w io.Writer, asJSON bool, kind, certPath, keyRef string, inHSM bool, cert *x509.Certificate, files map[string]string) error {
+	r := caReport{Kind: kind, Subject: cert.Subject.CommonName, Cert: certPath, Key: certgen.RedactURI(keyRef), KeyInHSM: inHSM,
+		SHA256: certgen.Fingerprint(cert), Serial: certgen.SerialHex(cert), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, Files: files}
+	if cert.IsCA && (cert.MaxPathLen > 0 || cert.MaxPathLenZero) {
+		n := cert.MaxPathLen
+		r.PathLen = &n
+	}
+	if asJSON {
+		return writeJSON(w, r)
+	}
+	where := "encrypted PEM"
+	if inHSM {
+		where = "in the token"
+	}
+	pl := "unlimited"
+	if r.PathLen != nil {
+		pl = fmt.Sprint(*r.PathLen)
+	}
+	fmt.Fprintf(w, "%s %q written to %s\n", kind, r.Subject, certPath)
+	fmt.Fprintf(w, "  key:       %s (%s)\n", r.Key, where)
+	fmt.Fprintf(w, "  sha256:    %s\n", r.SHA256)
+	fmt.Fprintf(w, "  valid:     %s to %s\n", r.NotBefore.Format(time.RFC3339), r.NotAfter.Format(time.RFC3339))
+	fmt.Fprintf(w, "  path len:  %s\n", pl)
+	for name, p := range files {
+		fmt.Fprintf(w, "  %-10s %s\n", name+":", p)
+	}
+	return nil
+}
+
+// caHint is an error with a next step.
+type caHint struct {
+	err  error
+	hint string
+}
+
+func (e caHint) Error() string { return e.err.Error() }
+func (e caHint) Unwrap() error { return e.err }
+func (e caHint) Hint() string  { return e.hint }
+
+// stdinTerminal returns the terminal's file descriptor when the command's
+// input is an interactive terminal.
+func stdinTerminal(c *cobra.Command) (int, bool) {
+	f, ok := c.InOrStdin().(*os.File)
+	if !ok {
+		return 0, false
+	}
+	fd := int(f.Fd())
+	return fd, term.IsTerminal(fd)
+}
+
+// newKeyPassword returns the password protecting a new CA key: from
+// $STATION_CA_KEY_PASSWORD, else asked twice on the terminal. It is never
+// printed.
+func newKeyPassword(c *cobra.Command, g *globals) ([]byte, error) {
+	if v := g.getenv(envCAKeyPassword); v != "" {
+		if len(v) < certgen.MinPasswordLen {
+			return nil, usageErrorf("$%s is shorter than %d characters", envCAKeyPassword, certgen.MinPasswordLen)
+		}
+		return []byte(v), nil
+	}
+	fd, ok := stdinTerminal(c)
+	if !ok {
+		return nil, usageErrorf("no password for the new CA key: set %s (or run on a terminal to be asked)", envCAKeyPassword)
+	}
+	w := c.ErrOrStderr()
+	fmt.Fprint(w, "Password for the new CA key: ")
+	p1, err := term.ReadPassword(fd)
+	fmt.Fprintln(w)
+	if err != nil {
+		return nil, fmt.Errorf("reading password: %w", err)
+	}
+	if len(p1) < certgen.MinPasswordLen {
+		return nil, usageErrorf("the password must have at least %d characters", certgen.MinPasswordLen)
+	}
+	fmt.Fprint(w, "Same password again: ")
+	p2, err := term.ReadPassword(fd)
+	fmt.Fprintln(w)
+	if err != nil {
+		return nil, fmt.Errorf("reading password: %w", err)
+	}
+	defer clear(p2)
+	if string(p1) != string(p2) {
+		clear(p1)
+		return nil, usageErrorf("the two passwords differ")
+	}
+	return p1, nil
+}
+
+// issuerPassword returns a func giving the password of an encrypted issuer
+// key: $STATION_CA_ISSUER_PASSWORD, else asked on the terminal; called only
+// when the key file is encrypted.
+func issuerPassword(c *cobra.Command, g *globals, envName string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		if v := g.getenv(envName); v != "" {
+			return []byte(v), nil
+		}
+		fd, ok := stdinTerminal(c)
+		if !ok {
+			return nil, usageErrorf("the issuer key is encrypted: set %s (or run on a terminal to be asked)", envName)
+		}
+		fmt.Fprint(c.ErrOrStderr(), "Password of the issuer key: ")
+		p, err := term.ReadPassword(fd)
+		fmt.Fprintln(c.ErrOrStderr())
+		if err != nil {
+			return nil, fmt.Errorf("reading password: %w", err)
+		}
+		return p, nil
+	}
+}
+
+// readIssuerChain reads --issuer-chain (may be empty) and --root (optional).
+func readCertFiles(chainPath, rootPath string) (chain []*x509.Certificate, root *x509.Certificate, err error) {
+	if chainPath != "" {
+		if chain, err = certgen.ReadCertificates(chainPath); err != nil {
+			return nil, nil, fmt.Errorf("%w: issuer chain: %w", certgen.ErrIssuer, err)
+		}
+	}
+	if rootPath != "" {
+		if root, err = certgen.ReadCertificate(rootPath); err != nil {
+			return nil, nil, fmt.Errorf("%w: root: %w", certgen.ErrIssuer, err)
+		}
+	}
+	return chain, root, nil
+}

@@ -1,0 +1,286 @@
+package enroll
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"go.step.sm/crypto/jose"
+)
+
+// ErrOutput means the output path cannot take an export.
+var ErrOutput = errors.New("cannot write export there")
+
+// folder builds an export folder in a temporary sibling of its final path
+// and moves it into place only when complete (install), so a reader never
+// sees half an export and a failed run leaves the old one intact.
+type folder struct {
+	tmp, final string
+	files      []File
+	encryptTo  crypto.PublicKey
+	perm       os.FileMode
+}
+
+func newFolder(final string, encryptTo crypto.PublicKey) (*folder, error) {
+	final = filepath.Clean(final)
+	if err := checkReplaceable(final); err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(final)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	f := &folder{tmp: tmp, final: final, encryptTo: encryptTo, perm: 0o644}
+	if encryptTo != nil {
+		f.perm = 0o600
+	} else if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// checkReplaceable accepts a path that does not exist, an empty folder, or a
+// folder holding a previous export (it has a manifest.json); anything else
+// is not ours to replace.
+func checkReplaceable(dir string) error {
+	st, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%w: %s exists and is not a folder", ErrOutput, dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err != nil {
+		return fmt.Errorf("%w: %s is not empty and holds no earlier export (no %s)", ErrOutput, dir, ManifestFile)
+	}
+	return nil
+}
+
+// write adds a file; with encryption on, the content becomes a compact JWE
+// and the name gets ".jwe".
+func (f *folder) write(name string, data []byte, mode string, n int) error {
+	if f.encryptTo != nil {
+		jwe, err := Encrypt(f.encryptTo, data)
+		if err != nil {
+			return err
+		}
+		name, data = name+".jwe", jwe
+	}
+	if err := os.WriteFile(filepath.Join(f.tmp, name), data, f.perm); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	sum := sha256.Sum256(data)
+	f.files = append(f.files, File{Name: name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), Mode: mode, Enrollments: n})
+	return nil
+}
+
+// add lists a file already written in the folder (plain, not encrypted),
+// hashing it as a stream.
+func (f *folder) add(fh *os.File) error {
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, fh)
+	if err != nil {
+		return err
+	}
+	f.files = append(f.files, File{Name: filepath.Base(fh.Name()), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n})
+	return nil
+}
+
+// rename moves a file written under a provisional name to its final one.
+func (f *folder) rename(i int, name string) error {
+	if f.encryptTo != nil {
+		name += ".jwe"
+	}
+	if err := os.Rename(filepath.Join(f.tmp, f.files[i].Name), filepath.Join(f.tmp, name)); err != nil {
+		return err
+	}
+	f.files[i].Name = name
+	return nil
+}
+
+// seal writes manifest.json and manifest.sig and returns the manifest bytes.
+func (f *folder) seal(m *Manifest, signer crypto.Signer) ([]byte, error) {
+	id, err := KeyID(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	m.Version, m.KeyID, m.Files = 1, id, f.files
+	if m.Files == nil {
+		m.Files = []File{}
+	}
+	m.Encrypted = f.encryptTo != nil
+	mb, err := Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := SignManifest(signer, mb)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(f.tmp, ManifestFile), mb, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(f.tmp, SignatureFile), sig, 0o644); err != nil {
+		return nil, err
+	}
+	return mb, nil
+}
+
+// install moves the finished folder into place, replacing an earlier export.
+func (f *folder) install() error {
+	if err := checkReplaceable(f.final); err != nil {
+		return err
+	}
+	old := ""
+	if _, err := os.Stat(f.final); err == nil {
+		old = f.tmp + ".old"
+		if err := os.Rename(f.final, old); err != nil {
+			return fmt.Errorf("%w: %v", ErrOutput, err)
+		}
+	}
+	if err := os.Rename(f.tmp, f.final); err != nil {
+		if old != "" {
+			os.Rename(old, f.final)
+		}
+		return fmt.Errorf("%w: %v", ErrOutput, err)
+	}
+	f.tmp = ""
+	if old != "" {
+		return os.RemoveAll(old)
+	}
+	return nil
+}
+
+// discard removes the temporary folder (after a failure, or if never installed).
+func (f *folder) discard() {
+	if f != nil && f.tmp != "" {
+		os.RemoveAll(f.tmp)
+		f.tmp = ""
+	}
+}
+
+// bulkWriter cuts a stream of enrollments into bulk operations of at most
+// MaxBulk. Create operations are numbered first (0001.json...), update
+// operations after them; updates are written under provisional names while
+// the count of creates is still unknown.
+type bulkWriter struct {
+	f       *folder
+	pending map[string][]IndividualEnrollment
+	nfiles  map[string]int
+	updates []int // indexes in f.files of update operations
+}
+
+func newBulkWriter(f *folder) *bulkWriter {
+	return &bulkWriter{f: f, pending: map[string][]IndividualEnrollment{}, nfiles: map[string]int{}}
+}
+
+func (w *bulkWriter) add(mode string, e *IndividualEnrollment) error {
+	w.pending[mode] = append(w.pending[mode], *e)
+	if len(w.pending[mode]) == MaxBulk {
+		return w.flush(mode)
+	}
+	return nil
+}
+
+func (w *bulkWriter) flush(mode string) error {
+	es := w.pending[mode]
+	if len(es) == 0 {
+		return nil
+	}
+	b, err := Marshal(BulkOperation{Mode: mode, Enrollments: es})
+	if err != nil {
+		return err
+	}
+	w.nfiles[mode]++
+	name := fmt.Sprintf("%04d.json", w.nfiles[mode])
+	if mode == ModeUpdate {
+		name = "update-" + name
+		w.updates = append(w.updates, len(w.f.files))
+	}
+	if err := w.f.write(name, b, mode, len(es)); err != nil {
+		return err
+	}
+	w.pending[mode] = es[:0]
+	return nil
+}
+
+// close flushes the partial operations and numbers the updates after the creates.
+func (w *bulkWriter) close() error {
+	for _, m := range []string{ModeCreate, ModeUpdate} {
+		if err := w.flush(m); err != nil {
+			return err
+		}
+	}
+	for i, idx := range w.updates {
+		if err := w.f.rename(idx, fmt.Sprintf("%04d.json", w.nfiles[ModeCreate]+i+1)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Encrypt seals data to a recipient's public key as a compact JWE:
+// ECDH-ES+A256KW for EC keys, RSA-OAEP-256 for RSA keys (at least 2048
+// bits), content A256GCM. Decrypt it with the matching private key
+// (jose.Decrypt, or `step crypto jwe decrypt --key KEY`).
+func Encrypt(to crypto.PublicKey, data []byte) ([]byte, error) {
+	var alg jose.KeyAlgorithm
+	switch k := to.(type) {
+	case *ecdsa.PublicKey:
+		alg = jose.ECDH_ES_A256KW
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("encryption key: RSA %d bits, want at least 2048", k.N.BitLen())
+		}
+		alg = jose.RSA_OAEP_256
+	default:
+		return nil, fmt.Errorf("encryption key: %T not supported (want EC or RSA)", to)
+	}
+	enc, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: alg, Key: to},
+		(&jose.EncrypterOptions{}).WithContentType("application/json"))
+	if err != nil {
+		return nil, fmt.Errorf("encryption key: %w", err)
+	}
+	obj, err := enc.Encrypt(data)
+	if err != nil {
+		return nil, fmt.Errorf("encrypting: %w", err)
+	}
+	s, err := obj.CompactSerialize()
+	if err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
+}
+
+// Decrypt opens a file written by Encrypt.
+func Decrypt(key crypto.PrivateKey, jwe []byte) ([]byte, error) {
+	obj, err := jose.ParseEncrypted(string(jwe))
+	if err != nil {
+		return nil, err
+	}
+	return obj.Decrypt(key)
+}

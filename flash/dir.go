@@ -1,0 +1,227 @@
+package flash
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Names the dir target writes under its folder.
+const (
+	DirFirmware = "firmware.bin"
+	DirBundle   = "station-bundle" // the folder form
+	DirImage    = FileImage        // the single-file form
+)
+
+// dirTarget writes to a mounted unit storage or an image folder.
+type dirTarget struct {
+	spec string
+	path string // may hold {serial}
+	// beforeCompare, in tests only, plays a medium that does not keep what
+	// was written.
+	beforeCompare func(root string)
+}
+
+func newDirTarget(path string) (*dirTarget, error) {
+	if path == "" {
+		return nil, specErr("dir: needs a folder")
+	}
+	if strings.ContainsAny(path, "\x00\n\r") {
+		return nil, specErr("dir:%q: control characters in the path", path)
+	}
+	rest := strings.ReplaceAll(path, "{serial}", "")
+	if strings.ContainsAny(rest, "{}") {
+		return nil, specErr("dir:%s: the only placeholder is {serial}", path)
+	}
+	return &dirTarget{spec: "dir:" + path, path: path}, nil
+}
+
+func (d *dirTarget) Name() string { return d.spec }
+
+// root expands {serial} (the serial is validated first, so it is one plain
+// path component) and checks the folder. Without {serial} the folder must
+// already exist: a unit storage that is not mounted must not turn into a
+// write to the station's own disk. With it, only the last level is created.
+func (d *dirTarget) root(serial string, create bool) (string, error) {
+	if err := ValidSerial(serial); err != nil {
+		return "", err
+	}
+	p := strings.ReplaceAll(d.path, "{serial}", serial)
+	if create && p != d.path {
+		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("%s: %w", d.spec, err)
+		}
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (is the unit's storage mounted?)", d.spec, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%s: %s is not a folder (symbolic links are not followed): %w", d.spec, p, ErrUnsafeInput)
+	}
+	return p, nil
+}
+
+// planned returns every file the target holds for j: relative path -> bytes.
+func dirPlan(j Job) (map[string][]byte, error) {
+	img, err := j.Bundle.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	folder, err := j.Bundle.Folder()
+	if err != nil {
+		return nil, err
+	}
+	plan := map[string][]byte{DirFirmware: j.Firmware.Data, DirImage: img}
+	for n, b := range folder {
+		plan[filepath.Join(DirBundle, n)] = b
+	}
+	return plan, nil
+}
+
+// existing returns the bundle already on the target, nil if there is none
+// or it cannot be read as one (a torn or foreign file is replaced).
+func existing(root string) *Bundle {
+	if data, err := readFileLimited(filepath.Join(root, DirImage), MaxImageSize); err == nil {
+		if b, err := ParseImage(data); err == nil {
+			return b
+		}
+	}
+	if b, err := ReadFolder(filepath.Join(root, DirBundle)); err == nil {
+		return b
+	}
+	return nil
+}
+
+func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
+	res := Result{Target: d.spec, Detail: map[string]string{}}
+	if err := checkJob(j); err != nil {
+		return res, err
+	}
+	root, err := d.root(j.Serial, true)
+	if err != nil {
+		return res, err
+	}
+	if err := otherUnit(j, existing(root), d.spec); err != nil {
+		return res, err
+	}
+	plan, err := dirPlan(j)
+	if err != nil {
+		return res, err
+	}
+	bdir := filepath.Join(root, DirBundle)
+	if fi, err := os.Lstat(bdir); err == nil && !fi.IsDir() {
+		return res, fmt.Errorf("%s: %s is not a folder (symbolic links are not followed): %w", d.spec, bdir, ErrUnsafeInput)
+	} else if err != nil {
+		if err := os.Mkdir(bdir, 0o755); err != nil {
+			return res, fmt.Errorf("%s: %w", d.spec, err)
+		}
+	}
+	// Files of the folder form this bundle does not have (a key file left
+	// by an earlier bundle) go first, so the folder never mixes two bundles.
+	if ents, err := os.ReadDir(bdir); err == nil {
+		for _, e := range ents {
+			if _, ok := plan[filepath.Join(DirBundle, e.Name())]; !ok {
+				if err := os.Remove(filepath.Join(bdir, e.Name())); err != nil {
+					return res, fmt.Errorf("%s: removing stale %s: %w", d.spec, e.Name(), err)
+				}
+			}
+		}
+	}
+	// Order: firmware, the folder's files with its manifest last, then the
+	// single-file image. Each file is atomic; the manifest and the image
+	// each commit to everything through the digest.
+	folder, _ := j.Bundle.Folder()
+	order := []string{DirFirmware}
+	for _, n := range FolderOrder(folder) {
+		order = append(order, filepath.Join(DirBundle, n))
+	}
+	order = append(order, DirImage)
+	for _, rel := range order {
+		dir, name := filepath.Split(filepath.Join(root, rel))
+		if err := writeAtomic(filepath.Clean(dir), name, plan[rel], FileMode(name)); err != nil {
+			return res, fmt.Errorf("%s: writing %s: %w", d.spec, rel, err)
+		}
+	}
+	if err := syncDir(root); err != nil {
+		return res, fmt.Errorf("%s: %w", d.spec, err)
+	}
+	if d.beforeCompare != nil {
+		d.beforeCompare(root)
+	}
+	if err := d.compare(root, plan); err != nil {
+		return res, err
+	}
+	img := plan[DirImage]
+	sum := sha256.Sum256(img)
+	res.Detail["path"] = root
+	res.Detail["files"] = fmt.Sprint(len(plan))
+	res.Detail["firmware_sha256"] = j.Firmware.SHA256
+	res.Detail["image_sha256"] = hex.EncodeToString(sum[:])
+	res.Detail["bundle_digest"] = j.Bundle.DigestHex()
+	res.Detail["readback"] = "byte-for-byte, all files"
+	return res, nil
+}
+
+// compare reads every planned file back and compares it byte for byte.
+func (d *dirTarget) compare(root string, plan map[string][]byte) error {
+	for rel, want := range plan {
+		limit := int64(MaxImageSize)
+		if rel == DirFirmware {
+			limit = MaxFirmwareSize
+		}
+		got, err := readFileLimited(filepath.Join(root, rel), limit)
+		if err != nil {
+			return fmt.Errorf("%s: reading back %s: %v: %w", d.spec, rel, err, ErrReadback)
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%s: %s read back differs (%d bytes, wrote %d): %w", d.spec, rel, len(got), len(want), ErrReadback)
+		}
+	}
+	return nil
+}
+
+func (d *dirTarget) ReadBack(_ context.Context, j Job) error {
+	root, err := d.root(j.Serial, false)
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, ErrReadback)
+	}
+	data, err := readFileLimited(filepath.Join(root, DirImage), MaxImageSize)
+	if err != nil {
+		return fmt.Errorf("%s: %v: %w", d.spec, err, ErrReadback)
+	}
+	img, err := ParseImage(data)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", d.spec, DirImage, err)
+	}
+	if err := checkFound(j, img, d.spec+" "+DirImage); err != nil {
+		return err
+	}
+	folder, err := ReadFolder(filepath.Join(root, DirBundle))
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", d.spec, DirBundle, err)
+	}
+	if !bytes.Equal(folder.Digest, img.Digest) {
+		return fmt.Errorf("%s: the bundle folder (%s) and image (%s) differ: %w", d.spec, folder.DigestHex(), img.DigestHex(), ErrReadback)
+	}
+	fw, err := readFileLimited(filepath.Join(root, DirFirmware), MaxFirmwareSize)
+	if err != nil {
+		return fmt.Errorf("%s: %v: %w", d.spec, err, ErrReadback)
+	}
+	want := img.FirmwareSHA256
+	if j.Firmware != nil {
+		want = j.Firmware.SHA256
+	}
+	sum := sha256.Sum256(fw)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return fmt.Errorf("%s: firmware on the unit has SHA-256 %s, expected %s: %w", d.spec, got, want, ErrReadback)
+	}
+	return nil
+}

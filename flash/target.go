@@ -1,0 +1,200 @@
+package flash
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/factory-id/station/configs"
+)
+
+// Job is one unit's flash: its firmware and its signed bundle.
+type Job struct {
+	Serial   string
+	Firmware *Firmware // checked against firmware.sha256 (LoadFirmware)
+	Bundle   *Bundle   // signed
+	// Force lets a target that holds another unit's bundle be overwritten.
+	Force bool
+	// OwnerAuth (secret) is the unit TPM's owner authorization, for tpm-nv
+	// (empty under the default owner_auth: empty policy).
+	OwnerAuth Secret
+	// StationKey, when set, makes ReadBack also verify the signature of the
+	// bundle found on the target.
+	StationKey crypto.PublicKey
+}
+
+// Result is what a target reports for the unit record and the audit trail.
+// Detail holds digests, sizes, the NV index, the tool's attempts and
+// bounded, redacted output: never key material, never the bundle itself.
+type Result struct {
+	Target string
+	Detail map[string]string
+}
+
+// Target is one place a unit's firmware and credentials go.
+type Target interface {
+	// Name is the target as the operator wrote it ("dir:/mnt/unit", "exec:esp", "tpm-nv").
+	Name() string
+	// Write writes the job and reads it back; a read-back that differs
+	// returns ErrReadback.
+	Write(ctx context.Context, j Job) (Result, error)
+	// ReadBack checks what the target holds against j (QA verify): the
+	// bundle's digest (j.Bundle.Digest), the serial and the firmware hash
+	// (j.Firmware.SHA256 when set, else the bundle's).
+	ReadBack(ctx context.Context, j Job) error
+}
+
+// NVDevice is what the tpm-nv target needs from the unit's TPM
+// (tpmops.TPM provides it through the adapter in station).
+type NVDevice interface {
+	// NVDefineWrite defines an owner index of len(data) bytes with attrs,
+	// writes data and write-locks it (attrs carry WRITEDEFINE).
+	NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs uint32) error
+	// NVUndefine removes an owner index (to replace this unit's older certificate).
+	NVUndefine(index uint32, ownerAuth []byte) error
+	// NVRead reads the whole index through TPM2_NV_Read; ErrNVNotDefined
+	// wrapped when the index does not exist.
+	NVRead(index uint32) ([]byte, error)
+	// NVPublic returns the index's attributes and size as the TPM reports them.
+	NVPublic(index uint32) (attrs uint32, size int, err error)
+	// NVMaxSize is TPM_PT_NV_INDEX_MAX.
+	NVMaxSize() (int, error)
+}
+
+// serialRe: what a serial may be wherever flash puts it (a path component,
+// an argument): letters, digits, '.', '_', '-'; starting with a letter or
+// digit (so never an option such as "-rf", never ".."), at most 64.
+var serialRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidSerial returns ErrUnsafeInput for a serial that could escape a path
+// component or pose as a tool option.
+func ValidSerial(s string) error {
+	if !serialRe.MatchString(s) || strings.Contains(s, "..") {
+		return fmt.Errorf("serial %q: %w: want 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit, no \"..\"", s, ErrUnsafeInput)
+	}
+	return nil
+}
+
+// Open parses a comma-separated target list ("dir:/mnt/unit,tpm-nv") into
+// targets. cfg supplies the exec tools and the NV index; nv is the unit's
+// TPM (needed only by tpm-nv). A bad list is a *configs.Error (exit 2).
+func Open(spec string, cfg configs.Flash, nv NVDevice) ([]Target, error) {
+	var ts []Target
+	seen := map[string]bool{}
+	for _, t := range strings.Split(spec, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if seen[t] {
+			return nil, specErr("%q listed twice", t)
+		}
+		seen[t] = true
+		kind, arg, _ := strings.Cut(t, ":")
+		switch kind {
+		case "dir":
+			d, err := newDirTarget(arg)
+			if err != nil {
+				return nil, err
+			}
+			ts = append(ts, d)
+		case "exec":
+			name, port, hasPort := strings.Cut(arg, "@")
+			tool, ok := cfg.Tools[name]
+			if !ok {
+				return nil, specErr("%q: no tool %q under flash.tools", t, name)
+			}
+			if hasPort {
+				tool.Port = port
+			}
+			e, err := newExecTarget(t, name, tool)
+			if err != nil {
+				return nil, err
+			}
+			ts = append(ts, e)
+		case "tpm-nv":
+			if arg != "" {
+				return nil, specErr("%q: tpm-nv takes no argument (the index is flash.nv_index)", t)
+			}
+			if nv == nil {
+				return nil, specErr("tpm-nv needs the unit's TPM")
+			}
+			idx := uint32(cfg.NVIndex)
+			if idx == 0 {
+				idx = DefaultNVIndex
+			}
+			n, err := newNVTarget(nv, idx)
+			if err != nil {
+				return nil, err
+			}
+			ts = append(ts, n)
+		default:
+			return nil, specErr("%q: want dir:PATH, exec:NAME or tpm-nv", t)
+		}
+	}
+	if len(ts) == 0 {
+		return nil, specErr("no flash target")
+	}
+	return ts, nil
+}
+
+func specErr(format string, args ...any) error {
+	return &configs.Error{Key: "flash.target", Err: fmt.Errorf(format, args...)}
+}
+
+// checkJob is the common validation of every target's Write.
+func checkJob(j Job) error {
+	if err := ValidSerial(j.Serial); err != nil {
+		return err
+	}
+	if j.Bundle == nil || len(j.Bundle.Signature) == 0 {
+		return fmt.Errorf("unit %s: %w: bundle is not signed", j.Serial, ErrSignature)
+	}
+	if j.Bundle.Serial != j.Serial {
+		return fmt.Errorf("unit %s: %w: bundle is for unit %q", j.Serial, ErrBundle, j.Bundle.Serial)
+	}
+	if j.Firmware == nil {
+		return fmt.Errorf("unit %s: no firmware: %w", j.Serial, ErrFirmwareMismatch)
+	}
+	if j.Firmware.SHA256 != j.Bundle.FirmwareSHA256 {
+		return fmt.Errorf("unit %s: bundle names firmware %s, the image is %s: %w", j.Serial, j.Bundle.FirmwareSHA256, j.Firmware.SHA256, ErrFirmwareMismatch)
+	}
+	return nil
+}
+
+// checkFound compares a bundle read from a target with the job (ReadBack).
+func checkFound(j Job, found *Bundle, where string) error {
+	if found.Serial != j.Serial {
+		return fmt.Errorf("%s holds unit %q's bundle, not %q's: %w", where, found.Serial, j.Serial, ErrReadback)
+	}
+	if j.Bundle != nil && len(j.Bundle.Digest) > 0 && string(found.Digest) != string(j.Bundle.Digest) {
+		return fmt.Errorf("%s: bundle digest %s, expected %s: %w", where, found.DigestHex(), j.Bundle.DigestHex(), ErrReadback)
+	}
+	if j.StationKey != nil {
+		if err := found.Verify(j.StationKey); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	return nil
+}
+
+// otherUnit returns ErrOtherUnit when a bundle found on a target belongs to
+// another unit and the job is not forced.
+func otherUnit(j Job, found *Bundle, where string) error {
+	if found == nil || found.Serial == j.Serial || j.Force {
+		return nil
+	}
+	return &otherUnitError{where: where, serial: found.Serial, want: j.Serial}
+}
+
+type otherUnitError struct{ where, serial, want string }
+
+func (e *otherUnitError) Error() string {
+	return fmt.Sprintf("%s already holds unit %s's bundle (this is unit %s): %v", e.where, e.serial, e.want, ErrOtherUnit)
+}
+func (e *otherUnitError) Unwrap() error { return ErrOtherUnit }
+func (e *otherUnitError) Hint() string {
+	return "check the fixture holds the right unit; re-run with --force to overwrite it"
+}
