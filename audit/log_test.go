@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -261,5 +262,34 @@ func TestParseCanonical(t *testing.T) {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("%s: accepted %s", name, bad)
 		}
+	}
+}
+
+// TestVerifyMemoryFlat: what a verification allocates does not grow with the
+// log (it streams, holding O(log n) hashes).
+func TestVerifyMemoryFlat(t *testing.T) {
+	alloc := func(units int) uint64 {
+		l, db := newTestLog(t, testKey(1))
+		addUnits(t, l, db, 0, units)
+		dir := filepath.Join(t.TempDir(), "x")
+		if _, err := l.Export(dir, ExportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		mustVerify(t, db, l.Public(), nil)
+		if _, err := VerifyExport(dir, l.Public(), nil); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	small, big := alloc(20), alloc(2000) // 140 and 14,000 records, 1 and 14 checkpoints
+	t.Logf("allocated %d bytes for 140 records, %d for 14,000", small, big)
+	// Records allocate nothing; each kept checkpoint (one per
+	// CheckpointWindow records) costs a few KiB of garbage to open.
+	if perRecord := float64(big-small) / (14000 - 140); perRecord > 16 {
+		t.Fatalf("verification allocates %.1f bytes per record: %d bytes for 140 records, %d for 14,000", perRecord, small, big)
 	}
 }

@@ -287,11 +287,18 @@ func parseInto(r *Record, line []byte, full bool) error {
 			p.fail("truncated time")
 		} else {
 			ts := p.b[p.i : p.i+len(TimeLayout)]
+			// Every layout position is a fixed digit or separator, and Parse
+			// rejects out-of-range fields, so a parsed time has this one
+			// spelling.
+			for k, c := range ts {
+				if l := TimeLayout[k]; (l >= '0' && l <= '9') != (c >= '0' && c <= '9') || (l < '0' || l > '9') && c != l {
+					p.fail("non-canonical time")
+					break
+				}
+			}
 			t, err := time.Parse(TimeLayout, unsafeString(ts))
 			if err != nil {
 				p.fail("bad time: %v", err)
-			} else if !bytes.Equal(t.AppendFormat(make([]byte, 0, 32), TimeLayout), ts) {
-				p.fail("non-canonical time")
 			}
 			r.Time = t
 			p.i += len(TimeLayout)

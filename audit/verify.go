@@ -153,11 +153,11 @@ func (v *verifier) run(records recordSource, cps checkpointSource) (*Report, err
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		var ce corruptError
-		if errors.As(err, &ce) {
-			return nil, v.resolveFirst(verr(v.n+1, "%v", ce))
-		}
 		if err != nil {
+			var ce corruptError
+			if errors.As(err, &ce) {
+				return nil, v.resolveFirst(verr(v.n+1, "%v", ce))
+			}
 			return nil, v.resolveFirst(err)
 		}
 		if err := v.record(pos, data); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -55,33 +56,13 @@ func issuerf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrIssuer}, args...)...)
 }
 
-// RedactURI removes a PIN given in a kms URI (pin-value=...) so the URI can
-// be printed, logged or recorded.
+// RedactURI removes a PIN given in a kms URI (pin-value=..., as a query
+// or a path attribute) so the URI can be printed, logged or recorded.
 func RedactURI(s string) string {
-	before, query, ok := strings.Cut(s, "?")
-	if !ok {
-		return redactAttrs(s)
-	}
-	var parts []string
-	for _, kv := range strings.Split(query, "&") {
-		if k, _, _ := strings.Cut(kv, "="); k == "pin-value" {
-			kv = "pin-value=REDACTED"
-		}
-		parts = append(parts, kv)
-	}
-	return redactAttrs(before) + "?" + strings.Join(parts, "&")
+	return pinValueRe.ReplaceAllString(s, "${1}REDACTED")
 }
 
-// redactAttrs hides a pin-value given as a path attribute (pkcs11:...;pin-value=x).
-func redactAttrs(s string) string {
-	parts := strings.Split(s, ";")
-	for i, kv := range parts {
-		if k, _, ok := strings.Cut(kv, "="); ok && strings.HasSuffix(k, "pin-value") {
-			parts[i] = k + "=REDACTED"
-		}
-	}
-	return strings.Join(parts, ";")
-}
+var pinValueRe = regexp.MustCompile(`(pin-value=)[^;&?#]*`)
 
 // redactErr returns err with any PIN of uri removed from its text. The
 // library errors of the kms packages quote the URI they were given.

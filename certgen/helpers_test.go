@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -31,9 +32,34 @@ func mustKey(t testing.TB, kt KeyType) crypto.Signer {
 	return k.Signer
 }
 
+// RSA-3072 generation takes a second (a minute under -race): the test
+// PKIs share a few keys per process.
+var rsaKeys struct {
+	sync.Mutex
+	keys []crypto.Signer
+}
+
+// pooledKey returns the i-th shared key of type kt (fresh for EC types).
+func pooledKey(t testing.TB, kt KeyType, i int) crypto.Signer {
+	t.Helper()
+	if kt != RSA3072 {
+		return mustKey(t, kt)
+	}
+	rsaKeys.Lock()
+	defer rsaKeys.Unlock()
+	for len(rsaKeys.keys) <= i {
+		rsaKeys.keys = append(rsaKeys.keys, mustKey(t, kt))
+	}
+	return rsaKeys.keys[i]
+}
+
 func mustRoot(t testing.TB, kt KeyType, o CAOptions) testCA {
 	t.Helper()
-	k := mustKey(t, kt)
+	return rootWithKey(t, mustKey(t, kt), o)
+}
+
+func rootWithKey(t testing.TB, k crypto.Signer, o CAOptions) testCA {
+	t.Helper()
 	if o.Subject == "" {
 		o.Subject = "Test Root"
 	}
@@ -52,7 +78,11 @@ func mustRoot(t testing.TB, kt KeyType, o CAOptions) testCA {
 
 func mustIntermediate(t testing.TB, parent testCA, kt KeyType, o CAOptions) testCA {
 	t.Helper()
-	k := mustKey(t, kt)
+	return intermediateWithKey(t, parent, mustKey(t, kt), o)
+}
+
+func intermediateWithKey(t testing.TB, parent testCA, k crypto.Signer, o CAOptions) testCA {
+	t.Helper()
 	c, err := NewIntermediate(parent.cert, parent.key, k.Public(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -67,9 +97,9 @@ type testPKI struct {
 
 func newPKI(t testing.TB, kt KeyType) testPKI {
 	t.Helper()
-	root := mustRoot(t, kt, CAOptions{Subject: "Root " + string(kt)})
-	factory := mustIntermediate(t, root, kt, CAOptions{Subject: "Factory " + string(kt), Validity: 15 * 365 * 24 * time.Hour, PathLen: 1})
-	line := mustIntermediate(t, factory, kt, CAOptions{Subject: "Line " + string(kt), Validity: 10 * 365 * 24 * time.Hour, PathLen: 0})
+	root := rootWithKey(t, pooledKey(t, kt, 0), CAOptions{Subject: "Root " + string(kt)})
+	factory := intermediateWithKey(t, root, pooledKey(t, kt, 1), CAOptions{Subject: "Factory " + string(kt), Validity: 15 * 365 * 24 * time.Hour, PathLen: 1})
+	line := intermediateWithKey(t, factory, pooledKey(t, kt, 2), CAOptions{Subject: "Line " + string(kt), Validity: 10 * 365 * 24 * time.Hour, PathLen: 0})
 	return testPKI{root, factory, line}
 }
 

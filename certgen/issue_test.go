@@ -267,3 +267,52 @@ func TestNewIntermediateRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIssueTPMAttestation: with tpm attestation the registration ID is the
+// EK-derived one (52 characters) and the leaf is still issued with it as CN.
+func TestIssueTPMAttestation(t *testing.T) {
+	is := newPKI(t, ECP256).issuer(t)
+	id, err := RegistrationIDFor(AttestTPM, "", nil, []byte("registration"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := goodRequest(t)
+	req.RegistrationID = id
+	leaf, err := is.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Subject.CommonName != "fhe4gdqgarivz3mywpiu7wehkguprzfzxru5ja5gpisxyfflph5q" {
+		t.Fatalf("CN = %s", leaf.Subject.CommonName)
+	}
+}
+
+func BenchmarkIssue(b *testing.B) {
+	for _, kt := range KeyTypes {
+		b.Run(string(kt), func(b *testing.B) {
+			is := newPKI(b, kt).issuer(b)
+			req := goodRequest(b)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := is.Issue(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkEncryptedPEM(b *testing.B) {
+	k := mustKey(b, ECP256)
+	dir := b.TempDir()
+	pw := []byte("benchmark-password")
+	for i := 0; i < b.N; i++ {
+		p := dir + "/k" + string(rune('a'+i%26)) + ".pem"
+		if err := WriteKeyPEM(p, k, pw, true); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := OpenKey(p, func() ([]byte, error) { return append([]byte{}, pw...), nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -92,6 +92,15 @@ func IsKMSURI(ref string) bool {
 	return strings.HasPrefix(ref, "pkcs11:") || strings.HasPrefix(ref, "softkms:")
 }
 
+// KeyFile is the file a software key reference names: the path itself, or
+// the file of a softkms: URI (softkms:path=F, softkms:F); "" for pkcs11:.
+func KeyFile(ref string) (string, error) {
+	if strings.HasPrefix(ref, "pkcs11:") {
+		return "", nil
+	}
+	return softPath(ref)
+}
+
 // softPath is the file behind a softkms: URI or a plain path.
 func softPath(ref string) (string, error) {
 	if !strings.HasPrefix(ref, "softkms:") {

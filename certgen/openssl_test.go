@@ -66,7 +66,7 @@ func TestChainOpenSSL(t *testing.T) {
 			if out, err := opensslVerify(t, rootPath, "", leafPath, "-untrusted", linePath); err == nil {
 				t.Fatalf("openssl accepted a chain without the factory CA: %s", out)
 			}
-			other := mustRoot(t, kt, CAOptions{Subject: p.root.cert.Subject.CommonName})
+			other := rootWithKey(t, pooledKey(t, kt, 3), CAOptions{Subject: p.root.cert.Subject.CommonName})
 			otherPath := writePEM(t, dir, "other.crt", other.cert)
 			if out, err := opensslVerify(t, otherPath, chainPath, leafPath, "-untrusted", linePath); err == nil {
 				t.Fatalf("openssl accepted the leaf under another root of the same name: %s", out)

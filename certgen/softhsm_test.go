@@ -247,3 +247,32 @@ func TestSoftHSMClientTLS(t *testing.T) {
 type nilReader struct{}
 
 func (nilReader) Read(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkIssueSoftHSM measures a leaf signed by a token-held CA key.
+func BenchmarkIssueSoftHSM(b *testing.B) {
+	tk := softhsmtest.New(b, "station-bench")
+	for i, kt := range KeyTypes {
+		uri := tk.URI(fmt.Sprintf("%02x", 0x40+i), "bench-"+string(kt))
+		k, err := CreateKey(uri, kt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { k.Close() })
+		root, err := NewRoot(k.Signer, CAOptions{Subject: "bench", Validity: 20 * 365 * 24 * time.Hour, PathLen: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		is, err := NewIssuer(root, k.Signer, nil, root)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := goodRequest(b)
+		b.Run(string(kt), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := is.Issue(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -112,14 +112,11 @@ func (f *caKeyFlags) keyFile() (string, error) {
 	case f.keyURI == "":
 		return f.out + "/ca.key", nil
 	case strings.HasPrefix(f.keyURI, "softkms:"):
-		u := strings.TrimPrefix(f.keyURI, "softkms:")
-		if p, ok := strings.CutPrefix(u, "path="); ok {
-			u = p
+		p, err := certgen.KeyFile(f.keyURI)
+		if err != nil {
+			return "", usageErrorf("--key-uri: %v", err)
 		}
-		if u == "" {
-			return "", usageErrorf("--key-uri %q names no file (softkms:path=FILE)", f.keyURI)
-		}
-		return u, nil
+		return p, nil
 	}
 	return "", nil
 }

@@ -48,6 +48,7 @@ func caStationBinary(t *testing.T) string {
 //	station ARGS...   run the binary (! station ... expects a failure)
 //	exitcode N        the last station's exit code was N
 //
+// $STATION_BIN is the binary (for scripts that need a pseudo-terminal).
 // Conditions: [softhsm] — SoftHSM2 is installed; each script then gets a
 // token (label "station", PIN in $WORK/hsm/pin) and $HSM, the start of a
 // pkcs11: URI naming it (append ;id=%NN;object=NAME?pin-source=$WORK/hsm/pin).
@@ -65,6 +66,7 @@ func TestCAScripts(t *testing.T) {
 		Files: files,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("STATION_CONFIG", filepath.Join(env.WorkDir, "none.yaml"))
+			env.Setenv("STATION_BIN", bin)
 			if !hsm {
 				return nil
 			}

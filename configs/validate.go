@@ -124,8 +124,10 @@ func (c *Config) checkTargets(s string) error {
 				return fmt.Errorf("%q: dir: needs a folder", t)
 			}
 		case "exec":
-			if _, ok := c.Flash.Tools[arg]; !ok {
-				return fmt.Errorf("%q: no tool %q under flash.tools", t, arg)
+			// exec:NAME or exec:NAME@PORT (a fixture's own port, e.g. from a batch row)
+			name, _, _ := strings.Cut(arg, "@")
+			if _, ok := c.Flash.Tools[name]; !ok {
+				return fmt.Errorf("%q: no tool %q under flash.tools", t, name)
 			}
 		case "tpm-nv":
 		default:

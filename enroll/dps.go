@@ -3,7 +3,9 @@ package enroll
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -180,6 +182,19 @@ func (p *Profile) Individual(u *store.Unit, disabled bool) (*IndividualEnrollmen
 		if len(u.EKPublic) == 0 {
 			return nil, fmt.Errorf("unit %s: no EK public: %w", u.Serial, ErrIncomplete)
 		}
+		if err := checkTPM2B("EK", u.EKPublic); err != nil {
+			return nil, fmt.Errorf("unit %s: %w", u.Serial, err)
+		}
+		if u.EKSHA256 != "" {
+			if sum := sha256.Sum256(u.EKPublic); u.EKSHA256 != hex.EncodeToString(sum[:]) {
+				return nil, fmt.Errorf("unit %s: recorded EK SHA-256 is not the hash of the recorded EK: %w", u.Serial, ErrIncomplete)
+			}
+		}
+		if len(u.SRKPublic) > 0 {
+			if err := checkTPM2B("SRK", u.SRKPublic); err != nil {
+				return nil, fmt.Errorf("unit %s: %w", u.Serial, err)
+			}
+		}
 		derived := RegistrationID(u.EKPublic)
 		if e.RegistrationID == "" {
 			e.RegistrationID = derived
@@ -195,6 +210,14 @@ func (p *Profile) Individual(u *store.Unit, disabled bool) (*IndividualEnrollmen
 	case AttestX509:
 		if len(u.Cert) == 0 {
 			return nil, fmt.Errorf("unit %s: no certificate: %w", u.Serial, ErrIncomplete)
+		}
+		leaf, err := x509.ParseCertificate(u.Cert)
+		if err != nil {
+			return nil, fmt.Errorf("unit %s: recorded certificate: %v: %w", u.Serial, err, ErrIncomplete)
+		}
+		if leaf.Subject.CommonName != e.RegistrationID {
+			return nil, fmt.Errorf("unit %s: certificate CN %q is not the registration ID %q (DPS requires them equal): %w",
+				u.Serial, leaf.Subject.CommonName, e.RegistrationID, ErrIncomplete)
 		}
 		e.Attestation = Attestation{Type: "x509", X509: &X509Attestation{
 			ClientCertificates: &X509Certificates{Primary: &X509Certificate{Certificate: certPEM(u.Cert)}},
@@ -242,6 +265,17 @@ func (p *Profile) decorate(caps **DeviceCapabilities, hubs *[]string, alloc *str
 	if len(tags) > 0 {
 		*twin = &InitialTwin{Tags: tags}
 	}
+}
+
+// checkTPM2B checks that b is a TPM2B: a 2-byte big-endian size, then that
+// many bytes. DPS registers (and the SDK sends) the TPM2B_PUBLIC; go-tpm's
+// legacy Public.Encode gives the TPMT_PUBLIC without the size, a mistake
+// that would enroll a key no unit ever presents.
+func checkTPM2B(what string, b []byte) error {
+	if len(b) < 2 || int(binary.BigEndian.Uint16(b)) != len(b)-2 {
+		return fmt.Errorf("recorded %s is not a TPM2B_PUBLIC (size prefix missing or wrong): %w", what, ErrIncomplete)
+	}
+	return nil
 }
 
 // GroupID is the enrollment group ID of a signing CA: "ca-" and the first
@@ -300,15 +334,4 @@ func Marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// digest is the hex SHA-256 of an enrollment's stable encoding: what the
-// export bookkeeping compares to decide whether a unit changed.
-func digest(v any) (string, error) {
-	b, err := Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
 }

@@ -20,18 +20,18 @@ var dpsFields = map[string]bool{
 	"registrationId": true, "deviceId": true, "etag": true, "enrollmentGroupId": true,
 	"attestation": true, "attestation.type": true,
 	"attestation.tpm": true, "attestation.tpm.endorsementKey": true, "attestation.tpm.storageRootKey": true,
-	"attestation.x509": true,
+	"attestation.x509":                    true,
 	"attestation.x509.clientCertificates": true, "attestation.x509.clientCertificates.primary": true,
 	"attestation.x509.clientCertificates.primary.certificate": true,
-	"attestation.x509.signingCertificates": true, "attestation.x509.signingCertificates.primary": true,
+	"attestation.x509.signingCertificates":                    true, "attestation.x509.signingCertificates.primary": true,
 	"attestation.x509.signingCertificates.primary.certificate": true,
-	"attestation.symmetricKey": true, "attestation.symmetricKey.primaryKey": true, "attestation.symmetricKey.secondaryKey": true,
+	"attestation.symmetricKey":                                 true, "attestation.symmetricKey.primaryKey": true, "attestation.symmetricKey.secondaryKey": true,
 	"capabilities": true, "capabilities.iotEdge": true,
 	"iotHubs": true, "allocationPolicy": true,
 	"initialTwin": true, "initialTwin.tags": true, "initialTwin.tags.*": true,
 	"initialTwin.properties": true, "initialTwin.properties.desired": true,
 	"provisioningStatus": true,
-	"reprovisionPolicy": true, "reprovisionPolicy.updateHubAssignment": true, "reprovisionPolicy.migrateDeviceData": true,
+	"reprovisionPolicy":  true, "reprovisionPolicy.updateHubAssignment": true, "reprovisionPolicy.migrateDeviceData": true,
 }
 
 func jsonPaths(t *testing.T, prefix string, v any, out *[]string) {
@@ -176,6 +176,7 @@ func TestTPMEnrollmentVector(t *testing.T) {
 }
 
 func TestIndividualRefusals(t *testing.T) {
+	mismatchedLeaf := newCA(t, "line", nil).leaf(t, "someone-else")
 	tests := []struct {
 		name     string
 		u        store.Unit
@@ -183,6 +184,12 @@ func TestIndividualRefusals(t *testing.T) {
 		want     error
 	}{
 		{"tpm-no-ek", store.Unit{Serial: "a", Attestation: AttestTPM}, false, ErrIncomplete},
+		// go-tpm's legacy Encode() output: the TPMT_PUBLIC without its size.
+		{"tpm-ek-without-size", store.Unit{Serial: "a", Attestation: AttestTPM, EKPublic: fakeEK("a")[2:]}, false, ErrIncomplete},
+		{"tpm-ek-sha-mismatch", store.Unit{Serial: "a", Attestation: AttestTPM, EKPublic: fakeEK("a"), EKSHA256: "00"}, false, ErrIncomplete},
+		{"tpm-srk-without-size", store.Unit{Serial: "a", Attestation: AttestTPM, EKPublic: fakeEK("a"), SRKPublic: []byte{0, 9, 1}}, false, ErrIncomplete},
+		{"x509-garbage-cert", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a", Cert: []byte{0x30, 1}}, false, ErrIncomplete},
+		{"x509-cn-mismatch", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a", Cert: mismatchedLeaf}, false, ErrIncomplete},
 		{"x509-no-cert", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a"}, false, ErrIncomplete},
 		{"sym-enabled-no-key", store.Unit{Serial: "a", Attestation: AttestSymmetric, RegistrationID: "a"}, false, ErrSecretsNeeded},
 		{"sym-disabled-ok", store.Unit{Serial: "a", Attestation: AttestSymmetric, RegistrationID: "a"}, true, nil},

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -39,13 +38,36 @@ const RegistrationIDsFile = "registration-ids.txt"
 // ErrOptions means the export options are inconsistent.
 var ErrOptions = errors.New("invalid export options")
 
-// bucketExported keeps, per format and enrollment, what was last exported:
-// key = format NUL id, value = exportState JSON.
+// bucketExported keeps what was last exported, per format and unit (or
+// group): key = format NUL serial (or group ID), so a cursor-order export
+// appends in key order; value = status byte (0 enabled, 1 disabled), the
+// SHA-256 of the enrollment as exported, then its registration (or group) ID.
 var bucketExported = []byte("enroll-exported")
 
 type exportState struct {
-	SHA256 string `json:"sha256"` // digest of the enrollment as exported
-	Status string `json:"status"` // enabled | disabled
+	disabled bool
+	digest   [32]byte
+	id       string
+}
+
+func (s exportState) encode() []byte {
+	b := make([]byte, 0, 33+len(s.id))
+	if s.disabled {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = append(b, s.digest[:]...)
+	return append(b, s.id...)
+}
+
+func decodeState(b []byte) (exportState, error) {
+	if len(b) < 33 || b[0] > 1 {
+		return exportState{}, errors.New("malformed record")
+	}
+	s := exportState{disabled: b[0] == 1, id: string(b[33:])}
+	copy(s.digest[:], b[1:33])
+	return s, nil
 }
 
 // Filter selects units. Zero values select everything.
@@ -104,8 +126,10 @@ type Result struct {
 	// ManifestSHA256 is the hex SHA-256 of manifest.json (what the audit
 	// record names).
 	ManifestSHA256 string
-	f              *folder
-	csvTmp         string
+	// Rows counts the units a csv export wrote (Manifest is nil for csv).
+	Rows   int
+	f      *folder
+	csvTmp string
 }
 
 // Install moves the export into place. Call it inside the transaction that
@@ -213,35 +237,35 @@ func Export(tx *bolt.Tx, o Options) (res *Result, err error) {
 	return res, nil
 }
 
-// decide looks up what was last exported for id and says whether to write
-// e now and in which mode; it records the new state.
-func decide(book *bolt.Bucket, format, id string, e any, disabled, onlyNew bool) (write bool, mode string, err error) {
-	d, err := digest(e)
+// decide looks up what was last exported under key (a serial or group ID)
+// and says whether to write e, the enrollment of id, now and in which mode;
+// it records the new state. Mode update: the same enrollment was exported
+// before and changed since, or is disabled (disabling an enrollment DPS may
+// hold must replace it); otherwise create.
+func decide(book *bolt.Bucket, format, key, id string, e any, disabled, onlyNew bool) (write bool, mode string, err error) {
+	b, err := Marshal(e)
 	if err != nil {
 		return false, "", err
 	}
-	key := []byte(format + "\x00" + id)
+	st := exportState{disabled: disabled, digest: sha256.Sum256(b), id: id}
+	k := []byte(format + "\x00" + key)
 	var prev *exportState
-	if v := book.Get(key); v != nil {
-		prev = &exportState{}
-		if err := json.Unmarshal(v, prev); err != nil {
-			return false, "", fmt.Errorf("export bookkeeping of %s: %w", id, err)
+	if v := book.Get(k); v != nil {
+		p, err := decodeState(v)
+		if err != nil {
+			return false, "", fmt.Errorf("export bookkeeping of %s: %w", key, err)
 		}
+		prev = &p
 	}
-	if onlyNew && prev != nil && prev.SHA256 == d {
+	if onlyNew && prev != nil && *prev == st {
 		return false, "", nil
 	}
 	mode = ModeCreate
-	if prev != nil && (prev.SHA256 != d || disabled) {
+	if prev != nil && prev.id == id && (prev.digest != st.digest || disabled) {
 		mode = ModeUpdate
 	}
-	st := exportState{SHA256: d, Status: StatusEnabled}
-	if disabled {
-		st.Status = StatusDisabled
-	}
 	if prev == nil || *prev != st {
-		b, _ := json.Marshal(st)
-		if err := book.Put(key, b); err != nil {
+		if err := book.Put(k, st.encode()); err != nil {
 			return false, "", err
 		}
 	}
@@ -305,7 +329,7 @@ func exportUnits(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Mani
 		if err != nil {
 			return err
 		}
-		write, mode, err := decide(book, o.Format, e.RegistrationID, e, disabled, o.OnlyNew)
+		write, mode, err := decide(book, o.Format, u.Serial, e.RegistrationID, e, disabled, o.OnlyNew)
 		if err != nil {
 			return err
 		}
@@ -406,7 +430,7 @@ func exportGroups(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Man
 		groups = append(groups, group{g: o.Profile.X509Group(der, true), disabled: true})
 	}
 	for _, gr := range groups {
-		write, _, err := decide(book, o.Format, gr.g.EnrollmentGroupID, gr.g, gr.disabled, o.OnlyNew)
+		write, _, err := decide(book, o.Format, gr.g.EnrollmentGroupID, gr.g.EnrollmentGroupID, gr.g, gr.disabled, o.OnlyNew)
 		if err != nil {
 			return err
 		}
@@ -472,10 +496,11 @@ func exportCSV(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result) error {
 		}
 		row := CSVRow(u)
 		disabled := u.Status == store.StatusRevoked
-		write, _, err := decide(book, o.Format, u.Serial, row, disabled, o.OnlyNew)
+		write, _, err := decide(book, o.Format, u.Serial, u.Serial, row, disabled, o.OnlyNew)
 		if err != nil || !write {
 			return err
 		}
+		res.Rows++
 		return w.Write(row)
 	})
 	if err != nil {

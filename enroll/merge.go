@@ -164,10 +164,9 @@ func Merge(o MergeOptions) (*MergeReport, error) {
 		for _, x := range list {
 			if !conflicted[id] || x.disabled {
 				w = x.src // the last one, in layering order
+			} else {
+				rep.Excluded++
 			}
-		}
-		if w < 0 {
-			rep.Excluded++
 		}
 		winner[id] = w
 	}

@@ -328,6 +328,12 @@ func sigAlgOf(pub crypto.PublicKey) (string, error) {
 // Sign fills the signer's key ID, the digest and the signature. The station
 // key is an Ed25519 or ECDSA P-256 crypto.Signer (a file, an HSM, a TPM).
 func (b *Bundle) Sign(signer crypto.Signer) error {
+	if b.certDER == nil {
+		var err error
+		if b.certDER, b.chainDER, err = parseCerts(b.CertPEM, b.ChainPEM); err != nil {
+			return err
+		}
+	}
 	if err := b.validate(); err != nil {
 		return err
 	}
@@ -359,6 +365,29 @@ func (b *Bundle) Sign(signer crypto.Signer) error {
 		return fmt.Errorf("signing bundle: the signer's signature does not verify: %w", err)
 	}
 	return nil
+}
+
+// peekSerial reads the serial record of something that looks like a
+// bundle image, without checking anything else (a torn or corrupted image
+// of a unit still names it). ok is false when no serial can be read.
+func peekSerial(data []byte) (string, bool) {
+	if len(data) < len(ImageMagic)+2 || string(data[:len(ImageMagic)]) != ImageMagic {
+		return "", false
+	}
+	rest := data[len(ImageMagic)+2:]
+	for len(rest) >= 6 {
+		tag := binary.BigEndian.Uint16(rest)
+		n := binary.BigEndian.Uint32(rest[2:])
+		if uint64(n) > uint64(len(rest)-6) {
+			return "", false
+		}
+		if tag == tagSerial {
+			s := string(rest[6 : 6+n])
+			return s, ValidSerial(s) == nil
+		}
+		rest = rest[6+n:]
+	}
+	return "", false
 }
 
 // verifySignature checks the recorded digest against the content and the

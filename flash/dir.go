@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -36,6 +37,9 @@ func newDirTarget(path string) (*dirTarget, error) {
 	if strings.ContainsAny(path, "\x00\n\r") {
 		return nil, specErr("dir:%q: control characters in the path", path)
 	}
+	if strings.Contains(filepath.Dir(path), "{serial}") {
+		return nil, specErr("dir:%s: {serial} may only be in the last path element", path)
+	}
 	rest := strings.ReplaceAll(path, "{serial}", "")
 	if strings.ContainsAny(rest, "{}") {
 		return nil, specErr("dir:%s: the only placeholder is {serial}", path)
@@ -59,7 +63,13 @@ func (d *dirTarget) root(serial string, create bool) (string, error) {
 			return "", fmt.Errorf("%s: %w", d.spec, err)
 		}
 	}
-	fi, err := os.Lstat(p)
+	// The operator's own path may be a symbolic link; the level made from
+	// unit data may not.
+	stat := os.Stat
+	if p != d.path {
+		stat = os.Lstat
+	}
+	fi, err := stat(p)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w (is the unit's storage mounted?)", d.spec, err)
 	}
@@ -69,7 +79,7 @@ func (d *dirTarget) root(serial string, create bool) (string, error) {
 	return p, nil
 }
 
-// planned returns every file the target holds for j: relative path -> bytes.
+// dirPlan returns every file the target holds for j: relative path -> bytes.
 func dirPlan(j Job) (map[string][]byte, error) {
 	img, err := j.Bundle.MarshalBinary()
 	if err != nil {
@@ -86,18 +96,24 @@ func dirPlan(j Job) (map[string][]byte, error) {
 	return plan, nil
 }
 
-// existing returns the bundle already on the target, nil if there is none
-// or it cannot be read as one (a torn or foreign file is replaced).
-func existing(root string) *Bundle {
+// existingSerial names the unit whose bundle the target holds: from the
+// image's serial record (even if the image is otherwise damaged), else from
+// the folder's manifest; "" when neither names one.
+func existingSerial(root string) string {
 	if data, err := readFileLimited(filepath.Join(root, DirImage), MaxImageSize); err == nil {
-		if b, err := ParseImage(data); err == nil {
-			return b
+		if s, ok := peekSerial(data); ok {
+			return s
 		}
 	}
-	if b, err := ReadFolder(filepath.Join(root, DirBundle)); err == nil {
-		return b
+	if data, err := readFileLimited(filepath.Join(root, DirBundle, FileManifest), MaxImageSize); err == nil {
+		var m struct {
+			Serial string `json:"serial"`
+		}
+		if json.Unmarshal(data, &m) == nil && ValidSerial(m.Serial) == nil {
+			return m.Serial
+		}
 	}
-	return nil
+	return ""
 }
 
 func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
@@ -109,7 +125,7 @@ func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := otherUnit(j, existing(root), d.spec); err != nil {
+	if err := otherUnit(j, existingSerial(root), d.spec); err != nil {
 		return res, err
 	}
 	plan, err := dirPlan(j)

@@ -337,7 +337,7 @@ func TestOpenSpecs(t *testing.T) {
 			}
 		}
 	}
-	for _, spec := range []string{"", "dir:", "exec:nope", "tpm-nv", "tpm-nv:0x1", "ftp:x", "dir:/a,dir:/a", "dir:/a/{port}", "exec:esp@-rf"} {
+	for _, spec := range []string{"", "dir:", "exec:nope", "tpm-nv", "tpm-nv:0x1", "ftp:x", "dir:/a,dir:/a", "dir:/a/{port}", "exec:esp@-rf", "dir:/a/{serial}/b"} {
 		_, err := Open(spec, cfg, nil)
 		var ce *configs.Error
 		if !errors.As(err, &ce) {
@@ -373,5 +373,69 @@ func TestLoadFirmware(t *testing.T) {
 	}
 	if _, err := LoadFirmware(filepath.Join(dir, "missing"), firmwareSHA()); err == nil || errors.Is(err, ErrFirmwareMismatch) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// QA verify works from the record alone (serial, digest, certificate).
+func TestReadBackFromRecord(t *testing.T) {
+	f := newFixture(t)
+	root := t.TempDir()
+	tg := openOne(t, "dir:"+root, configs.Flash{}, nil)
+	j := f.job(t, "SN-0400")
+	if _, err := tg.Write(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := Expected("SN-0400", j.Bundle.DigestHex(), j.Bundle.CertDER())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: exp, StationKey: f.key.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := Expected("SN-0400", f.job(t, "SN-0400").Bundle.DigestHex(), j.Bundle.CertDER())
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: other}); !errors.Is(err, ErrReadback) {
+		t.Fatalf("another digest: %v", err)
+	}
+	if _, err := tg.Write(context.Background(), Job{Serial: "SN-0400", Bundle: exp, Firmware: f.fw}); err == nil {
+		t.Fatal("an Expected bundle was written")
+	}
+}
+
+func TestDirDamagedBundles(t *testing.T) {
+	f := newFixture(t)
+	root := t.TempDir()
+	tg := openOne(t, "dir:"+root, configs.Flash{}, nil)
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0700")); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, DirImage)
+	b, _ := os.ReadFile(p)
+	b[len(b)-20] ^= 0xff
+	os.WriteFile(p, b, 0o600)
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0701")); !errors.Is(err, ErrOtherUnit) {
+		t.Fatalf("damaged bundle of another unit: %v, want ErrOtherUnit", err)
+	}
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0700")); err != nil {
+		t.Fatalf("the same unit's damaged bundle: %v", err)
+	}
+	// Garbage that names no unit is replaced.
+	os.WriteFile(p, []byte("garbage"), 0o600)
+	os.Remove(filepath.Join(root, DirBundle, FileManifest))
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0701")); err != nil {
+		t.Fatalf("garbage: %v", err)
+	}
+}
+
+func TestDirSymlinkedOperatorRoot(t *testing.T) {
+	f := newFixture(t)
+	real := t.TempDir()
+	link := filepath.Join(t.TempDir(), "unit")
+	os.Symlink(real, link)
+	tg := openOne(t, "dir:"+link, configs.Flash{}, nil)
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0702")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(real, DirImage)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -144,14 +144,11 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 	// What does the unit hold now? Another unit's bundle is refused.
 	if len(e.readback) > 0 {
 		if img, _, err := e.readOnce(ctx, vals); err == nil {
-			if found, err := ParseImage(img); err == nil {
-				if err := otherUnit(j, found, e.spec); err != nil {
-					return res, err
-				}
+			serial, _ := peekSerial(img)
+			if err := otherUnit(j, serial, e.spec); err != nil {
+				return res, err
 			}
 		}
-		os.Remove(vals["readback_bundle"])
-		os.Remove(vals["readback_firmware"])
 	}
 
 	argv, err := expandAll(e.args, vals)
@@ -212,6 +209,9 @@ func (e *execTarget) readOnce(ctx context.Context, vals map[string]string) ([]by
 // {readback_bundle} when the template names it, else from stdout; the
 // firmware from {readback_firmware} when named (nil otherwise).
 func (e *execTarget) readInto(ctx context.Context, vals map[string]string, log *boundedBuffer) ([]byte, []byte, error) {
+	// Nothing from an earlier attempt may pass for this one's output.
+	os.Remove(vals["readback_bundle"])
+	os.Remove(vals["readback_firmware"])
 	argv, err := expandAll(e.readback, vals)
 	if err != nil {
 		return nil, nil, err

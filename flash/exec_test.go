@@ -586,3 +586,25 @@ func TestExecMissingTool(t *testing.T) {
 		t.Fatalf("got %v, want ErrTool", err)
 	}
 }
+
+// A unit whose flash was corrupted is retried by re-running provision (no
+// --force needed); a damaged bundle of another unit is still refused.
+func TestExecRetryAfterCorruption(t *testing.T) {
+	f := newFixture(t)
+	r := newRig(t, "corrupt")
+	tg := r.target(t, "exec:ff")
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0600")); !errors.Is(err, ErrReadback) {
+		t.Fatalf("got %v, want ErrReadback", err)
+	}
+	t.Setenv("FAKEFLASHER_MODE", "ok")
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0600")); err != nil {
+		t.Fatalf("re-run after a corrupted flash: %v", err)
+	}
+	// Damage the bundle on the unit (not its serial record): another unit is refused.
+	fw, bd := readDevice(t, r.dev)
+	bd[len(bd)-10] ^= 0xff
+	writeDevice(t, r.dev, fw, bd)
+	if _, err := tg.Write(context.Background(), f.job(t, "SN-0601")); !errors.Is(err, ErrOtherUnit) {
+		t.Fatalf("damaged bundle of another unit: %v, want ErrOtherUnit", err)
+	}
+}

@@ -5,41 +5,76 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/factory-id/station/tpmops"
+	"github.com/google/go-tpm/tpm2"
 )
 
 // DefaultNVIndex is where tpm-nv writes the device certificate (owner range).
 const DefaultNVIndex = 0x01500010
 
-// TPMA_NV bits (TPM 2.0 Part 2, 13.4).
-const (
-	NVPPWrite     = 1 << 0
-	NVOwnerWrite  = 1 << 1
-	NVAuthWrite   = 1 << 2
-	NVPolicyWrite = 1 << 3
-	NVWriteLocked = 1 << 11
-	NVWriteAll    = 1 << 12
-	NVWriteDefine = 1 << 13
-	NVOwnerRead   = 1 << 17
-	NVAuthRead    = 1 << 18
-	NVNoDA        = 1 << 25
-	NVWritten     = 1 << 29
-)
+// NVDevice is what the tpm-nv target needs from the unit's TPM; *tpmops.TPM
+// has these methods. NVRead and NVPublic wrap tpmops.ErrHandleEmpty for an
+// index that is not defined (or not written).
+type NVDevice interface {
+	NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs tpmops.NVAttrs) error
+	NVRead(index uint32) ([]byte, error)
+	NVPublic(index uint32) (tpmops.NVPublicInfo, error)
+	NVMaxSize() (int, error)
+}
 
-// NVAttrs are the attributes tpm-nv defines its index with: only the owner
-// writes (no auth, policy or platform write), the whole certificate at once,
-// and NV_WriteLock after writing locks it until the owner undefines the
-// index; anyone may read it with the index's empty auth (like the EK
-// certificate) or the owner's; no dictionary-attack counting.
-const NVAttrs = NVOwnerWrite | NVWriteAll | NVWriteDefine | NVOwnerRead | NVAuthRead | NVNoDA
+// NVUndefiner is the optional method that lets tpm-nv replace a write-locked
+// index holding this unit's older certificate (or, with Force, another's).
+// TPMDevice adds it to a *tpmops.TPM.
+type NVUndefiner interface {
+	NVUndefine(index uint32, ownerAuth []byte) error
+}
 
-// nvWriteMask: any of these set on the index means someone else than the
-// owner could write it.
-const nvWriteMask = NVPPWrite | NVAuthWrite | NVPolicyWrite
+// TPMDevice adapts the unit's *tpmops.TPM to NVDevice, adding NVUndefine
+// (TPM2_NV_UndefineSpace with owner auth), which tpmops does not offer yet.
+func TPMDevice(t *tpmops.TPM) NVDevice { return tpmDevice{t} }
 
-// ErrNVNotDefined is what an NVDevice wraps when the index does not exist.
-var ErrNVNotDefined = errors.New("NV index not defined")
+type tpmDevice struct{ *tpmops.TPM }
+
+func (d tpmDevice) NVUndefine(index uint32, ownerAuth []byte) error {
+	rsp, err := tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(index)}.Execute(d.Transport())
+	if err != nil {
+		return fmt.Errorf("reading NV public of 0x%08x: %w", index, err)
+	}
+	_, err = tpm2.NVUndefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)},
+		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: rsp.NVName},
+	}.Execute(d.Transport())
+	if err != nil {
+		return fmt.Errorf("undefining NV index 0x%08x: %w", index, err)
+	}
+	return nil
+}
+
+// The attributes tpm-nv's index has (tpmops.NVDefineWrite with WriteLock):
+// OWNERWRITE|OWNERREAD|AUTHREAD|NO_DA|WRITEDEFINE, ordinary, empty index
+// auth. Only the owner writes it; NV_WriteLock after the write locks it
+// until the owner undefines the index; anyone reads it (like the EK
+// certificate), with the index's empty auth or the owner's.
+var nvWant = tpm2.TPMANV{OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true, WriteDefine: true, NT: tpm2.TPMNTOrdinary}
+
+func attrsWord(a tpm2.TPMANV) uint32 {
+	b := tpm2.Marshal(a)
+	if len(b) != 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b)
+}
+
+// ours reports whether a has exactly tpm-nv's attributes (ignoring the
+// state bits WRITTEN and WRITELOCKED).
+func ours(a tpm2.TPMANV) bool {
+	a.Written, a.WriteLocked = false, false
+	return attrsWord(a) == attrsWord(nvWant)
+}
 
 type nvTarget struct {
 	nv    NVDevice
@@ -47,9 +82,8 @@ type nvTarget struct {
 }
 
 func newNVTarget(nv NVDevice, index uint32) (*nvTarget, error) {
-	// Owner NV indices: 0x01000000..0x013fffff is TCG-reserved space in
-	// practice (EK certificates live at 0x01c0xxxx); the owner range used
-	// for platform software is 0x01400000..0x017fffff.
+	// Owner-defined NV indices are 0x01000000-0x01bfffff; 0x01c00000 and up
+	// are the TCG's (EK and platform certificates).
 	if index < 0x01000000 || index > 0x01bfffff {
 		return nil, specErr("nv index 0x%08x is not an owner NV index (0x01000000-0x01bfffff)", index)
 	}
@@ -60,8 +94,8 @@ func (n *nvTarget) Name() string { return "tpm-nv" }
 
 func (n *nvTarget) where() string { return fmt.Sprintf("tpm-nv 0x%08x", n.index) }
 
-// certCN parses a certificate read from NV (cut at its own DER length: the
-// index may be larger) and returns its CN.
+// certCN parses a certificate read from NV (cut at its own DER length) and
+// returns its CN.
 func certCN(data []byte) (string, bool) {
 	var raw asn1.RawValue
 	rest, err := asn1.Unmarshal(data, &raw)
@@ -89,14 +123,13 @@ func (n *nvTarget) Write(_ context.Context, j Job) (Result, error) {
 	if len(der) > limit {
 		return res, fmt.Errorf("%s: certificate of %d bytes, the TPM allows %d per index: %w", n.where(), len(der), limit, ErrNVTooLarge)
 	}
-
-	attrs, size, err := n.nv.NVPublic(n.index)
+	info, err := n.nv.NVPublic(n.index)
 	switch {
-	case errors.Is(err, ErrNVNotDefined):
+	case errors.Is(err, tpmops.ErrHandleEmpty):
 	case err != nil:
 		return res, fmt.Errorf("%s: %w", n.where(), err)
 	default:
-		done, err := n.settle(j, der, attrs, size)
+		done, err := n.settle(j, der, info)
 		if err != nil {
 			return res, err
 		}
@@ -105,7 +138,7 @@ func (n *nvTarget) Write(_ context.Context, j Job) (Result, error) {
 			return n.finish(res, der)
 		}
 	}
-	if err := n.nv.NVDefineWrite(n.index, der, j.OwnerAuth, NVAttrs); err != nil {
+	if err := n.nv.NVDefineWrite(n.index, der, j.OwnerAuth, tpmops.NVAttrs{WriteLock: true}); err != nil {
 		return res, fmt.Errorf("%s: writing the certificate: %w", n.where(), err)
 	}
 	res.Detail["nv_write"] = "defined, written, write-locked"
@@ -113,19 +146,20 @@ func (n *nvTarget) Write(_ context.Context, j Job) (Result, error) {
 }
 
 // settle decides about an index that already exists: (true, nil) when it
-// already holds exactly this certificate, locked with our attributes;
-// (false, nil) after undefining it (a torn write of ours, or this unit's
-// older certificate, or Force); ErrOtherUnit otherwise.
-func (n *nvTarget) settle(j Job, der []byte, attrs uint32, size int) (bool, error) {
-	ours := attrs&^(NVWritten|NVWriteLocked) == NVAttrs
+// holds exactly this certificate, locked, with tpm-nv's attributes;
+// (false, nil) once it is undefined (this unit's older certificate, a torn
+// write of ours, or Force); ErrOtherUnit when it holds another unit's
+// certificate or anything that is not a certificate.
+func (n *nvTarget) settle(j Job, der []byte, info tpmops.NVPublicInfo) (bool, error) {
+	a := info.Attrs
 	var data []byte
-	if attrs&NVWritten != 0 {
+	if a.Written {
 		var err error
 		if data, err = n.nv.NVRead(n.index); err != nil {
 			return false, fmt.Errorf("%s: reading what the index holds: %w", n.where(), err)
 		}
 	}
-	if ours && attrs&NVWriteLocked != 0 && size == len(der) && bytes.Equal(data, der) {
+	if ours(a) && a.WriteLocked && bytes.Equal(data, der) {
 		return true, nil
 	}
 	cn, isCert := certCN(data)
@@ -133,60 +167,68 @@ func (n *nvTarget) settle(j Job, der []byte, attrs uint32, size int) (bool, erro
 	case j.Force:
 	case isCert && cn == j.Bundle.RegistrationID:
 		// This unit's older certificate (a re-issue): replace it.
-	case ours && attrs&NVWritten == 0:
-		// Defined by us, never written: a write torn by a crash.
+	case ours(a) && !a.Written:
+		// Defined by tpm-nv, never written: a write torn by a crash.
 	case isCert:
 		return false, &otherUnitError{where: n.where(), serial: "registration ID " + cn, want: j.Serial}
 	default:
 		return false, fmt.Errorf("%s holds %d bytes that are not a certificate (attributes 0x%08x); another application may own it: %w",
-			n.where(), size, attrs, ErrOtherUnit)
+			n.where(), info.Size, attrsWord(a), ErrOtherUnit)
 	}
-	if err := n.nv.NVUndefine(n.index, j.OwnerAuth); err != nil {
+	u, ok := n.nv.(NVUndefiner)
+	if !ok {
+		return false, fmt.Errorf("%s must be undefined to be rewritten and this TPM connection cannot (use flash.TPMDevice)", n.where())
+	}
+	if err := u.NVUndefine(n.index, j.OwnerAuth); err != nil {
 		return false, fmt.Errorf("%s: removing the old index: %w", n.where(), err)
 	}
 	return false, nil
 }
 
 func (n *nvTarget) finish(res Result, der []byte) (Result, error) {
-	if err := n.check(der); err != nil {
+	info, err := n.check(der)
+	if err != nil {
 		return res, err
 	}
-	res.Detail["nv_size"] = fmt.Sprint(len(der))
-	res.Detail["nv_attrs"] = fmt.Sprintf("0x%08x", NVAttrs|NVWritten|NVWriteLocked)
+	res.Detail["nv_size"] = fmt.Sprint(info.Size)
+	res.Detail["nv_attrs"] = fmt.Sprintf("0x%08x", attrsWord(info.Attrs))
 	res.Detail["certificate_sha256"] = sha256Hex(der)
-	res.Detail["readback"] = "NV_Read byte-for-byte, attributes checked"
+	res.Detail["readback"] = "NV_Read byte-for-byte; attributes owner-write-only, written, write-locked"
 	return res, nil
 }
 
 // check reads the index back through NV_Read and checks its public area:
-// our attributes, written, write-locked, nobody but the owner may write.
-func (n *nvTarget) check(der []byte) error {
-	attrs, size, err := n.nv.NVPublic(n.index)
+// tpm-nv's attributes exactly, written and write-locked, the certificate's size.
+func (n *nvTarget) check(der []byte) (tpmops.NVPublicInfo, error) {
+	info, err := n.nv.NVPublic(n.index)
 	if err != nil {
-		return fmt.Errorf("%s: reading back: %v: %w", n.where(), err, ErrReadback)
+		return info, fmt.Errorf("%s: reading back: %v: %w", n.where(), err, ErrReadback)
 	}
-	if attrs&nvWriteMask != 0 || attrs&NVOwnerWrite == 0 {
-		return fmt.Errorf("%s: attributes 0x%08x let others than the owner write it: %w", n.where(), attrs, ErrReadback)
+	a := info.Attrs
+	if !ours(a) {
+		return info, fmt.Errorf("%s: attributes 0x%08x, want 0x%08x (owner-write only, write-define): %w",
+			n.where(), attrsWord(a), attrsWord(nvWant), ErrReadback)
 	}
-	if attrs&(NVWritten|NVWriteLocked) != NVWritten|NVWriteLocked {
-		return fmt.Errorf("%s: attributes 0x%08x: not written and write-locked: %w", n.where(), attrs, ErrReadback)
+	if !a.Written || !a.WriteLocked {
+		return info, fmt.Errorf("%s: attributes 0x%08x: not written and write-locked: %w", n.where(), attrsWord(a), ErrReadback)
 	}
-	if size != len(der) {
-		return fmt.Errorf("%s: index of %d bytes, certificate of %d: %w", n.where(), size, len(der), ErrReadback)
+	if info.Size != len(der) {
+		return info, fmt.Errorf("%s: index of %d bytes, certificate of %d: %w", n.where(), info.Size, len(der), ErrReadback)
 	}
 	got, err := n.nv.NVRead(n.index)
 	if err != nil {
-		return fmt.Errorf("%s: NV_Read: %v: %w", n.where(), err, ErrReadback)
+		return info, fmt.Errorf("%s: NV_Read: %v: %w", n.where(), err, ErrReadback)
 	}
 	if !bytes.Equal(got, der) {
-		return fmt.Errorf("%s: NV_Read returned %d bytes that differ from the certificate: %w", n.where(), len(got), ErrReadback)
+		return info, fmt.Errorf("%s: NV_Read returned %d bytes that differ from the certificate: %w", n.where(), len(got), ErrReadback)
 	}
-	return nil
+	return info, nil
 }
 
 func (n *nvTarget) ReadBack(_ context.Context, j Job) error {
 	if j.Bundle == nil || len(j.Bundle.certDER) == 0 {
 		return fmt.Errorf("%s: no certificate to compare with: %w", n.where(), ErrReadback)
 	}
-	return n.check(j.Bundle.certDER)
+	_, err := n.check(j.Bundle.certDER)
+	return err
 }

@@ -1,8 +1,12 @@
 package flash
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -44,23 +48,6 @@ type Target interface {
 	// bundle's digest (j.Bundle.Digest), the serial and the firmware hash
 	// (j.Firmware.SHA256 when set, else the bundle's).
 	ReadBack(ctx context.Context, j Job) error
-}
-
-// NVDevice is what the tpm-nv target needs from the unit's TPM
-// (tpmops.TPM provides it through the adapter in station).
-type NVDevice interface {
-	// NVDefineWrite defines an owner index of len(data) bytes with attrs,
-	// writes data and write-locks it (attrs carry WRITEDEFINE).
-	NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs uint32) error
-	// NVUndefine removes an owner index (to replace this unit's older certificate).
-	NVUndefine(index uint32, ownerAuth []byte) error
-	// NVRead reads the whole index through TPM2_NV_Read; ErrNVNotDefined
-	// wrapped when the index does not exist.
-	NVRead(index uint32) ([]byte, error)
-	// NVPublic returns the index's attributes and size as the TPM reports them.
-	NVPublic(index uint32) (attrs uint32, size int, err error)
-	// NVMaxSize is TPM_PT_NV_INDEX_MAX.
-	NVMaxSize() (int, error)
 }
 
 // serialRe: what a serial may be wherever flash puts it (a path component,
@@ -180,13 +167,14 @@ func checkFound(j Job, found *Bundle, where string) error {
 	return nil
 }
 
-// otherUnit returns ErrOtherUnit when a bundle found on a target belongs to
-// another unit and the job is not forced.
-func otherUnit(j Job, found *Bundle, where string) error {
-	if found == nil || found.Serial == j.Serial || j.Force {
+// otherUnit returns ErrOtherUnit when a target holds a bundle naming
+// another unit (serial, "" if none can be read) and the job is not forced.
+// A bundle too damaged to name its unit is replaced.
+func otherUnit(j Job, serial, where string) error {
+	if serial == "" || serial == j.Serial || j.Force {
 		return nil
 	}
-	return &otherUnitError{where: where, serial: found.Serial, want: j.Serial}
+	return &otherUnitError{where: where, serial: serial, want: j.Serial}
 }
 
 type otherUnitError struct{ where, serial, want string }
@@ -197,4 +185,23 @@ func (e *otherUnitError) Error() string {
 func (e *otherUnitError) Unwrap() error { return ErrOtherUnit }
 func (e *otherUnitError) Hint() string {
 	return "check the fixture holds the right unit; re-run with --force to overwrite it"
+}
+
+// Expected describes, for QA verify, what a unit's targets should hold
+// from what the station recorded: the serial, the bundle digest (hex, as
+// Bundle.DigestHex gave it at provisioning) and the device certificate
+// (DER). Use it as Job.Bundle for ReadBack; it cannot be written.
+func Expected(serial, digestHex string, certDER []byte) (*Bundle, error) {
+	if err := ValidSerial(serial); err != nil {
+		return nil, err
+	}
+	d, err := hex.DecodeString(digestHex)
+	if err != nil || len(d) != sha256.Size {
+		return nil, bundleErr("recorded bundle digest %q", digestHex)
+	}
+	if _, err := x509.ParseCertificate(certDER); err != nil {
+		return nil, bundleErr("recorded certificate: %v", err)
+	}
+	return &Bundle{Version: Version, Serial: serial, Digest: d, certDER: bytes.Clone(certDER),
+		CertPEM: encodePEM(certDER)}, nil
 }

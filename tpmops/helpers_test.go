@@ -1,8 +1,10 @@
 package tpmops
 
 import (
+	"context"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/factory-id/station/internal/swtpmtest"
 )
@@ -29,8 +31,15 @@ func (e *env) tool(t testing.TB, name string, args ...string) string {
 		t.Skipf("%s not installed", name)
 	}
 	// swtpm serves one connection at a time: step aside while the tool runs.
-	e.reconnect(t, func() {})
-	out, err := exec.Command(name, append(args, "-T", e.tcti())...).CombinedOutput()
+	var (
+		out []byte
+		err error
+	)
+	e.reconnect(t, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err = exec.CommandContext(ctx, name, append(args, "-T", e.tcti())...).CombinedOutput()
+	})
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}

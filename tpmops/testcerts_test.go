@@ -104,3 +104,38 @@ func testEKCertDER(t testing.TB) []byte {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	return newTestCA(t).issueEK(t, &k.PublicKey)
 }
+
+func testKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// issueWithSAN issues an EK certificate whose critical SAN is san.
+func (ca *testCA) issueWithSAN(t testing.TB, pub crypto.PublicKey, san []byte) []byte {
+	t.Helper()
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		NotBefore:    now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage:        x509.KeyUsageKeyEncipherment,
+		ExtraExtensions: []pkix.Extension{{Id: oidSAN, Critical: true, Value: san}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.issuer, pub, ca.issuerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}

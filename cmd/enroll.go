@@ -1,0 +1,92 @@
+package cmd
+
+import (
+	"crypto"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/enroll"
+)
+
+func init() {
+	register(newEnrollCommand)
+	addClass(enroll.ErrSignature, ExitIntegrity)
+	addClass(enroll.ErrTampered, ExitIntegrity)
+	addClass(enroll.ErrDuplicates, ExitPolicy)
+	addClass(enroll.ErrNoKey, ExitUsage)
+	addClass(enroll.ErrOptions, ExitUsage)
+	addClass(enroll.ErrOutput, ExitUsage)
+	addClass(enroll.ErrSecretsNeeded, ExitUsage)
+}
+
+// newEnrollCommand is `station enroll`: DPS enrollment exports.
+func newEnrollCommand(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "enroll",
+		Short: "Export DPS enrollments, verify exports, merge many stations' exports",
+		Args:  cobra.NoArgs,
+	}
+	c.AddCommand(newEnrollExportCommand(g), newEnrollVerifyExportCommand(g), newEnrollMergeCommand(g))
+	return c
+}
+
+// hintError adds the operator's next step to an error.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e hintError) Error() string { return e.err.Error() }
+func (e hintError) Unwrap() error { return e.err }
+func (e hintError) Hint() string  { return e.hint }
+
+// readPublicKey reads a PEM public key (or certificate) file given by flag.
+func readPublicKey(flag, path string) (crypto.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErrorf("%s: %v", flag, err)
+	}
+	k, err := enroll.ParsePublicKeyPEM(b)
+	if err != nil {
+		return nil, usageErrorf("%s %s: %v", flag, path, err)
+	}
+	return k, nil
+}
+
+// parseTime accepts RFC 3339 or a date (YYYY-MM-DD, midnight UTC).
+func parseTime(flag, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, usageErrorf("%s %q: want RFC 3339 (2026-03-01T08:00:00Z) or a date (2026-03-01)", flag, s)
+}
+
+func noKeyError() error {
+	return hintError{enroll.ErrNoKey, "give the station's public key with --key PUB.pem (`station audit pubkey` on that station prints it); a key inside the export would prove nothing"}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func joinNonEmpty(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ", ")
+}

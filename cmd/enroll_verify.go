@@ -1,0 +1,60 @@
+package cmd
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/enroll"
+)
+
+type enrollVerifyOptions struct {
+	key string
+}
+
+func newEnrollVerifyExportCommand(g *globals) *cobra.Command {
+	o := &enrollVerifyOptions{}
+	c := &cobra.Command{
+		Use:   "verify-export DIR --key PUB.pem",
+		Short: "Check a signed export: signature, every file's hash, nothing missing or added",
+		Long: `Check an export folder against the station public key given with --key (and
+only that key): manifest.sig over manifest.json, then every file's size and
+SHA-256, that no listed file is missing and no other file was added, and that
+each bulk operation holds 1 to 10 enrollments in the manifest's mode.
+Exit 4 when anything does not verify.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.key == "" {
+				return noKeyError()
+			}
+			pub, err := readPublicKey("--key", o.key)
+			if err != nil {
+				return err
+			}
+			m, err := enroll.VerifyExport(args[0], pub)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return writeJSON(c.OutOrStdout(), struct {
+					Dir      string           `json:"dir"`
+					Verified bool             `json:"verified"`
+					Manifest *enroll.Manifest `json:"manifest"`
+				}{args[0], true, m})
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: verified: %s export of station %s, %s in %s (as of %s)\n",
+				args[0], m.Format, m.StationID, plural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"),
+				plural(len(m.Files), "file"), orDash(m.AsOf))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&o.key, "key", "", "the exporting station's public key (PEM), the only key trusted")
+	return c
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,77 @@
+// Package flash puts a unit's firmware and credentials where the unit will
+// find them, and proves they got there.
+//
+// # The bundle
+//
+// A Bundle carries what the device's DPS client needs (ID scope, global
+// endpoint, registration ID, attestation type, the persistent handle of the
+// device key in its TPM), the device certificate and its chain up to (not
+// including) the root, the SHA-256 of the firmware the unit must run, and,
+// for symmetric-key units, the per-device key: sealed under the unit's SRK
+// when it has a TPM (SealedKey), in clear only when it has none
+// (SymmetricKey). Sign computes a SHA-256 digest over a canonical encoding
+// of every field and signs it with the station key (Ed25519 or ECDSA P-256,
+// any crypto.Signer); VerifyBundle and Bundle.Verify tell a station-made
+// bundle from an edited one or one signed by another key. The bundle has two
+// forms with the same digest: a single-file image (MarshalBinary,
+// ParseImage) for tools that write one blob, and a folder (Folder,
+// ParseFolder, ReadFolder). docs/BUNDLE.md specifies both, version 1.
+//
+// Key material is typed Secret: it never prints, formats or marshals (fmt,
+// encoding/json, log/slog all see "[redacted]"). Result.Detail, errors and
+// the captured output of flashing tools never hold it: tool output is
+// redacted (raw, hex and base64 spellings) before it is kept.
+//
+// # Firmware
+//
+// LoadFirmware reads the image once, hashes it and refuses it
+// (ErrFirmwareMismatch) unless the hash is the release's published
+// firmware.sha256. Targets write those bytes from memory, never the file
+// again, so the image checked is the image written; a job whose bundle names
+// another firmware hash is refused before anything is written.
+//
+// # Targets
+//
+// Open parses a comma-separated list of targets (flash.target or --flash):
+//
+//   - dir:PATH writes firmware.bin, station-bundle.bin and the folder
+//     station-bundle/ under PATH, each file through a temporary name, fsync,
+//     rename and folder fsync; then reads every file back (after dropping the
+//     page cache, best effort) and compares it byte for byte. PATH must exist
+//     (an unmounted unit must not become a write to the station's disk),
+//     unless it holds {serial}, in which case the last level is created.
+//     Symbolic links are refused or replaced, never followed.
+//   - exec:NAME[@PORT] runs flash.tools.NAME: argument templates expanded
+//     one argv entry each ({firmware}, {bundle}, {bundle_file}, {serial},
+//     {port}, {registration_id}, {firmware_sha256}, {firmware_size},
+//     {bundle_size}), no shell ever; the tool reads a private 0700 staging
+//     copy; it runs in its own process group, killed with every child at
+//     its timeout; failures are retried with exponential backoff; output is
+//     captured bounded and redacted into Result.Detail; STATION_* variables
+//     are kept out of its environment. The optional readback template
+//     ({readback_bundle}, {readback_firmware}, or the bundle on stdout) is
+//     compared byte for byte; without one, the record says the exit status
+//     was trusted.
+//   - tpm-nv writes the device certificate into the owner NV index
+//     flash.nv_index (default 0x01500010) of the unit's TPM: only the owner
+//     may write it (OWNERWRITE, no AUTH/POLICY/PP write), it is write-locked
+//     after writing (WRITEDEFINE + NV_WriteLock: only undefining it, with
+//     owner auth, frees it), anyone reads it (AUTHREAD, empty index auth)
+//     or the owner (OWNERREAD), NO_DA; its size is checked against
+//     TPM_PT_NV_INDEX_MAX first; it is read back through NV_Read and its
+//     public area checked.
+//
+// A target list is split on commas, so a dir: path cannot hold one.
+//
+// Every Write refuses a target that already holds another unit's bundle
+// (ErrOtherUnit) unless Job.Force. Serials are checked by ValidSerial
+// wherever they could reach a path or an argv (ErrUnsafeInput).
+//
+// # Errors and exit codes
+//
+// Intended mapping in cmd: ErrFirmwareMismatch and ErrOtherUnit → 3
+// (policy); ErrReadback, ErrTool, ErrNVTooLarge → 1 (the unit fails at the
+// flash step; re-running provision retries it); ErrUnsafeInput → 2; a bundle
+// checked on its own that fails (ErrSignature) → 4. A bad target list or
+// tool definition is a *configs.Error (2).
+package flash

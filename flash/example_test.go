@@ -1,0 +1,65 @@
+package flash_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/flash"
+)
+
+// A device, QA or an auditor checks a bundle against the station key it trusts.
+func ExampleVerifyBundle() {
+	img, _ := os.ReadFile("testdata/golden-v1/ecdsa-tpm/station-bundle.bin")
+	pemBytes, _ := os.ReadFile("testdata/golden-v1/ecdsa-tpm/station.pub.pem")
+	blk, _ := pem.Decode(pemBytes)
+	pub, _ := x509.ParsePKIXPublicKey(blk.Bytes)
+	b, err := flash.VerifyBundle(img, pub)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(b.Serial, b.Attestation, b.IDScope, b.GlobalEndpoint)
+	// Output: SN-GOLD-2 tpm 0ne00002193 global.azure-devices-provisioning.net
+}
+
+// The flash step: firmware checked against the release hash, then written
+// with the signed bundle to every target and read back.
+func ExampleOpen() {
+	dir, _ := os.MkdirTemp("", "unit-")
+	defer os.RemoveAll(dir)
+	image := []byte("\x7fELF fake firmware image 1.2.3 \x00\x01\x02\xff")
+	os.WriteFile(filepath.Join(dir, "app.bin"), image, 0o644)
+	sum := sha256.Sum256(image)
+
+	fw, err := flash.LoadFirmware(filepath.Join(dir, "app.bin"), hex.EncodeToString(sum[:]))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	img, _ := os.ReadFile("testdata/golden-v1/ecdsa-tpm/station-bundle.bin")
+	bundle, _ := flash.ParseImage(img) // normally: NewBundle, then Sign with the station key
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+
+	targets, err := flash.Open("dir:"+mnt, configs.Flash{}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, t := range targets {
+		res, err := t.Write(context.Background(), flash.Job{Serial: "SN-GOLD-2", Firmware: fw, Bundle: bundle})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(res.Target == "dir:"+mnt, res.Detail["readback"])
+	}
+	// Output: true byte-for-byte, all files
+}

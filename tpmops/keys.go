@@ -1,0 +1,348 @@
+package tpmops
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// Key is a key in the TPM.
+type Key struct {
+	Handle tpm2.TPMHandle
+	// Public is the TPM2B_PUBLIC: 2-byte big-endian size, then TPMT_PUBLIC
+	// (what DPS registers as endorsementKey / storageRootKey).
+	Public []byte
+	// Name is the TPM2B_NAME contents (nameAlg, then digest).
+	Name []byte
+	// Pub is the Go public key (*rsa.PublicKey or *ecdsa.PublicKey).
+	Pub crypto.PublicKey
+}
+
+// Standard persistent handles (TCG Provisioning Guidance).
+const (
+	EKHandleRSA  tpm2.TPMHandle = 0x81010001
+	EKHandleECC  tpm2.TPMHandle = 0x81010002
+	SRKHandleRSA tpm2.TPMHandle = 0x81000001
+	SRKHandleECC tpm2.TPMHandle = 0x81000002
+	// DPSKeyHandle is where the Azure DPS SDKs persist the key DPS sends
+	// during TPM attestation: this package never persists anything there.
+	DPSKeyHandle tpm2.TPMHandle = 0x81000100
+	// DefaultDeviceKeyHandle is the contract's default for the device key.
+	DefaultDeviceKeyHandle tpm2.TPMHandle = 0x81000010
+)
+
+// EKTemplate returns the TCG default EK template (L-1, unique zero-filled).
+func EKTemplate(alg Alg) (tpm2.TPMTPublic, tpm2.TPMHandle, error) {
+	switch alg {
+	case RSA2048:
+		return tpm2.RSAEKTemplate, EKHandleRSA, nil
+	case ECCP256:
+		return tpm2.ECCEKTemplate, EKHandleECC, nil
+	}
+	return tpm2.TPMTPublic{}, 0, errUnknownAlg(alg)
+}
+
+// SRKTemplate returns the TCG SRK template the DPS SDKs also use (RSA-2048:
+// fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA|restricted|
+// decrypt = 0x00030472, AES-128-CFB, unique zero-filled; ECC P-256 likewise).
+func SRKTemplate(alg Alg) (tpm2.TPMTPublic, tpm2.TPMHandle, error) {
+	switch alg {
+	case RSA2048:
+		return tpm2.RSASRKTemplate, SRKHandleRSA, nil
+	case ECCP256:
+		return tpm2.ECCSRKTemplate, SRKHandleECC, nil
+	}
+	return tpm2.TPMTPublic{}, 0, errUnknownAlg(alg)
+}
+
+// DeviceKeyTemplate is the device identity key: ECC P-256, fixedTPM|
+// fixedParent|sensitiveDataOrigin|userWithAuth|sign, no decrypt; the
+// signature scheme is left NULL so the caller picks the hash per signature
+// (ECDSA with SHA-256/384/512).
+var DeviceKeyTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgECC,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM:            true,
+		FixedParent:         true,
+		SensitiveDataOrigin: true,
+		UserWithAuth:        true,
+		SignEncrypt:         true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+		Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
+		Scheme:    tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull},
+		CurveID:   tpm2.TPMECCNistP256,
+		KDF:       tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+	}),
+	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+}
+
+func keyFrom(h tpm2.TPMHandle, pub tpm2.TPM2BPublic, name tpm2.TPM2BName) (Key, error) {
+	contents, err := pub.Contents()
+	if err != nil {
+		return Key{}, fmt.Errorf("decoding public area of %#x: %w", uint32(h), err)
+	}
+	gpub, err := tpm2.Pub(*contents)
+	if err != nil {
+		return Key{}, fmt.Errorf("public key of %#x: %w", uint32(h), err)
+	}
+	return Key{Handle: h, Public: tpm2.Marshal(pub), Name: bytes.Clone(name.Buffer), Pub: gpub}, nil
+}
+
+// ReadPublic reads the public area of a loaded or persistent object; an
+// empty handle wraps ErrHandleEmpty.
+func (t *TPM) ReadPublic(handle tpm2.TPMHandle) (Key, error) {
+	rsp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(t.tr)
+	if err != nil {
+		if isHandleErr(err) {
+			return Key{}, fmt.Errorf("reading public of %#x: %w", uint32(handle), ErrHandleEmpty)
+		}
+		return Key{}, fmt.Errorf("reading public of %#x: %w", uint32(handle), classify(err))
+	}
+	return keyFrom(handle, rsp.OutPublic, rsp.Name)
+}
+
+// createPrimary runs CreatePrimary and returns the transient key; the
+// caller must flush it (t.flush).
+func (t *TPM) createPrimary(hierarchy tpm2.TPMHandle, auth []byte, tmpl tpm2.TPMTPublic) (Key, error) {
+	rsp, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.AuthHandle{Handle: hierarchy, Auth: tpm2.PasswordAuth(auth)},
+		InPublic:      tpm2.New2B(tmpl),
+	}.Execute(t.tr)
+	if err != nil {
+		return Key{}, classify(err)
+	}
+	k, err := keyFrom(rsp.ObjectHandle, rsp.OutPublic, rsp.Name)
+	if err != nil {
+		t.flush(rsp.ObjectHandle)
+		return Key{}, err
+	}
+	return k, nil
+}
+
+// flush flushes a transient object or session. Errors are ignored: flush
+// runs on cleanup paths, and Transients() reports anything left.
+func (t *TPM) flush(h tpm2.TPMHandle) {
+	_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(t.tr)
+}
+
+// persist makes the transient key k persistent at handle (owner auth).
+func (t *TPM) persist(k Key, handle tpm2.TPMHandle, ownerAuth []byte) error {
+	_, err := tpm2.EvictControl{
+		Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)},
+		ObjectHandle:     tpm2.NamedHandle{Handle: k.Handle, Name: tpm2.TPM2BName{Buffer: k.Name}},
+		PersistentHandle: handle,
+	}.Execute(t.tr)
+	if err != nil {
+		return fmt.Errorf("persisting at %#x: %w", uint32(handle), classify(err))
+	}
+	return nil
+}
+
+// persisted returns k as seen at its persistent handle.
+func persistedAs(k Key, handle tpm2.TPMHandle) Key {
+	k.Handle = handle
+	return k
+}
+
+// EnsureEK creates the standard EK for alg (CreatePrimary in the
+// endorsement hierarchy with empty auth, exactly once) and makes sure it is
+// persisted at the standard handle (0x81010001 RSA, 0x81010002 ECC):
+// persisting it with ownerAuth when the handle is empty (persistedNow), and
+// refusing with ErrEKMismatch when another key is there (never evicting it).
+// The transient copy is always flushed.
+func (t *TPM) EnsureEK(alg Alg, ownerAuth []byte) (ek Key, persistedNow bool, err error) {
+	tmpl, handle, err := EKTemplate(alg)
+	if err != nil {
+		return Key{}, false, err
+	}
+	existing, rerr := t.ReadPublic(handle)
+	if rerr != nil && !errors.Is(rerr, ErrHandleEmpty) {
+		return Key{}, false, rerr
+	}
+	k, err := t.createPrimary(tpm2.TPMRHEndorsement, nil, tmpl)
+	if err != nil {
+		return Key{}, false, fmt.Errorf("creating the %s EK: %w", alg, err)
+	}
+	defer t.flush(k.Handle)
+	if rerr == nil {
+		if !bytes.Equal(existing.Name, k.Name) {
+			return Key{}, false, fmt.Errorf("%s EK at %#x: %w", alg, uint32(handle), ErrEKMismatch)
+		}
+		return existing, false, nil
+	}
+	if err := t.persist(k, handle, ownerAuth); err != nil {
+		return Key{}, false, fmt.Errorf("%s EK: %w", alg, err)
+	}
+	return persistedAs(k, handle), true, nil
+}
+
+// EnsureSRK makes sure the SRK for alg is persisted at its standard handle
+// (0x81000001 RSA, 0x81000002 ECC). A key already there is accepted when its
+// Name equals recordedName (non-nil; no CreatePrimary then) or the key the
+// standard template gives; anything else is ErrForeignKey and stays where it
+// is. When the handle is empty the SRK is created (owner hierarchy,
+// ownerAuth), persisted (persistedNow) and the transient flushed.
+func (t *TPM) EnsureSRK(alg Alg, ownerAuth, recordedName []byte) (srk Key, persistedNow bool, err error) {
+	tmpl, handle, err := SRKTemplate(alg)
+	if err != nil {
+		return Key{}, false, err
+	}
+	existing, rerr := t.ReadPublic(handle)
+	if rerr != nil && !errors.Is(rerr, ErrHandleEmpty) {
+		return Key{}, false, rerr
+	}
+	if rerr == nil && recordedName != nil && bytes.Equal(existing.Name, recordedName) {
+		return existing, false, nil
+	}
+	k, err := t.createPrimary(tpm2.TPMRHOwner, ownerAuth, tmpl)
+	if err != nil {
+		return Key{}, false, fmt.Errorf("creating the %s SRK: %w", alg, err)
+	}
+	defer t.flush(k.Handle)
+	if rerr == nil {
+		if !bytes.Equal(existing.Name, k.Name) {
+			return Key{}, false, fmt.Errorf("%s SRK at %#x: %w", alg, uint32(handle), ErrForeignKey)
+		}
+		return existing, false, nil
+	}
+	if err := t.persist(k, handle, ownerAuth); err != nil {
+		return Key{}, false, fmt.Errorf("%s SRK: %w", alg, err)
+	}
+	return persistedAs(k, handle), true, nil
+}
+
+// CreateDeviceKey creates the device identity key (DeviceKeyTemplate) under
+// the SRK and returns its TPM2B_PUBLIC and TPM2B_PRIVATE (wrapped by the
+// SRK). Nothing stays loaded.
+func (t *TPM) CreateDeviceKey(srk Key) (public, private []byte, err error) {
+	rsp, err := tpm2.Create{
+		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: tpm2.TPM2BName{Buffer: srk.Name}, Auth: tpm2.PasswordAuth(nil)},
+		InPublic:     tpm2.New2B(DeviceKeyTemplate),
+	}.Execute(t.tr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the device key under %#x: %w", uint32(srk.Handle), classify(err))
+	}
+	return tpm2.Marshal(rsp.OutPublic), tpm2.Marshal(rsp.OutPrivate), nil
+}
+
+// PersistDeviceKey loads the key made by CreateDeviceKey under the SRK and
+// persists it at handle (owner auth), flushing the transient. If handle
+// already holds exactly this key (a resumed run) it is returned as is; any
+// other key there is ErrForeignKey. The standard EK/SRK handles and the
+// DPS key handle (0x81000100) are refused.
+func (t *TPM) PersistDeviceKey(srk Key, public, private []byte, handle tpm2.TPMHandle, ownerAuth []byte) (Key, error) {
+	if handle < 0x81000000 || handle > 0x817FFFFF {
+		return Key{}, fmt.Errorf("device key handle %#x is not an owner persistent handle (0x81000000-0x817fffff)", uint32(handle))
+	}
+	switch handle {
+	case EKHandleRSA, EKHandleECC, SRKHandleRSA, SRKHandleECC, DPSKeyHandle:
+		return Key{}, fmt.Errorf("device key handle %#x is reserved", uint32(handle))
+	}
+	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](public)
+	if err != nil {
+		return Key{}, fmt.Errorf("device key public: %w", err)
+	}
+	priv, err := tpm2.Unmarshal[tpm2.TPM2BPrivate](private)
+	if err != nil {
+		return Key{}, fmt.Errorf("device key private: %w", err)
+	}
+	contents, err := pub.Contents()
+	if err != nil {
+		return Key{}, fmt.Errorf("device key public: %w", err)
+	}
+	name, err := tpm2.ObjectName(contents)
+	if err != nil {
+		return Key{}, fmt.Errorf("device key name: %w", err)
+	}
+	existing, rerr := t.ReadPublic(handle)
+	switch {
+	case rerr == nil:
+		if bytes.Equal(existing.Name, name.Buffer) {
+			return existing, nil
+		}
+		return Key{}, fmt.Errorf("device key handle %#x: %w", uint32(handle), ErrForeignKey)
+	case !errors.Is(rerr, ErrHandleEmpty):
+		return Key{}, rerr
+	}
+	rsp, err := tpm2.Load{
+		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: tpm2.TPM2BName{Buffer: srk.Name}, Auth: tpm2.PasswordAuth(nil)},
+		InPrivate:    *priv,
+		InPublic:     *pub,
+	}.Execute(t.tr)
+	if err != nil {
+		return Key{}, fmt.Errorf("loading the device key under %#x: %w", uint32(srk.Handle), classify(err))
+	}
+	defer t.flush(rsp.ObjectHandle)
+	k, err := keyFrom(rsp.ObjectHandle, *pub, rsp.Name)
+	if err != nil {
+		return Key{}, err
+	}
+	if err := t.persist(k, handle, ownerAuth); err != nil {
+		return Key{}, fmt.Errorf("device key: %w", err)
+	}
+	return persistedAs(k, handle), nil
+}
+
+// Signer returns a crypto.Signer that signs with the persistent ECC key k
+// through TPM2_Sign (empty key auth). Sign takes a digest and returns an
+// ASN.1 ECDSA signature, as crypto/ecdsa does; the hash is opts.HashFunc()
+// (SHA-256, SHA-384 or SHA-512).
+func (t *TPM) Signer(k Key) (crypto.Signer, error) {
+	if _, ok := k.Pub.(*ecdsa.PublicKey); !ok {
+		return nil, fmt.Errorf("key %#x: only ECC signing keys are supported", uint32(k.Handle))
+	}
+	return &signer{t: t, k: k}, nil
+}
+
+type signer struct {
+	t *TPM
+	k Key
+}
+
+func (s *signer) Public() crypto.PublicKey { return s.k.Pub }
+
+func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	var alg tpm2.TPMIAlgHash
+	switch opts.HashFunc() {
+	case crypto.SHA256:
+		alg = tpm2.TPMAlgSHA256
+	case crypto.SHA384:
+		alg = tpm2.TPMAlgSHA384
+	case crypto.SHA512:
+		alg = tpm2.TPMAlgSHA512
+	default:
+		return nil, fmt.Errorf("TPM signer: unsupported hash %v", opts.HashFunc())
+	}
+	if len(digest) != opts.HashFunc().Size() {
+		return nil, fmt.Errorf("TPM signer: digest of %d bytes for %v", len(digest), opts.HashFunc())
+	}
+	rsp, err := tpm2.Sign{
+		KeyHandle: tpm2.AuthHandle{Handle: s.k.Handle, Name: tpm2.TPM2BName{Buffer: s.k.Name}, Auth: tpm2.PasswordAuth(nil)},
+		Digest:    tpm2.TPM2BDigest{Buffer: digest},
+		InScheme: tpm2.TPMTSigScheme{
+			Scheme:  tpm2.TPMAlgECDSA,
+			Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: alg}),
+		},
+		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
+	}.Execute(s.t.tr)
+	if err != nil {
+		return nil, fmt.Errorf("TPM2_Sign with %#x: %w", uint32(s.k.Handle), classify(err))
+	}
+	sig, err := rsp.Signature.Signature.ECDSA()
+	if err != nil {
+		return nil, fmt.Errorf("TPM2_Sign with %#x: %w", uint32(s.k.Handle), err)
+	}
+	return asn1.Marshal(struct{ R, S *big.Int }{
+		new(big.Int).SetBytes(sig.SignatureR.Buffer),
+		new(big.Int).SetBytes(sig.SignatureS.Buffer),
+	})
+}
