@@ -427,7 +427,7 @@ func (t *TPM) ActivateDPSKey(authenticationKey []byte, d DPSDevice) (*DPSKey, er
 	if d.Persist == 0 {
 		return k, nil
 	}
-	defer t.dpsFlush(ld.ObjectHandle)
+	defer t.flush(ld.ObjectHandle)
 	if _, err := (tpm2.EvictControl{
 		Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(d.OwnerAuth)},
 		ObjectHandle:     tpm2.NamedHandle{Handle: ld.ObjectHandle, Name: ld.Name},
@@ -516,7 +516,7 @@ func (k *DPSKey) Remove() error {
 	t := k.t
 	k.t = nil
 	if !k.Persisted {
-		t.dpsFlush(k.Handle)
+		t.flush(k.Handle)
 		return nil
 	}
 	return t.EvictPersistent(k.Handle, k.ownerAuth)
@@ -570,10 +570,4 @@ func (t *TPM) objectName(h tpm2.TPMHandle) (tpm2.TPM2BName, error) {
 		return tpm2.TPM2BName{}, classify(err)
 	}
 	return rsp.Name, nil
-}
-
-// dpsFlush flushes a transient object; errors are ignored (cleanup path;
-// Transients() reports leaks).
-func (t *TPM) dpsFlush(h tpm2.TPMHandle) {
-	_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(t.tr)
 }

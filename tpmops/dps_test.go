@@ -48,7 +48,7 @@ func dpsPersistPrimary(t *testing.T, tp *TPM, hierarchy tpm2.TPMHandle, tmpl tpm
 	if err != nil {
 		t.Fatalf("CreatePrimary: %v", err)
 	}
-	defer tp.dpsFlush(cp.ObjectHandle)
+	defer tp.flush(cp.ObjectHandle)
 	if _, err := (tpm2.EvictControl{
 		Auth:             tpm2.TPMRHOwner,
 		ObjectHandle:     tpm2.NamedHandle{Handle: cp.ObjectHandle, Name: cp.Name},
