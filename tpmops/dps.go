@@ -519,13 +519,13 @@ func (k *DPSKey) Remove() error {
 		t.flush(k.Handle)
 		return nil
 	}
-	return t.EvictPersistent(k.Handle, k.ownerAuth)
+	return t.evictPersistent(k.Handle, k.ownerAuth)
 }
 
-// EvictPersistent evicts the persistent object at handle (owner auth). Only
-// for a handle the caller itself persisted (the DPS key of a verify run):
-// this package never evicts keys it did not make.
-func (t *TPM) EvictPersistent(handle tpm2.TPMHandle, ownerAuth []byte) error {
+// evictPersistent evicts the persistent object at handle (owner auth). Only
+// for the key DPSKey.Remove persisted itself: this package never evicts keys
+// it did not make, so this stays unexported.
+func (t *TPM) evictPersistent(handle tpm2.TPMHandle, ownerAuth []byte) error {
 	if uint32(handle)>>24 != uint32(tpm2.TPMHTPersistent) {
 		return fmt.Errorf("%#x is not a persistent handle", uint32(handle))
 	}

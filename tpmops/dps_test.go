@@ -299,7 +299,7 @@ func TestDPSPersistHandleOccupied(t *testing.T) {
 		d, ekPub, srkPub := dpsUnit(t, e, false)
 		before := dpsPersistPrimary(t, e.tpm, tpm2.TPMRHOwner, tpm2.ECCSRKTemplate, d.Persist)
 		t.Cleanup(func() {
-			if err := e.tpm.EvictPersistent(d.Persist, nil); err != nil {
+			if err := e.tpm.evictPersistent(d.Persist, nil); err != nil {
 				t.Error(err)
 			}
 		})
