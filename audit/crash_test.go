@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -29,10 +30,19 @@ func TestCrashSafety(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSafety$")
 		cmd.Env = append(os.Environ(), "AUDIT_CRASH_CHILD="+path)
 		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
+		// The child says when its first unit committed; kill it some time
+		// after, at a random instant.
+		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
 
@@ -86,6 +96,9 @@ func crashChild(path string) {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
+		}
+		if u == 0 {
+			fmt.Println("ready")
 		}
 	}
 }

@@ -78,7 +78,7 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 	var msg []byte
 	var cp Checkpoint
 	err := l.db.Update(func(tx *bolt.Tx) error {
-		if _, err := l.Append(tx, Event{Type: "export", Operator: o.Operator, Payload: map[string]string{"format": o.Format, "dir": dir}}); err != nil {
+		if _, err := l.Append(tx, Event{Type: EventExport, Operator: o.Operator, Payload: map[string]string{"format": o.Format, "dir": dir}}); err != nil {
 			return err
 		}
 		var err error
@@ -96,7 +96,7 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 		}
 		return writeFile(filepath.Join(dir, FileCheckpoints), func(w *bufio.Writer) error {
 			c := tx.Bucket(bucketCheckpoints).Cursor()
-			for k, v := c.First(); k != nil && len(k) == 8 && beUint(k) <= cp.Size; k, v = c.Next() {
+			for k, v := c.First(); len(k) == 8 && beUint(k) <= cp.Size; k, v = c.Next() {
 				line, err := json.Marshal(struct {
 					Size uint64 `json:"size"`
 					Note string `json:"note"`
@@ -233,11 +233,10 @@ func (s *jsonlRecords) next() (uint64, []byte, error) {
 
 // csvRecords reads records.csv and re-encodes each row canonically.
 type csvRecords struct {
-	r    *csv.Reader
-	row  uint64
-	rec  Record
-	buf  []byte
-	prev [32]byte
+	r   *csv.Reader
+	row uint64
+	rec Record
+	buf []byte
 }
 
 func (s *csvRecords) next() (uint64, []byte, error) {

@@ -1,12 +1,15 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 var update = flag.Bool("update", false, "rewrite the frozen exports under testdata/ (never for a release: they must keep verifying)")
@@ -51,6 +54,26 @@ func TestFrozenExports(t *testing.T) {
 			}
 			if len(prep.Records) != len(unitSteps) {
 				t.Fatalf("proof report %+v", prep)
+			}
+			// Ed25519 checkpoints open with golang.org/x/mod/sumdb/note itself,
+			// given the verifier key the README prints.
+			if f.key == frozen[0].key {
+				msg, _ := os.ReadFile(filepath.Join(dir, FileCheckpoint))
+				vkey, err := VerifierKey(rep.Origin, pub)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := note.NewVerifier(vkey)
+				if err != nil {
+					t.Fatalf("sumdb/note rejects the verifier key %q: %v", vkey, err)
+				}
+				if _, err := note.Open(msg, note.VerifierList(v)); err != nil {
+					t.Fatalf("sumdb/note does not open the checkpoint: %v", err)
+				}
+				readme, _ := os.ReadFile(filepath.Join(dir, FileReadme))
+				if !bytes.Contains(readme, []byte(vkey)) {
+					t.Fatal("README does not print the verifier key")
+				}
 			}
 			// and the other key rejects both
 			other, _ := LoadPrivateKey(filepath.Join("testdata", frozen[0].key))

@@ -54,6 +54,10 @@ func FuzzVerifyExport(f *testing.F) {
 	f.Add(bytes.Join(lines[:20], nil), cps, cp, false)
 	f.Add(recs[:len(recs)-1], cps, cp, true)
 	f.Add([]byte{}, []byte("{\"size\":0,\"note\":\"x\"}\n"), []byte{}, false)
+	csvDir := filepath.Join("testdata", "frozen-export-p256-csv") // parses; another key
+	csvRecs, _ := os.ReadFile(filepath.Join(csvDir, FileRecordsCSV))
+	csvCps, _ := os.ReadFile(filepath.Join(csvDir, FileCheckpoints))
+	f.Add(csvRecs, csvCps, cp, true)
 	f.Fuzz(func(t *testing.T, records, checkpoints, checkpoint []byte, csv bool) {
 		name := FileRecordsJSONL
 		if csv {

@@ -290,7 +290,7 @@ func (l *Log) checkpoint(tx *bolt.Tx, pin string) ([]byte, Checkpoint, error) {
 	if err != nil {
 		return nil, Checkpoint{}, fmt.Errorf("signing checkpoint: %w", err)
 	}
-	if k, _ := cps.Cursor().Last(); k != nil && len(k) == 8 {
+	if k, _ := cps.Cursor().Last(); len(k) == 8 {
 		p := binary.BigEndian.Uint64(k)
 		if p < n && p/l.window == n/l.window && pinned.Get(k) == nil {
 			if err := cps.Delete(k); err != nil {

@@ -61,6 +61,13 @@ func TestRoundTrip(t *testing.T) {
 			if len(prep.Records) != len(unitSteps) || prep.Records[0].Seq != 7*7+1 {
 				t.Fatalf("proof report %+v", prep)
 			}
+			db.View(func(tx *bolt.Tx) error {
+				recs, err := UnitRecords(tx, "SN00007")
+				if err != nil || len(recs) != len(unitSteps) || recs[6].Event != "provision.done" {
+					t.Fatalf("UnitRecords: %v %v", recs, err)
+				}
+				return nil
+			})
 			if _, err := l.Proof("nope"); !errors.Is(err, ErrNoRecords) {
 				t.Fatalf("proof of unknown unit: %v", err)
 			}

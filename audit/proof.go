@@ -119,3 +119,23 @@ func VerifyProof(data []byte, pub crypto.PublicKey) (*ProofReport, error) {
 	}
 	return rep, nil
 }
+
+// UnitRecords returns the records naming serial, in order, read in tx.
+func UnitRecords(tx *bolt.Tx, serial string) ([]*Record, error) {
+	recs, idx := tx.Bucket(bucketRecords), tx.Bucket(bucketSerials)
+	if recs == nil || idx == nil {
+		return nil, fmt.Errorf("the database has no audit log (run station init)")
+	}
+	var out []*Record
+	prefix := []byte(serial + "\x00")
+	c := idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		seq := beUint(k[len(prefix):])
+		r, err := Parse(recs.Get(u64(seq)))
+		if err != nil {
+			return nil, verr(seq, "%v", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

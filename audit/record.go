@@ -517,3 +517,19 @@ func scanNumber(b []byte, i int) (int, error) {
 	}
 	return i, nil
 }
+
+// MarshalJSON writes the record's canonical bytes.
+func (r Record) MarshalJSON() ([]byte, error) { return r.Bytes() }
+
+// Event types station records (Event.Type); others are allowed.
+const (
+	EventStartup = "startup"  // the station started (version, config digest)
+	EventConfig  = "config"   // a configuration change
+	EventVerify  = "verify"   // a unit's QA verification result
+	EventCAIssue = "ca.issue" // a CA certificate issued
+	EventRevoke  = "revoke"   // a unit or intermediate revoked
+	EventExport  = "export"   // an audit or enrollment export
+	// EventProvisionPrefix starts each provisioning step's type
+	// ("provision.ek", "provision.srk", ..., "provision.done").
+	EventProvisionPrefix = "provision."
+)

@@ -97,7 +97,7 @@ func TestTamperExportFlipEveryRecord(t *testing.T) {
 		t.Fatalf("untouched export: %v", err)
 	}
 	n := len(f.lines)
-	every := map[int]bool{1: true, 7: true, 150: true, n - 1: true, n: true}
+	every := map[int]bool{1: true, n - 1: true, n: true} // every byte; the others two bytes each
 	for i := 1; i <= n; i++ {
 		line := f.lines[i-1]
 		positions := []int{(i * 7919) % len(line), len(line) - 10 - i%50} // anywhere; in the prev hash
@@ -369,13 +369,21 @@ func TestTamperDB(t *testing.T) {
 		l.window = 16
 		addUnits(t, l, db, 0, 40)
 		var anchor []byte
-		db.View(func(tx *bolt.Tx) error { _, v := tx.Bucket(bucketCheckpoints).Cursor().Last(); anchor = bytes.Clone(v); return nil })
+		db.View(func(tx *bolt.Tx) error {
+			_, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
+			anchor = bytes.Clone(v)
+			return nil
+		})
 		if rep := mustVerify(t, db, l.Public(), anchor); len(rep.Consistency) != 0 || rep.Anchor.Size != 280 {
 			t.Fatalf("anchor at the head: %+v", rep)
 		}
 		// an anchor at an earlier size is proven by a consistency proof too
 		var early []byte
-		db.View(func(tx *bolt.Tx) error { _, v := tx.Bucket(bucketCheckpoints).Cursor().First(); early = bytes.Clone(v); return nil })
+		db.View(func(tx *bolt.Tx) error {
+			_, v := tx.Bucket(bucketCheckpoints).Cursor().First()
+			early = bytes.Clone(v)
+			return nil
+		})
 		if rep := mustVerify(t, db, l.Public(), early); len(rep.Consistency) == 0 {
 			t.Fatalf("no consistency proof: %+v", rep)
 		}

@@ -21,6 +21,7 @@ func init() {
 	addClass(enroll.ErrOptions, ExitUsage)
 	addClass(enroll.ErrOutput, ExitUsage)
 	addClass(enroll.ErrSecretsNeeded, ExitUsage)
+	addClass(enroll.ErrConcurrentExport, ExitEnvironment)
 }
 
 // newEnrollCommand is `station enroll`: DPS enrollment exports.
@@ -34,18 +35,18 @@ func newEnrollCommand(g *globals) *cobra.Command {
 	return c
 }
 
-// hintError adds the operator's next step to an error.
-type hintError struct {
+// enrollHint adds the operator's next step to an error.
+type enrollHint struct {
 	err  error
 	hint string
 }
 
-func (e hintError) Error() string { return e.err.Error() }
-func (e hintError) Unwrap() error { return e.err }
-func (e hintError) Hint() string  { return e.hint }
+func (e enrollHint) Error() string { return e.err.Error() }
+func (e enrollHint) Unwrap() error { return e.err }
+func (e enrollHint) Hint() string  { return e.hint }
 
-// readPublicKey reads a PEM public key (or certificate) file given by flag.
-func readPublicKey(flag, path string) (crypto.PublicKey, error) {
+// enrollReadPublicKey reads a PEM public key (or certificate) file given by flag.
+func enrollReadPublicKey(flag, path string) (crypto.PublicKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, usageErrorf("%s: %v", flag, err)
@@ -57,8 +58,8 @@ func readPublicKey(flag, path string) (crypto.PublicKey, error) {
 	return k, nil
 }
 
-// parseTime accepts RFC 3339 or a date (YYYY-MM-DD, midnight UTC).
-func parseTime(flag, s string) (time.Time, error) {
+// enrollParseTime accepts RFC 3339 or a date (YYYY-MM-DD, midnight UTC).
+func enrollParseTime(flag, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
@@ -70,18 +71,18 @@ func parseTime(flag, s string) (time.Time, error) {
 	return time.Time{}, usageErrorf("%s %q: want RFC 3339 (2026-03-01T08:00:00Z) or a date (2026-03-01)", flag, s)
 }
 
-func noKeyError() error {
-	return hintError{enroll.ErrNoKey, "give the station's public key with --key PUB.pem (`station audit pubkey` on that station prints it); a key inside the export would prove nothing"}
+func enrollNoKeyError() error {
+	return enrollHint{enroll.ErrNoKey, "give the station's public key with --key PUB.pem (`station audit pubkey` on that station prints it); a key inside the export would prove nothing"}
 }
 
-func plural(n int, word string) string {
+func enrollPlural(n int, word string) string {
 	if n == 1 {
 		return fmt.Sprintf("%d %s", n, word)
 	}
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-func joinNonEmpty(parts ...string) string {
+func enrollJoin(parts ...string) string {
 	var out []string
 	for _, p := range parts {
 		if p != "" {

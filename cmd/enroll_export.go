@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"fmt"
 	"slices"
 	"strings"
@@ -60,11 +62,11 @@ the last export in that format. Symmetric-key derived keys are written only with
 			default:
 				return usageErrorf("--status %q: want provisioned, revoked or all", o.status)
 			}
-			since, err := parseTime("--since", o.since)
+			since, err := enrollParseTime("--since", o.since)
 			if err != nil {
 				return err
 			}
-			until, err := parseTime("--until", o.until)
+			until, err := enrollParseTime("--until", o.until)
 			if err != nil {
 				return err
 			}
@@ -77,8 +79,13 @@ the last export in that format. Symmetric-key derived keys are written only with
 				Getenv: g.getenv,
 			}
 			if o.encryptTo != "" {
-				if so.EncryptTo, err = readPublicKey("--encrypt-to", o.encryptTo); err != nil {
+				if so.EncryptTo, err = enrollReadPublicKey("--encrypt-to", o.encryptTo); err != nil {
 					return err
+				}
+				switch so.EncryptTo.(type) {
+				case *ecdsa.PublicKey, *rsa.PublicKey:
+				default:
+					return usageErrorf("--encrypt-to %s: a %T cannot be encrypted to; give an EC or RSA public key", o.encryptTo, so.EncryptTo)
 				}
 			}
 			cfg, err := g.config()
@@ -100,17 +107,17 @@ the last export in that format. Symmetric-key derived keys are written only with
 			}
 			w := c.OutOrStdout()
 			if res.Counts == nil {
-				fmt.Fprintf(w, "wrote %s to %s\n", plural(res.Rows, "unit row"), res.Out)
+				fmt.Fprintf(w, "wrote %s to %s\n", enrollPlural(res.Rows, "unit row"), res.Out)
 				return nil
 			}
 			k := res.Counts
-			what := plural(k.Enrolled, "enrollment")
+			what := enrollPlural(k.Enrolled, "enrollment")
 			if o.format == enroll.FormatGroup {
-				what = plural(k.Groups, "enrollment group")
+				what = enrollPlural(k.Groups, "enrollment group")
 			}
-			fmt.Fprintf(w, "exported %s in %s to %s (%s)\n", what, plural(res.Files, "file"), res.Out,
-				joinNonEmpty(nz(k.Create, "create"), nz(k.Update, "update"), nz(k.Disabled, "disabled"),
-					nz(k.Unchanged, "unchanged"), nz(k.ViaGroup, "symmetric-key via group")))
+			fmt.Fprintf(w, "exported %s in %s to %s (%s)\n", what, enrollPlural(res.Files, "file"), res.Out,
+				enrollJoin(enrollCount(k.Create, "create"), enrollCount(k.Update, "update"), enrollCount(k.Disabled, "disabled"),
+					enrollCount(k.Unchanged, "unchanged"), enrollCount(k.ViaGroup, "symmetric-key via group")))
 			fmt.Fprintf(w, "manifest sha256 %s, signed by the station key\n", res.ManifestSHA256)
 			return nil
 		},
@@ -128,7 +135,7 @@ the last export in that format. Symmetric-key derived keys are written only with
 	return c
 }
 
-func nz(n int, label string) string {
+func enrollCount(n int, label string) string {
 	if n == 0 {
 		return ""
 	}

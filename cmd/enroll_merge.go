@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
 )
 
@@ -33,11 +32,11 @@ written), 4 when an input does not verify.`,
 				return usageErrorf("--out is required")
 			}
 			if len(o.keys) == 0 {
-				return noKeyError()
+				return enrollNoKeyError()
 			}
 			var trusted []crypto.PublicKey
 			for _, k := range o.keys {
-				pub, err := readPublicKey("--key", k)
+				pub, err := enrollReadPublicKey("--key", k)
 				if err != nil {
 					return err
 				}
@@ -47,7 +46,7 @@ written), 4 when an input does not verify.`,
 			if err != nil {
 				return err
 			}
-			signer, err := audit.LoadPrivateKey(cfg.Path(cfg.Station.SigningKey))
+			signer, err := auditSigner(ctx(c), cfg) // cmd/audit.go: PEM file or kms URI
 			if err != nil {
 				return err
 			}
@@ -62,7 +61,7 @@ written), 4 when an input does not verify.`,
 				}
 			} else {
 				for _, s := range rep.Sources {
-					fmt.Fprintf(w, "station %s: %s merged (manifest %.16s…)\n", s.StationID, plural(s.Enrollments, "enrollment"), s.ManifestSHA256)
+					fmt.Fprintf(w, "station %s: %s merged (manifest %.16s…)\n", s.StationID, enrollPlural(s.Enrollments, "enrollment"), s.ManifestSHA256)
 				}
 				for _, d := range rep.Duplicates {
 					fmt.Fprintf(w, "DUPLICATE %s %s:\n", d.Kind, d.Value)
@@ -71,14 +70,14 @@ written), 4 when an input does not verify.`,
 						if x.Disabled {
 							state = "disabled"
 						}
-						fmt.Fprintf(w, "  station %s serial %s registration %s (%s) in %s\n", x.StationID, orDash(x.Serial), x.RegistrationID, state, x.Export)
+						fmt.Fprintf(w, "  station %s serial %s registration %s (%s) in %s\n", x.StationID, enrollOrDash(x.Serial), x.RegistrationID, state, x.Export)
 					}
 				}
-				fmt.Fprintf(w, "wrote %s in %s to %s; %s left out\n", plural(rep.Manifest.Counts.Enrolled, "enrollment"),
-					plural(len(rep.Manifest.Files), "file"), rep.Out, plural(rep.Excluded, "duplicated enrollment"))
+				fmt.Fprintf(w, "wrote %s in %s to %s; %s left out\n", enrollPlural(rep.Manifest.Counts.Enrolled, "enrollment"),
+					enrollPlural(len(rep.Manifest.Files), "file"), rep.Out, enrollPlural(rep.Excluded, "duplicated enrollment"))
 			}
 			if len(rep.Duplicates) > 0 {
-				return hintError{fmt.Errorf("%w: %d identities at more than one station", enroll.ErrDuplicates, len(rep.Duplicates)),
+				return enrollHint{fmt.Errorf("%w: %d identities at more than one station", enroll.ErrDuplicates, len(rep.Duplicates)),
 					"investigate the units listed (clones or units provisioned twice); the combined export holds everything else, see duplicates.json"}
 			}
 			return nil

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,26 +29,35 @@ import (
 )
 
 // TestEnrollScripts runs cmd/testdata/enroll/*.txtar: whole command lines of
-// enroll export / verify-export / merge and revoke, failures included. The
-// station runs in process; a failing command writes "[exit N]" to stderr.
+// enroll export / verify-export / merge and revoke, failures included.
+// "stn ARGS" runs the station root command in process (not named "station":
+// a TestMain's testscript.Main may register that name as a builtin, which
+// would take precedence); a failing run writes "[exit N]" to stderr.
 func TestEnrollScripts(t *testing.T) {
+	// Absolute: enrollRunStation changes the working directory while other
+	// scripts of this test are being set up.
+	dir, err := filepath.Abs("testdata/enroll")
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/enroll",
+		Dir: dir,
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"station": runStation,
-			"genkey":  scriptGenKey,
-			"seed":    scriptSeed,
+			"stn":     enrollRunStation,
+			"genkey":  enrollGenKey,
+			"seed":    enrollSeed,
+			"seedsym": enrollSeedSym,
 		},
 	})
 }
 
-// chdirMu serialises in-process runs: each runs in its script's folder
+// enrollChdirMu serialises in-process runs: each runs in its script's folder
 // (the process's working directory), so relative paths mean what they say.
-var chdirMu sync.Mutex
+var enrollChdirMu sync.Mutex
 
-func runStation(ts *testscript.TestScript, neg bool, args []string) {
-	chdirMu.Lock()
-	defer chdirMu.Unlock()
+func enrollRunStation(ts *testscript.TestScript, neg bool, args []string) {
+	enrollChdirMu.Lock()
+	defer enrollChdirMu.Unlock()
 	prev, err := os.Getwd()
 	ts.Check(err)
 	ts.Check(os.Chdir(ts.MkAbs(".")))
@@ -66,7 +76,7 @@ func runStation(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // genkey KEY PUB: a station key (as `station init` makes it) and its public PEM.
-func scriptGenKey(ts *testscript.TestScript, neg bool, args []string) {
+func enrollGenKey(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: genkey KEY PUB")
 	}
@@ -85,7 +95,7 @@ func scriptGenKey(ts *testscript.TestScript, neg bool, args []string) {
 // (+ "/i" after the first) when given: two stations can hold clones. Units
 // with an odd number chain to old.crt, the others to line.crt (both written
 // next to DB, once).
-func scriptSeed(ts *testscript.TestScript, neg bool, args []string) {
+func enrollSeed(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 3 {
 		ts.Fatalf("usage: seed DB N PREFIX [START [EKSEED]]")
 	}
@@ -101,8 +111,8 @@ func scriptSeed(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	dbPath := ts.MkAbs(args[0])
 	dir := filepath.Dir(dbPath)
-	line := scriptCA(ts, filepath.Join(dir, "line.crt"), "line")
-	old := scriptCA(ts, filepath.Join(dir, "old.crt"), "old-line")
+	line := enrollCA(ts, filepath.Join(dir, "line.crt"), "line")
+	old := enrollCA(ts, filepath.Join(dir, "old.crt"), "old-line")
 	db, err := store.Open(dbPath, time.Second)
 	ts.Check(err)
 	defer db.Close()
@@ -134,7 +144,7 @@ func scriptSeed(ts *testscript.TestScript, neg bool, args []string) {
 	}))
 }
 
-func scriptCA(ts *testscript.TestScript, path, cn string) []byte {
+func enrollCA(ts *testscript.TestScript, path, cn string) []byte {
 	if b, err := os.ReadFile(path); err == nil {
 		blk, _ := pem.Decode(b)
 		return blk.Bytes
@@ -148,4 +158,28 @@ func scriptCA(ts *testscript.TestScript, path, cn string) []byte {
 	ts.Check(err)
 	ts.Check(os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
 	return der
+}
+
+// seedsym DB N PREFIX: N provisioned symmetric-key units, registration ID =
+// lower-case serial.
+func enrollSeedSym(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: seedsym DB N PREFIX")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	db, err := store.Open(ts.MkAbs(args[0]), time.Second)
+	ts.Check(err)
+	defer db.Close()
+	ts.Check(db.Update(func(tx *bolt.Tx) error {
+		for i := range n {
+			serial := fmt.Sprintf("%s%04d", args[2], i)
+			u := &store.Unit{Serial: serial, Status: store.StatusProvisioned, Attestation: "symmetric-key",
+				RegistrationID: strings.ToLower(serial), ProvisionedAt: time.Date(2026, 3, 1, 8, i, 0, 0, time.UTC)}
+			if err := store.PutUnit(tx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
 }

@@ -25,9 +25,9 @@ Exit 4 when anything does not verify.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.key == "" {
-				return noKeyError()
+				return enrollNoKeyError()
 			}
-			pub, err := readPublicKey("--key", o.key)
+			pub, err := enrollReadPublicKey("--key", o.key)
 			if err != nil {
 				return err
 			}
@@ -43,8 +43,8 @@ Exit 4 when anything does not verify.`,
 				}{args[0], true, m})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "%s: verified: %s export of station %s, %s in %s (as of %s)\n",
-				args[0], m.Format, m.StationID, plural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"),
-				plural(len(m.Files), "file"), orDash(m.AsOf))
+				args[0], m.Format, m.StationID, enrollPlural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"),
+				enrollPlural(len(m.Files), "file"), enrollOrDash(m.AsOf))
 			return nil
 		},
 	}
@@ -52,7 +52,7 @@ Exit 4 when anything does not verify.`,
 	return c
 }
 
-func orDash(s string) string {
+func enrollOrDash(s string) string {
 	if s == "" {
 		return "-"
 	}

@@ -74,6 +74,9 @@ func Exit(err error, w io.Writer) int {
 }
 
 func code(err error) int {
+	if err == nil {
+		return ExitOK
+	}
 	var ce *configs.Error
 	var ue usageError
 	switch {

@@ -69,8 +69,11 @@ intermediate is listed. Recorded in the audit log.`,
 			w := c.OutOrStdout()
 			switch {
 			case res.CA != nil:
+				if res.CA.Already {
+					fmt.Fprintf(w, "intermediate %s was already revoked; its first revocation stands\n", res.CA.Subject)
+				}
 				fmt.Fprintf(w, "revoked intermediate %s (sha256 %s); enrollment group %s will be exported disabled\n", res.CA.Subject, res.CA.SHA256, res.CA.GroupID)
-				fmt.Fprintf(w, "%s under it (%d newly revoked):\n", plural(len(res.CA.Units), "unit"), len(res.CA.Newly))
+				fmt.Fprintf(w, "%s under it (%d newly revoked):\n", enrollPlural(len(res.CA.Units), "unit"), len(res.CA.Newly))
 				for _, s := range res.CA.Units {
 					fmt.Fprintf(w, "  %s\n", s)
 				}

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/station"
+	"github.com/factory-id/station/store"
 )
 
 // globals are the flags every command shares.
@@ -125,4 +127,17 @@ func ctx(c *cobra.Command) context.Context {
 		return x
 	}
 	return context.Background()
+}
+
+// openDB opens the station database named by the config (for read-mostly
+// commands that need neither the signing key nor a TPM).
+func (g *globals) openDB() (*store.DB, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(cfg.Station.DB); err != nil {
+		return nil, fmt.Errorf("%w: no database at %s; run `station init` first", station.ErrNotInitialized, cfg.Station.DB)
+	}
+	return store.Open(cfg.Station.DB, station.DBTimeout)
 }

@@ -45,11 +45,17 @@
 // An export is built in a temporary sibling folder and moved into place
 // whole by Result.Install.
 //
-// Bookkeeping (bucket "enroll-exported", per format and enrollment: the
-// SHA-256 of the enrollment last exported and its status) makes re-exports
-// incremental: with OnlyNew only enrollments that changed are written, and a
-// unit already exported that changed or is now disabled goes out as mode
-// "update"; the rest as "create".
+// Bookkeeping (bucket "enroll-exported", per format and serial or group ID:
+// the status, the SHA-256 of the enrollment last exported and its
+// registration ID) makes re-exports incremental: with OnlyNew only
+// enrollments that changed are written, and a unit already exported that
+// changed or is now disabled goes out as mode "update"; the rest as
+// "create". Export needs only a read-only transaction: the changes are
+// spooled to a temporary file, and Result.Record applies them in a short
+// writable transaction (where the caller also appends its audit record and
+// calls Install), failing with ErrConcurrentExport if another export
+// recorded in between. So writing thousands of files never holds the
+// database's write lock.
 //
 // # Manifest and signature
 //
@@ -85,8 +91,19 @@
 //
 // RevokeUnit marks a unit revoked. RevokeCA records an intermediate revoked
 // (store.RevokeCA, plus its DER in bucket "enroll-revoked-ca-certs" for the
-// disabled group) and revokes every unit under it, since an enabled
-// individual enrollment would beat the disabled group.
+// disabled group) and revokes every unit under it (its recorded chain holds
+// the CA, or its leaf is signed by it), since an enabled individual
+// enrollment would beat the disabled group. Revoking again keeps the first
+// revocation and catches units issued under the CA since.
+//
+// # Checks on the records
+//
+// An enrollment is refused (ErrIncomplete, naming the unit) when DPS would
+// never match it: an EK or SRK that is not a TPM2B_PUBLIC (size prefix), an
+// EK whose recorded SHA-256 differs, a registration ID other than the one
+// the SDK derives from the EK, an X.509 leaf whose CN is not the
+// registration ID. Two units with one registration ID in a dps-individual
+// export stop it (ErrDuplicates).
 //
 // # Merge
 //
@@ -96,7 +113,9 @@
 // writes one combined dps-bulk export with duplicates.json, signed by the
 // merging station. Enabled enrollments involved in a duplicate are left out;
 // disabled ones are kept. Exports of one station are layered by as_of, so a
-// later delta supersedes an earlier export.
+// later delta supersedes an earlier export; a station is bound to its key
+// (one station ID, one key), so no station can pose as another to pass its
+// clones off as the other's updates.
 //
 // enroll depends on store and bbolt, never on audit, station or cobra.
 package enroll

@@ -148,6 +148,21 @@ type Profile struct {
 	GroupKey []byte
 }
 
+// Check validates the profile against the DPS schema: allocationPolicy is
+// hashed, geoLatency, static or custom, and static names exactly one hub.
+func (p *Profile) Check() error {
+	switch p.AllocationPolicy {
+	case "", "hashed", "geoLatency", "custom":
+	case "static":
+		if len(p.IoTHubs) != 1 {
+			return fmt.Errorf("%w: allocation policy static needs exactly one IoT hub (dps.iot_hubs), got %d", ErrOptions, len(p.IoTHubs))
+		}
+	default:
+		return fmt.Errorf("%w: allocation policy %q: want hashed, geoLatency, static or custom (dps.allocation_policy)", ErrOptions, p.AllocationPolicy)
+	}
+	return nil
+}
+
 // Twin tag names.
 const (
 	TagSerial   = "serial"
@@ -320,6 +335,29 @@ func (p *Profile) SymmetricGroup(id string) (*EnrollmentGroup, error) {
 
 func certPEM(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// compact is the stable compact encoding (no HTML escaping, no newline):
+// what the bookkeeping digest covers and what Marshal indents.
+func compact(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// indent turns compact JSON into Marshal's layout.
+func indent(c []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(c) * 5 / 4)
+	if err := json.Indent(&buf, c, "", "  "); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
 }
 
 // Marshal is the stable encoding of every file in an export: two-space

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -220,5 +221,39 @@ func TestSymmetricDerivedKeyVector(t *testing.T) {
 	}
 	if got := e.Attestation.SymmetricKey.PrimaryKey; got != "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=" {
 		t.Fatalf("primaryKey = %s", got)
+	}
+}
+
+// The fast layouts (compact once, indent into place) are byte for byte what
+// Marshal gives: the files do not depend on the code path.
+func TestLayoutsMatchMarshal(t *testing.T) {
+	p := fullProfile()
+	for n := 0; n <= MaxBulk; n++ {
+		var es []IndividualEnrollment
+		var cs [][]byte
+		for i := range n {
+			e, err := p.Individual(tpmUnit(fmt.Sprint("SN<&>", i), fmt.Sprint(i), i), i%2 == 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			es = append(es, *e)
+			c, _ := compact(e)
+			cs = append(cs, c)
+			want, _ := Marshal(e)
+			if got, _ := indent(c); !bytes.Equal(got, want) {
+				t.Fatalf("indent:\n%s\nwant\n%s", got, want)
+			}
+		}
+		for _, mode := range []string{ModeCreate, ModeUpdate} {
+			want, _ := Marshal(BulkOperation{Mode: mode, Enrollments: es})
+			if n == 0 {
+				want, _ = Marshal(BulkOperation{Mode: mode, Enrollments: []IndividualEnrollment{}})
+			}
+			var buf bytes.Buffer
+			got, err := bulkJSON(&buf, mode, cs)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%d enrollments: %v\n%s\nwant\n%s", n, err, got, want)
+			}
+		}
 	}
 }

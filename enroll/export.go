@@ -130,10 +130,23 @@ type Result struct {
 	Rows   int
 	f      *folder
 	csvTmp string
+	ledger *ledger
 }
 
-// Install moves the export into place. Call it inside the transaction that
-// ran Export, after the audit record is appended, so that a failure before
+// ErrConcurrentExport means another export recorded its bookkeeping between
+// this export's read and its Record: run it again.
+var ErrConcurrentExport = errors.New("another export ran meanwhile")
+
+// Record writes the bookkeeping of this export (what went out, in which
+// state) in tx, a writable transaction; the caller appends its audit record
+// and calls Install in the same transaction. It fails with
+// ErrConcurrentExport if another export recorded since this one read.
+func (r *Result) Record(tx *bolt.Tx) error {
+	return r.ledger.commit(tx)
+}
+
+// Install moves the export into place. Call it last in the transaction that
+// runs Record, after the audit record is appended, so that a failure before
 // it leaves neither files nor bookkeeping; a failed commit after it leaves
 // files that --only-new will simply export again.
 func (r *Result) Install() error {
@@ -158,6 +171,7 @@ func (r *Result) Discard() {
 	if r.csvTmp != "" {
 		os.Remove(r.csvTmp)
 	}
+	r.ledger.discard()
 }
 
 func (o *Options) check() error {
@@ -181,6 +195,9 @@ func (o *Options) check() error {
 	if o.Format == FormatGroup && len(o.LineCA) == 0 && o.Attestation != AttestSymmetric {
 		return fmt.Errorf("%w: dps-group needs the line intermediate (pki.issuer_cert)", ErrOptions)
 	}
+	if err := o.Profile.Check(); err != nil {
+		return err
+	}
 	switch o.Filter.Status {
 	case "", store.StatusProvisioned, store.StatusRevoked:
 	default:
@@ -189,10 +206,13 @@ func (o *Options) check() error {
 	return nil
 }
 
-// Export writes the enrollments of the units in tx (a writable transaction:
-// the bookkeeping of what was exported is updated in it) into a temporary
-// folder and returns it, signed, for Install. Units are read with a cursor
-// and written out as they come, so memory stays flat whatever the count.
+// Export writes the enrollments of the units in tx into a temporary folder
+// and returns it, signed, for Record and Install. tx may be read-only: the
+// slow part (thousands of files) then holds no write lock, and provisioning
+// goes on meanwhile; the bookkeeping changes are spooled to a temporary file
+// and applied by Record in a short writable transaction. Units are read with
+// a cursor and written out as they come, so memory stays flat whatever the
+// count.
 //
 // Mode: a unit already exported whose enrollment changed since, or that is
 // disabled, goes out as mode update; everything else as create. With OnlyNew,
@@ -202,19 +222,26 @@ func Export(tx *bolt.Tx, o Options) (res *Result, err error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	book, err := tx.CreateBucketIfNotExists(bucketExported)
-	if err != nil {
-		return nil, err
-	}
-	res = &Result{Format: o.Format, Out: filepath.Clean(o.Out)}
+	// partial, not res: a "return nil, err" has already cleared res when
+	// the deferred cleanup runs.
+	partial := &Result{Format: o.Format, Out: filepath.Clean(o.Out)}
+	res = partial
 	defer func() {
 		if err != nil {
-			res.Discard()
+			partial.Discard()
 			res = nil
 		}
 	}()
+	book, err := openLedger(tx, partial.Out)
+	if err != nil {
+		return nil, err
+	}
+	res.ledger = book
 	if o.Format == FormatCSV {
-		return res, exportCSV(tx, book, o, res)
+		if err := exportCSV(tx, book, o, res); err != nil {
+			return nil, err
+		}
+		return res, book.flush()
 	}
 	if res.f, err = newFolder(o.Out, o.EncryptTo); err != nil {
 		return nil, err
@@ -228,6 +255,9 @@ func Export(tx *bolt.Tx, o Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := book.flush(); err != nil {
+		return nil, err
+	}
 	mb, err := res.f.seal(m, o.Signer)
 	if err != nil {
 		return nil, err
@@ -239,37 +269,39 @@ func Export(tx *bolt.Tx, o Options) (res *Result, err error) {
 
 // decide looks up what was last exported under key (a serial or group ID)
 // and says whether to write e, the enrollment of id, now and in which mode;
-// it records the new state. Mode update: the same enrollment was exported
-// before and changed since, or is disabled (disabling an enrollment DPS may
-// hold must replace it); otherwise create.
-func decide(book *bolt.Bucket, format, key, id string, e any, disabled, onlyNew bool) (write bool, mode string, err error) {
-	b, err := Marshal(e)
+// it spools the new state for Record. Mode update: the same enrollment was
+// exported before and changed since, or is disabled (disabling an enrollment
+// DPS may hold must replace it); otherwise create.
+func (l *ledger) decide(format, key, id string, e any, disabled, onlyNew bool) (write bool, mode string, c []byte, err error) {
+	c, err = compact(e)
 	if err != nil {
-		return false, "", err
+		return false, "", nil, err
 	}
-	st := exportState{disabled: disabled, digest: sha256.Sum256(b), id: id}
+	st := exportState{disabled: disabled, digest: sha256.Sum256(c), id: id}
 	k := []byte(format + "\x00" + key)
 	var prev *exportState
-	if v := book.Get(k); v != nil {
-		p, err := decodeState(v)
-		if err != nil {
-			return false, "", fmt.Errorf("export bookkeeping of %s: %w", key, err)
+	if l.book != nil {
+		if v := l.book.Get(k); v != nil {
+			p, err := decodeState(v)
+			if err != nil {
+				return false, "", nil, fmt.Errorf("export bookkeeping of %s: %w", key, err)
+			}
+			prev = &p
 		}
-		prev = &p
 	}
 	if onlyNew && prev != nil && *prev == st {
-		return false, "", nil
+		return false, "", nil, nil
 	}
 	mode = ModeCreate
 	if prev != nil && prev.id == id && (prev.digest != st.digest || disabled) {
 		mode = ModeUpdate
 	}
 	if prev == nil || *prev != st {
-		if err := book.Put(k, st.encode()); err != nil {
-			return false, "", err
+		if err := l.put(k, st.encode()); err != nil {
+			return false, "", nil, err
 		}
 	}
-	return true, mode, nil
+	return true, mode, c, nil
 }
 
 func asOf(u *store.Unit, cur time.Time) time.Time {
@@ -290,7 +322,7 @@ func stamp(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-func exportUnits(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Manifest) error {
+func exportUnits(tx *bolt.Tx, book *ledger, o Options, res *Result, m *Manifest) error {
 	var bulk *bulkWriter
 	if o.Format == FormatBulk {
 		bulk = newBulkWriter(res.f)
@@ -329,7 +361,7 @@ func exportUnits(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Mani
 		if err != nil {
 			return err
 		}
-		write, mode, err := decide(book, o.Format, u.Serial, e.RegistrationID, e, disabled, o.OnlyNew)
+		write, mode, c, err := book.decide(o.Format, u.Serial, e.RegistrationID, e, disabled, o.OnlyNew)
 		if err != nil {
 			return err
 		}
@@ -349,9 +381,9 @@ func exportUnits(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Mani
 			m.Counts.Enabled++
 		}
 		if bulk != nil {
-			return bulk.add(mode, e)
+			return bulk.addCompact(mode, c)
 		}
-		b, err := Marshal(e)
+		b, err := indent(c)
 		if err != nil {
 			return err
 		}
@@ -377,7 +409,7 @@ func exportUnits(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Mani
 	return nil
 }
 
-func exportGroups(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Manifest) error {
+func exportGroups(tx *bolt.Tx, book *ledger, o Options, res *Result, m *Manifest) error {
 	revoked, err := store.RevokedCAs(tx)
 	if err != nil {
 		return err
@@ -430,7 +462,7 @@ func exportGroups(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result, m *Man
 		groups = append(groups, group{g: o.Profile.X509Group(der, true), disabled: true})
 	}
 	for _, gr := range groups {
-		write, _, err := decide(book, o.Format, gr.g.EnrollmentGroupID, gr.g.EnrollmentGroupID, gr.g, gr.disabled, o.OnlyNew)
+		write, _, _, err := book.decide(o.Format, gr.g.EnrollmentGroupID, gr.g.EnrollmentGroupID, gr.g, gr.disabled, o.OnlyNew)
 		if err != nil {
 			return err
 		}
@@ -469,7 +501,7 @@ func CSVRow(u *store.Unit) []string {
 		stamp(u.NotAfter), stamp(u.ProvisionedAt), u.Status}
 }
 
-func exportCSV(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result) error {
+func exportCSV(tx *bolt.Tx, book *ledger, o Options, res *Result) error {
 	if st, err := os.Stat(o.Out); err == nil && st.IsDir() {
 		return fmt.Errorf("%w: %s is a folder; csv writes a file", ErrOutput, o.Out)
 	}
@@ -496,7 +528,7 @@ func exportCSV(tx *bolt.Tx, book *bolt.Bucket, o Options, res *Result) error {
 		}
 		row := CSVRow(u)
 		disabled := u.Status == store.StatusRevoked
-		write, _, err := decide(book, o.Format, u.Serial, u.Serial, row, disabled, o.OnlyNew)
+		write, _, _, err := book.decide(o.Format, u.Serial, u.Serial, row, disabled, o.OnlyNew)
 		if err != nil || !write {
 			return err
 		}

@@ -218,6 +218,7 @@ func TestFilters(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				defer res.Discard()
 				if err := res.Install(); err != nil {
 					t.Fatal(err)
 				}
@@ -257,6 +258,8 @@ func TestExportOptionErrors(t *testing.T) {
 		{"status", func(o *Options) { o.Filter.Status = "in-progress" }, ErrOptions},
 		{"group-no-ca", func(o *Options) { o.Format = FormatGroup }, ErrOptions},
 		{"foreign-folder", func(o *Options) { o.Out = notExport }, ErrOutput},
+		{"allocation-policy", func(o *Options) { o.Profile.AllocationPolicy = "Hashed" }, ErrOptions},
+		{"static-two-hubs", func(o *Options) { o.Profile.AllocationPolicy, o.Profile.IoTHubs = "static", []string{"a", "b"} }, ErrOptions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,9 +274,9 @@ func TestExportOptionErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(notExport, "precious.txt")); err != nil {
 		t.Fatal("a foreign folder was touched")
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp-*"))
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*"))
 	if len(leftovers) != 0 {
-		t.Fatalf("temporary folders left behind: %v", leftovers)
+		t.Fatalf("temporary files left behind: %v", leftovers)
 	}
 }
 
@@ -373,6 +376,29 @@ func TestGroupExport(t *testing.T) {
 	if !slices.Equal(rev.Units, []string{"SNA", "SNB"}) || !slices.Equal(rev.Newly, rev.Units) {
 		t.Fatalf("units under the revoked CA: %+v", rev)
 	}
+	// Again, with a unit issued under the CA since: it is caught, the CA's
+	// first revocation stands.
+	d := tpmUnit("SND", "d", 3)
+	d.Chain = [][]byte{old.cert.Raw}
+	putUnits(t, db, d)
+	err = db.Update(func(tx *bolt.Tx) error {
+		again, err := RevokeCA(tx, old.cert, NewRevocation("again", "bob", t0.Add(2*time.Hour)))
+		if err == nil && (!again.Already || !slices.Equal(again.Newly, []string{"SND"}) || len(again.Units) != 3) {
+			t.Errorf("second CA revocation %+v", again)
+		}
+		cas, _ := store.RevokedCAs(tx)
+		if cas[rev.SHA256].Reason != "key leaked" {
+			t.Errorf("first revocation replaced: %+v", cas[rev.SHA256])
+		}
+		u, _ := store.GetUnit(tx, "SND")
+		if u.Revocation.Reason != "key leaked" {
+			t.Errorf("late unit revocation %+v", u.Revocation)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	db.View(func(tx *bolt.Tx) error {
 		for s, want := range map[string]string{"SNA": store.StatusRevoked, "SNB": store.StatusRevoked, "SNC": store.StatusProvisioned} {
 			u, _ := store.GetUnit(tx, s)
@@ -435,5 +461,73 @@ func TestCSVExport(t *testing.T) {
 	b, _ := os.ReadFile(out)
 	if strings.Count(string(b), "\n") != 1 {
 		t.Fatalf("only-new csv: %q", b)
+	}
+}
+
+// Export reads only; the bookkeeping changes when Record runs, and two
+// exports that read the same state cannot both record.
+func TestRecordAndConcurrentExport(t *testing.T) {
+	db := openDB(t)
+	putUnits(t, db, tpmUnits(3, "SN")...)
+	dir := t.TempDir()
+	o := baseOpts(t, FormatBulk, filepath.Join(dir, "a"))
+	o.OnlyNew = true
+	var a, b *Result
+	err := db.View(func(tx *bolt.Tx) error {
+		var err error
+		if a, err = Export(tx, o); err != nil {
+			return err
+		}
+		o.Out = filepath.Join(dir, "b")
+		b, err = Export(tx, o)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Discard()
+	defer b.Discard()
+	if err := db.Update(func(tx *bolt.Tx) error { return a.Record(tx) }); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return b.Record(tx) })
+	if !errors.Is(err, ErrConcurrentExport) {
+		t.Fatalf("second record: %v", err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return a.Record(tx) }); err == nil {
+		t.Fatal("recorded twice")
+	}
+	// a recorded: the delta is now empty. An export never recorded (b)
+	// changed nothing.
+	o.Out = filepath.Join(dir, "c")
+	if res := runExport(t, db, o); res.Manifest.Counts.Enrolled != 0 || res.Manifest.Counts.Unchanged != 3 {
+		t.Fatalf("after record: %+v", res.Manifest.Counts)
+	}
+	spool := b.ledger.f.Name()
+	b.Discard()
+	if _, err := os.Stat(spool); err == nil {
+		t.Fatal("ledger spool left behind by Discard")
+	}
+	if a.ledger.f != nil {
+		t.Fatal("ledger spool kept after Record")
+	}
+}
+
+// Two units with one registration ID (a clone inside one station) stop a
+// dps-individual export instead of one file silently replacing the other.
+func TestIndividualDuplicateRegistrationID(t *testing.T) {
+	db := openDB(t)
+	a, b := tpmUnit("SN1", "same-tpm", 0), tpmUnit("SN2", "same-tpm", 1)
+	putUnits(t, db, a, b)
+	o := baseOpts(t, FormatIndividual, filepath.Join(t.TempDir(), "ind"))
+	err := db.View(func(tx *bolt.Tx) error { _, err := Export(tx, o); return err })
+	if !errors.Is(err, ErrDuplicates) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(o.Out); !os.IsNotExist(err) {
+		t.Fatal("partial export left behind")
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(o.Out), ".*")); len(left) != 0 {
+		t.Fatalf("temporary files left behind: %v", left)
 	}
 }

@@ -150,20 +150,31 @@ func baseOpts(tb testing.TB, format, out string) Options {
 	}
 }
 
-// runExport exports in its own transaction and installs the result.
+// runExport exports as station does: the files in a read-only transaction,
+// then the bookkeeping and the install in a short writable one.
 func runExport(tb testing.TB, db *store.DB, o Options) *Result {
 	tb.Helper()
 	var res *Result
-	err := db.Update(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *bolt.Tx) error {
 		var err error
 		res, err = Export(tx, o)
-		if err != nil {
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Discard()
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := res.Record(tx); err != nil {
 			return err
 		}
 		return res.Install()
 	})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(o.Out), "."+filepath.Base(o.Out)+"*")); len(left) != 0 {
+		tb.Fatalf("temporary files left behind: %v", left)
 	}
 	return res
 }

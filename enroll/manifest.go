@@ -295,7 +295,7 @@ func VerifyExport(dir string, pub crypto.PublicKey) (*Manifest, error) {
 		}
 		enrolled += f.Enrollments
 	}
-	if m.Format == FormatBulk && enrolled != m.Counts.Enrolled {
+	if (m.Format == FormatBulk || m.Format == FormatIndividual) && enrolled != m.Counts.Enrolled {
 		return nil, tampered(ManifestFile, "files hold %d enrollments, counts say %d", enrolled, m.Counts.Enrolled)
 	}
 	entries, err := os.ReadDir(dir)

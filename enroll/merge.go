@@ -105,6 +105,21 @@ func Merge(o MergeOptions) (*MergeReport, error) {
 		}
 		srcs = append(srcs, s)
 	}
+	// A station is its key: exports layer (a later one supersedes) only
+	// when signed by the same key, and one station ID must not come with
+	// two keys (or one key with two IDs), or a station could pose as
+	// another and pass its clones off as the other's own updates.
+	keyOf, idOf := map[string]string{}, map[string]string{}
+	for _, s := range srcs {
+		id, key := s.manifest.StationID, s.manifest.KeyID
+		if k, ok := keyOf[id]; ok && k != key {
+			return nil, &VerifyError{File: s.dir, Reason: fmt.Sprintf("station %q signs with key %.16s… here and %.16s… in another export", id, key, k), Err: ErrSignature}
+		}
+		if i, ok := idOf[key]; ok && i != id {
+			return nil, &VerifyError{File: s.dir, Reason: fmt.Sprintf("key %.16s… signs as station %q here and %q in another export", key, id, i), Err: ErrSignature}
+		}
+		keyOf[id], idOf[key] = key, id
+	}
 	slices.SortStableFunc(srcs, func(a, b source) int {
 		if c := strings.Compare(a.manifest.StationID, b.manifest.StationID); c != 0 {
 			return c

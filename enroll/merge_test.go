@@ -125,8 +125,11 @@ func TestMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	d1, d2 := readDir(t, out), readDir(t, out2)
+	if len(d1) != len(d2) {
+		t.Fatalf("file sets differ: %v / %v", names(d1), names(d2))
+	}
 	for k := range d1 {
-		if k != DuplicatesFile && k != ManifestFile && k != SignatureFile && string(d1[k]) != string(d2[k]) {
+		if string(d1[k]) != string(d2[k]) {
 			t.Errorf("%s differs with input order", k)
 		}
 	}
@@ -137,6 +140,10 @@ func TestMergeRefusals(t *testing.T) {
 	good := []crypto.PublicKey{testSigner(t, 1).Public()}
 	tampered := copyDir(t, dirA)
 	edit(t, tampered, "0001.json", func(b []byte) []byte { b[50] ^= 1; return b })
+	impostor := stationExport(t, "st-a", 2, FormatBulk, tpmUnit("X1", "A00000", 0))
+	dirB := stationExport(t, "st-b", 2, FormatBulk, tpmUnits(1, "B")...)
+	dirB2 := stationExport(t, "st-c", 2, FormatBulk, tpmUnits(1, "C")...)
+	both := []crypto.PublicKey{testSigner(t, 1).Public(), testSigner(t, 2).Public()}
 	out := filepath.Join(t.TempDir(), "m")
 	tests := []struct {
 		name string
@@ -148,6 +155,10 @@ func TestMergeRefusals(t *testing.T) {
 		{"tampered-input", MergeOptions{Dirs: []string{tampered}, Trusted: good}, ErrTampered},
 		{"nothing", MergeOptions{Trusted: good}, ErrOptions},
 		{"out-is-input", MergeOptions{Dirs: []string{dirA}, Trusted: good, Out: dirA}, ErrOptions},
+		// Station B's key signing as station A: it would pass B's clones
+		// off as A's own later updates.
+		{"key-poses-as-other-station", MergeOptions{Dirs: []string{dirA, impostor}, Trusted: both}, ErrSignature},
+		{"key-signs-two-stations", MergeOptions{Dirs: []string{dirB, dirB2}, Trusted: both}, ErrSignature},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

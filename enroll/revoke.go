@@ -61,6 +61,9 @@ type CARevocation struct {
 	GroupID string   // the enrollment group that dps-group now writes disabled
 	Units   []string // every unit under the CA, in serial order
 	Newly   []string // those this call revoked (the others already were)
+	Already bool     // the CA was revoked before (its first revocation stands)
+	// Revocation is the one in force (given to the newly revoked units).
+	Revocation store.Revocation
 }
 
 // RevokeCA records an intermediate as revoked and revokes every unit whose
@@ -71,7 +74,17 @@ func RevokeCA(tx *bolt.Tx, ca *x509.Certificate, r store.Revocation) (*CARevocat
 	sum := sha256.Sum256(ca.Raw)
 	out := &CARevocation{SHA256: hex.EncodeToString(sum[:]), GroupID: GroupID(ca.Raw)}
 	r.Issuer = out.SHA256
-	if err := store.RevokeCA(tx, out.SHA256, r); err != nil {
+	prev, err := store.RevokedCAs(tx)
+	if err != nil {
+		return nil, err
+	}
+	if first, ok := prev[out.SHA256]; ok {
+		// Revoked before: the first revocation stands; units issued under
+		// it since (or missed) are revoked with it.
+		r = first
+		r.Issuer = out.SHA256
+		out.Already = true
+	} else if err := store.RevokeCA(tx, out.SHA256, r); err != nil {
 		return nil, err
 	}
 	b, err := tx.CreateBucketIfNotExists(bucketCACerts)
@@ -91,6 +104,7 @@ func RevokeCA(tx *bolt.Tx, ca *x509.Certificate, r store.Revocation) (*CARevocat
 	if err != nil {
 		return nil, err
 	}
+	out.Revocation = r
 	for _, s := range out.Units {
 		_, changed, err := RevokeUnit(tx, s, r)
 		if err != nil {

@@ -1,11 +1,13 @@
 package enroll
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -87,7 +89,19 @@ func (f *folder) write(name string, data []byte, mode string, n int) error {
 		}
 		name, data = name+".jwe", jwe
 	}
-	if err := os.WriteFile(filepath.Join(f.tmp, name), data, f.perm); err != nil {
+	fh, err := os.OpenFile(filepath.Join(f.tmp, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.perm)
+	if errors.Is(err, os.ErrExist) {
+		// dps-individual names files by registration ID: two units share one.
+		return fmt.Errorf("%s written twice (two units with one registration ID?): %w", name, ErrDuplicates)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	_, err = fh.Write(data)
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	sum := sha256.Sum256(data)
@@ -186,24 +200,60 @@ func (f *folder) discard() {
 // bulkWriter cuts a stream of enrollments into bulk operations of at most
 // MaxBulk. Create operations are numbered first (0001.json...), update
 // operations after them; updates are written under provisional names while
-// the count of creates is still unknown.
+// the count of creates is still unknown. Enrollments arrive as compact JSON
+// (already encoded for the bookkeeping digest) and are indented into place,
+// giving exactly Marshal(BulkOperation{...}).
 type bulkWriter struct {
 	f       *folder
-	pending map[string][]IndividualEnrollment
+	pending map[string][][]byte
 	nfiles  map[string]int
 	updates []int // indexes in f.files of update operations
+	buf     bytes.Buffer
 }
 
 func newBulkWriter(f *folder) *bulkWriter {
-	return &bulkWriter{f: f, pending: map[string][]IndividualEnrollment{}, nfiles: map[string]int{}}
+	return &bulkWriter{f: f, pending: map[string][][]byte{}, nfiles: map[string]int{}}
 }
 
+// add queues one enrollment.
 func (w *bulkWriter) add(mode string, e *IndividualEnrollment) error {
-	w.pending[mode] = append(w.pending[mode], *e)
+	c, err := compact(e)
+	if err != nil {
+		return err
+	}
+	return w.addCompact(mode, c)
+}
+
+// addCompact queues one enrollment given as compact JSON.
+func (w *bulkWriter) addCompact(mode string, c []byte) error {
+	w.pending[mode] = append(w.pending[mode], c)
 	if len(w.pending[mode]) == MaxBulk {
 		return w.flush(mode)
 	}
 	return nil
+}
+
+// bulkJSON lays out a bulk operation as Marshal does.
+func bulkJSON(buf *bytes.Buffer, mode string, es [][]byte) ([]byte, error) {
+	buf.Reset()
+	m, _ := json.Marshal(mode)
+	buf.WriteString("{\n  \"mode\": ")
+	buf.Write(m)
+	buf.WriteString(",\n  \"enrollments\": [")
+	for i, c := range es {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString("\n    ")
+		if err := json.Indent(buf, c, "    ", "  "); err != nil {
+			return nil, err
+		}
+	}
+	if len(es) > 0 {
+		buf.WriteString("\n  ")
+	}
+	buf.WriteString("]\n}\n")
+	return buf.Bytes(), nil
 }
 
 func (w *bulkWriter) flush(mode string) error {
@@ -211,7 +261,7 @@ func (w *bulkWriter) flush(mode string) error {
 	if len(es) == 0 {
 		return nil
 	}
-	b, err := Marshal(BulkOperation{Mode: mode, Enrollments: es})
+	b, err := bulkJSON(&w.buf, mode, es)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,8 @@ type Bundle struct {
 	// SealedKey (secret) is the per-device symmetric key sealed under the
 	// unit's SRK: TPM2B_PUBLIC followed by TPM2B_PRIVATE of the sealed
 	// object. SymmetricKey (secret) is the clear key, only for units without
-	// a TPM. At most one is set, and only with symmetric-key attestation.
+	// a TPM (DeviceKeyHandle 0: a unit with a TPM gets the sealed form). At
+	// most one is set, and only with symmetric-key attestation.
 	SealedKey    Secret
 	SymmetricKey Secret
 
@@ -96,8 +97,9 @@ type Bundle struct {
 	Digest      []byte // SHA-256 over the canonical encoding (see docs/BUNDLE.md)
 	Signature   []byte
 
-	certDER  []byte
-	chainDER [][]byte
+	certDER   []byte
+	chainDER  [][]byte
+	imageSize int // Expected only
 }
 
 var (
@@ -219,6 +221,9 @@ func (b *Bundle) validate() error {
 	}
 	if (len(b.SealedKey) > 0 || len(b.SymmetricKey) > 0) && b.Attestation != AttestSymmetricKey {
 		return bundleErr("a symmetric key in a %s bundle", b.Attestation)
+	}
+	if len(b.SymmetricKey) > 0 && b.DeviceKeyHandle != 0 {
+		return bundleErr("a clear symmetric key for a unit with a TPM (device key 0x%08x): seal it under the SRK (SealedKey)", b.DeviceKeyHandle)
 	}
 	if len(b.SymmetricKey) > 0 && (len(b.SymmetricKey) < 16 || len(b.SymmetricKey) > 64) {
 		return bundleErr("symmetric key of %d bytes (DPS takes 16 to 64)", len(b.SymmetricKey))

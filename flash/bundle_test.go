@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -304,7 +305,12 @@ func TestNewBundleChecks(t *testing.T) {
 			b.Attestation = AttestSymmetricKey
 			b.SealedKey, b.SymmetricKey = sealed, make([]byte, 32)
 		}},
-		{"short symmetric key", func(b *Bundle) { b.Attestation = AttestSymmetricKey; b.SymmetricKey = make([]byte, 8) }},
+		{"short symmetric key", func(b *Bundle) {
+			b.Attestation, b.DeviceKeyHandle, b.SymmetricKey = AttestSymmetricKey, 0, make([]byte, 8)
+		}},
+		{"clear key for a unit with a TPM", func(b *Bundle) {
+			b.Attestation, b.SymmetricKey = AttestSymmetricKey, make([]byte, 32)
+		}},
 		{"sealed blob with trailing bytes", func(b *Bundle) {
 			b.Attestation = AttestSymmetricKey
 			b.SealedKey = append(bytes.Clone(sealed), 0)
@@ -342,6 +348,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		fmt.Sprintf("%x %X %s %q %v", b.SymmetricKey, b.SymmetricKey, b.SymmetricKey, b.SymmetricKey, []any{b.SymmetricKey}),
 		string(js), string(jv), string(sm), b.String(),
 	}
+	var logs bytes.Buffer
+	for _, h := range []slog.Handler{slog.NewTextHandler(&logs, nil), slog.NewJSONHandler(&logs, nil)} {
+		slog.New(h).Info("flash", "bundle", b, "value", *b, "key", b.SymmetricKey)
+	}
+	outs = append(outs, logs.String())
 	for _, o := range outs {
 		assertNoSecret(t, o, key)
 	}

@@ -181,6 +181,7 @@ func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
 	res.Detail["files"] = fmt.Sprint(len(plan))
 	res.Detail["firmware_sha256"] = j.Firmware.SHA256
 	res.Detail["image_sha256"] = hex.EncodeToString(sum[:])
+	res.Detail["image_size"] = fmt.Sprint(len(img))
 	res.Detail["bundle_digest"] = j.Bundle.DigestHex()
 	res.Detail["readback"] = "byte-for-byte, all files"
 	return res, nil

@@ -385,14 +385,14 @@ func TestReadBackFromRecord(t *testing.T) {
 	if _, err := tg.Write(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
-	exp, err := Expected("SN-0400", j.Bundle.DigestHex(), j.Bundle.CertDER())
+	exp, err := Expected(Recorded{Serial: "SN-0400", Digest: j.Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: exp, StationKey: f.key.Public()}); err != nil {
 		t.Fatal(err)
 	}
-	other, _ := Expected("SN-0400", f.job(t, "SN-0400").Bundle.DigestHex(), j.Bundle.CertDER())
+	other, _ := Expected(Recorded{Serial: "SN-0400", Digest: f.job(t, "SN-0400").Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
 	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: other}); !errors.Is(err, ErrReadback) {
 		t.Fatalf("another digest: %v", err)
 	}

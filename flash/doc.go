@@ -46,7 +46,10 @@
 //     {port}, {registration_id}, {firmware_sha256}, {firmware_size},
 //     {bundle_size}), no shell ever; the tool reads a private 0700 staging
 //     copy; it runs in its own process group, killed with every child at
-//     its timeout; failures are retried with exponential backoff; output is
+//     its timeout (flash.tools.NAME.timeout, default 5 min); failures are
+//     retried flash.tools.NAME.retries times (at most 10), waiting 1 s, 2 s,
+//     4 s... (capped at 10 s) between attempts; a read-back that differs is
+//     not retried but fails the unit; output is
 //     captured bounded and redacted into Result.Detail; STATION_* variables
 //     are kept out of its environment. The optional readback template
 //     ({readback_bundle}, {readback_firmware}, or the bundle on stdout) is
@@ -59,7 +62,8 @@
 //     owner auth, frees it), anyone reads it (AUTHREAD, empty index auth)
 //     or the owner (OWNERREAD), NO_DA; its size is checked against
 //     TPM_PT_NV_INDEX_MAX first; it is read back through NV_Read and its
-//     public area checked.
+//     public area checked. TPMDevice adapts a *tpmops.TPM (adding
+//     NV_UndefineSpace, needed to replace this unit's older certificate).
 //
 // A target list is split on commas, so a dir: path cannot hold one.
 //

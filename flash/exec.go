@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -155,6 +156,9 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", e.spec, err)
 	}
+	if cmdline, err := json.Marshal(append([]string{e.tool.Command}, argv...)); err == nil {
+		res.Detail["write.argv"] = string(cmdline)
+	}
 	if err := e.withRetries(ctx, "write", res.Detail, func(ctx context.Context, out *boundedBuffer) error {
 		return e.run(ctx, argv, out, out)
 	}, red); err != nil {
@@ -188,6 +192,7 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 	}
 	res.Detail["firmware_sha256"] = j.Firmware.SHA256
 	res.Detail["image_sha256"] = sha256Hex(s.image)
+	res.Detail["image_size"] = strconv.Itoa(len(s.image))
 	res.Detail["bundle_digest"] = j.Bundle.DigestHex()
 	return res, nil
 }
@@ -350,6 +355,8 @@ func (e *execTarget) ReadBack(ctx context.Context, j Job) error {
 		if img, err := j.Bundle.MarshalBinary(); err == nil {
 			vals["bundle_size"] = strconv.Itoa(len(img))
 		}
+	} else if j.Bundle != nil && j.Bundle.imageSize > 0 {
+		vals["bundle_size"] = strconv.Itoa(j.Bundle.imageSize)
 	}
 	var red redactor
 	if j.Bundle != nil {

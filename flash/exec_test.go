@@ -139,6 +139,10 @@ func TestExecOK(t *testing.T) {
 	if len(w) != 1 {
 		t.Fatalf("writes: %v", w)
 	}
+	var recorded []string
+	if err := json.Unmarshal([]byte(res.Detail["write.argv"]), &recorded); err != nil || len(recorded) != 1+len(w[0]) || recorded[1] != "write" {
+		t.Errorf("write.argv %q (%v)", res.Detail["write.argv"], err)
+	}
 	want := []string{"write", "-device", r.dev, "-firmware", "", "-bundle", "", "-serial", "SN-0200", "-port", "/dev/ttyFAKE0"}
 	for i, a := range w[0] {
 		if want[i] != "" && a != want[i] {
@@ -606,5 +610,31 @@ func TestExecRetryAfterCorruption(t *testing.T) {
 	writeDevice(t, r.dev, fw, bd)
 	if _, err := tg.Write(context.Background(), f.job(t, "SN-0601")); !errors.Is(err, ErrOtherUnit) {
 		t.Fatalf("damaged bundle of another unit: %v, want ErrOtherUnit", err)
+	}
+}
+
+// QA verify from the record alone, with a readback that needs the image size.
+func TestExecReadBackFromRecord(t *testing.T) {
+	f := newFixture(t)
+	r := newRig(t, "ok")
+	r.tool.Readback = []string{"read", "-device", r.dev, "-size", "{bundle_size}", "-out", "{readback_bundle}"}
+	tg := r.target(t, "exec:ff")
+	j := f.job(t, "SN-0800")
+	res, err := tg.Write(context.Background(), j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _ := strconv.Atoi(res.Detail["image_size"])
+	exp, err := Expected(Recorded{Serial: "SN-0800", Digest: res.Detail["bundle_digest"], CertDER: j.Bundle.CertDER(), ImageSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0800", Bundle: exp, StationKey: f.key.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	// A wrong size (a dump of the wrong region) is caught.
+	exp.imageSize = size - 1
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0800", Bundle: exp}); err == nil {
+		t.Fatal("a truncated dump passed")
 	}
 }

@@ -367,3 +367,57 @@ func TestNVIndexRange(t *testing.T) {
 		}
 	}
 }
+
+func TestNVReadBackFromRecord(t *testing.T) {
+	f := newFixture(t)
+	eachNV(t, func(t *testing.T, e *nvEnv) {
+		tg := e.target(t)
+		j := f.job(t, "SN-0801")
+		if _, err := tg.Write(context.Background(), j); err != nil {
+			t.Fatal(err)
+		}
+		exp, err := Expected(Recorded{Serial: "SN-0801", Digest: j.Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0801", Bundle: exp}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// The whole flash step on one unit: dir, exec and tpm-nv from one list.
+func TestAllTargets(t *testing.T) {
+	f := newFixture(t)
+	tp, err := tpmops.Open("sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	r := newRig(t, "echo") // the tool prints what it writes: nothing secret may reach the record
+	root := t.TempDir()
+	cfg := configs.Flash{Tools: map[string]configs.FlashTool{"ff": r.tool}}
+	ts, err := Open("dir:"+root+", exec:ff, tpm-nv", cfg, TPMDevice(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := append(append([]byte{0, 16}, bytes.Repeat([]byte{0x11}, 16)...), append([]byte{0, 24}, bytes.Repeat([]byte{0x22}, 24)...)...)
+	b := f.pki.baseBundle(t, "SN-0900")
+	b.Attestation, b.SealedKey = AttestSymmetricKey, sealed
+	j := Job{Serial: "SN-0900", Firmware: f.fw, Bundle: signed(t, b, f.key), StationKey: f.key.Public()}
+	for _, tg := range ts {
+		res, err := tg.Write(context.Background(), j)
+		if err != nil {
+			t.Fatalf("%s: %v", tg.Name(), err)
+		}
+		for k, v := range res.Detail {
+			assertNoSecret(t, k+v, sealed)
+		}
+		if err := tg.ReadBack(context.Background(), j); err != nil {
+			t.Fatalf("%s: ReadBack: %v", tg.Name(), err)
+		}
+	}
+	if names := []string{ts[0].Name(), ts[1].Name(), ts[2].Name()}; names[0] != "dir:"+root || names[1] != "exec:ff" || names[2] != "tpm-nv" {
+		t.Errorf("targets %v", names)
+	}
+}

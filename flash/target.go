@@ -187,21 +187,30 @@ func (e *otherUnitError) Hint() string {
 	return "check the fixture holds the right unit; re-run with --force to overwrite it"
 }
 
-// Expected describes, for QA verify, what a unit's targets should hold
-// from what the station recorded: the serial, the bundle digest (hex, as
-// Bundle.DigestHex gave it at provisioning) and the device certificate
-// (DER). Use it as Job.Bundle for ReadBack; it cannot be written.
-func Expected(serial, digestHex string, certDER []byte) (*Bundle, error) {
-	if err := ValidSerial(serial); err != nil {
+// Recorded is what the station keeps of a unit's bundle: the unit record's
+// certificate and Result.Detail's "bundle_digest" and "image_size".
+type Recorded struct {
+	Serial    string
+	Digest    string // hex, Bundle.DigestHex at provisioning
+	CertDER   []byte
+	ImageSize int // for exec readback templates that use {bundle_size}; 0 if unknown
+}
+
+// Expected turns a record into the Job.Bundle that ReadBack compares a
+// unit's targets with (QA verify without the original bundle, whose key
+// material the station never keeps). It cannot be written.
+func Expected(r Recorded) (*Bundle, error) {
+	if err := ValidSerial(r.Serial); err != nil {
 		return nil, err
 	}
-	d, err := hex.DecodeString(digestHex)
+	d, err := hex.DecodeString(r.Digest)
 	if err != nil || len(d) != sha256.Size {
-		return nil, bundleErr("recorded bundle digest %q", digestHex)
+		return nil, bundleErr("recorded bundle digest %q", r.Digest)
 	}
-	if _, err := x509.ParseCertificate(certDER); err != nil {
+	cert, err := x509.ParseCertificate(r.CertDER)
+	if err != nil {
 		return nil, bundleErr("recorded certificate: %v", err)
 	}
-	return &Bundle{Version: Version, Serial: serial, Digest: d, certDER: bytes.Clone(certDER),
-		CertPEM: encodePEM(certDER)}, nil
+	return &Bundle{Version: Version, Serial: r.Serial, RegistrationID: cert.Subject.CommonName, Digest: d,
+		certDER: bytes.Clone(r.CertDER), CertPEM: encodePEM(r.CertDER), imageSize: r.ImageSize}, nil
 }

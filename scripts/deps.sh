@@ -3,7 +3,7 @@
 # with apt when they are missing and we are root; otherwise says exactly what
 # to install. Under CI=true a missing dependency is a failure, never a skip.
 set -euo pipefail
-pkgs=(swtpm swtpm-tools tpm2-tools softhsm2 libssl-dev openssl)
+pkgs=(swtpm swtpm-tools gnutls-bin tpm2-tools softhsm2 libssl-dev openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

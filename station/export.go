@@ -45,10 +45,11 @@ type ExportResult struct {
 	Manifest       *enroll.Manifest `json:"-"`
 }
 
-// Export writes the enrollments of the station's units in one transaction:
-// the export's bookkeeping, an audit record naming the manifest's SHA-256
-// and a signed checkpoint commit together, and the files are moved into
-// place just before.
+// Export writes the enrollments of the station's units: the files under a
+// read-only transaction (provisioning goes on), then the export's
+// bookkeeping, an audit record naming the manifest's SHA-256 and a signed
+// checkpoint commit together, the files moving into place just before. A
+// concurrent export makes the later one fail with enroll.ErrConcurrentExport.
 func Export(env *Env, o ExportOptions) (*ExportResult, error) {
 	cfg := env.Config
 	eo := enroll.Options{
@@ -81,13 +82,24 @@ func Export(env *Env, o ExportOptions) (*ExportResult, error) {
 		eo.LineCA = ca.Raw
 	}
 	out := &ExportResult{Format: o.Format, Out: o.Out}
-	err := env.DB.Update(func(tx *bolt.Tx) error {
-		res, err := enroll.Export(tx, eo)
-		if err != nil {
+	// The files are written under a read-only transaction, so provisioning
+	// is not held up; the bookkeeping, the audit record and the checkpoint
+	// then commit together in a short write.
+	var res *enroll.Result
+	err := env.DB.View(func(tx *bolt.Tx) error {
+		var err error
+		res, err = enroll.Export(tx, eo)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Discard()
+	err = env.DB.Update(func(tx *bolt.Tx) error {
+		if err := res.Record(tx); err != nil {
 			return err
 		}
-		defer res.Discard()
-		payload := map[string]any{"format": o.Format, "out": res.Out, "only_new": o.OnlyNew, "encrypted": o.IncludeSecrets}
+		payload := map[string]any{"kind": "enrollments", "format": o.Format, "out": res.Out, "only_new": o.OnlyNew, "encrypted": o.IncludeSecrets}
 		if f := filterPayload(o.Filter); len(f) > 0 {
 			payload["filter"] = f
 		}
@@ -98,7 +110,7 @@ func Export(env *Env, o ExportOptions) (*ExportResult, error) {
 			out.Rows, out.Files = res.Rows, 1
 			payload["rows"] = res.Rows
 		}
-		if _, err := env.Log.Append(tx, audit.Event{Type: "export", Operator: o.Operator, Payload: payload}); err != nil {
+		if _, err := env.Log.Append(tx, audit.Event{Type: audit.EventExport, Operator: o.Operator, Payload: payload}); err != nil {
 			return err
 		}
 		if _, err := env.Log.Checkpoint(tx); err != nil {

@@ -37,12 +37,14 @@ type RevokeResult struct {
 		GroupID string   `json:"group_id"`
 		Units   []string `json:"units"`
 		Newly   []string `json:"newly_revoked"`
+		Already bool     `json:"already_revoked,omitempty"`
 	} `json:"ca,omitempty"`
 }
 
 // Revoke marks a unit, or an intermediate and every unit under it, revoked,
 // with the audit records in the same transaction: one "revoke" record per
-// unit revoked, and a "revoke.ca" record listing every unit under the CA.
+// unit revoked (its serial set), and for a CA one station-wide "revoke"
+// record naming the CA and listing every unit under it.
 // Later exports disable their enrollments.
 func Revoke(env *Env, o RevokeOptions) (*RevokeResult, error) {
 	if (o.Serial == "") == (o.CA == nil) {
@@ -67,7 +69,7 @@ func Revoke(env *Env, o RevokeOptions) (*RevokeResult, error) {
 			if !changed {
 				return nil
 			}
-			_, err = env.Log.Append(tx, audit.Event{Serial: u.Serial, Type: "revoke", Operator: o.Operator,
+			_, err = env.Log.Append(tx, audit.Event{Serial: u.Serial, Type: audit.EventRevoke, Operator: o.Operator,
 				Payload: map[string]any{"reason": o.Reason, "registration_id": u.RegistrationID}})
 			return err
 		}
@@ -81,17 +83,18 @@ func Revoke(env *Env, o RevokeOptions) (*RevokeResult, error) {
 			GroupID string   `json:"group_id"`
 			Units   []string `json:"units"`
 			Newly   []string `json:"newly_revoked"`
-		}{o.CA.Subject.String(), rev.SHA256, rev.GroupID, nonNil(rev.Units), nonNil(rev.Newly)}
-		_, err = env.Log.Append(tx, audit.Event{Type: "revoke.ca", Operator: o.Operator, Payload: map[string]any{
+			Already bool     `json:"already_revoked,omitempty"`
+		}{o.CA.Subject.String(), rev.SHA256, rev.GroupID, nonNil(rev.Units), nonNil(rev.Newly), rev.Already}
+		_, err = env.Log.Append(tx, audit.Event{Type: audit.EventRevoke, Operator: o.Operator, Payload: map[string]any{
 			"reason": o.Reason, "ca_sha256": rev.SHA256, "subject": o.CA.Subject.String(),
-			"group_id": rev.GroupID, "units": nonNil(rev.Units),
+			"group_id": rev.GroupID, "units": nonNil(rev.Units), "already_revoked": rev.Already,
 		}})
 		if err != nil {
 			return err
 		}
 		for _, s := range rev.Newly {
-			if _, err := env.Log.Append(tx, audit.Event{Serial: s, Type: "revoke", Operator: o.Operator,
-				Payload: map[string]any{"reason": o.Reason, "issuer_sha256": rev.SHA256}}); err != nil {
+			if _, err := env.Log.Append(tx, audit.Event{Serial: s, Type: audit.EventRevoke, Operator: o.Operator,
+				Payload: map[string]any{"reason": rev.Revocation.Reason, "issuer_sha256": rev.SHA256}}); err != nil {
 				return err
 			}
 		}

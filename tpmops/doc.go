@@ -1,7 +1,10 @@
 // Package tpmops is the station's TPM layer: it opens a unit's TPM by
 // address and runs the TPM steps of the manufacturing timeline (EK and EK
-// certificate, SRK, device identity key, ownership, NV), the same code for
-// every transport.
+// certificate, SRK, device identity key, ownership, NV) and the DPS
+// credential activation, the same code for every transport.
+//
+// A *TPM is one connection; its methods run one TPM command sequence at a
+// time and must not be called from several goroutines at once.
 //
 // # Guarantees
 //
@@ -23,6 +26,10 @@
 //     TPM).
 //   - Secrets (hierarchy auths) never appear in errors; a new hierarchy auth
 //     crosses to the TPM only inside a salted, parameter-encrypting session.
+//   - Errors wrap the sentinels (ErrUnreachable, ErrBadAddress, ErrEKMismatch,
+//     ErrNoEKCert, ErrUntrustedEKCert, ErrForeignKey, ErrHandleEmpty,
+//     ErrLockout, ErrBadAuth) and the go-tpm response code; each sentinel
+//     carries a Hint() for the operator.
 //   - Never probes the lockout auth (it is dictionary-attack protected);
 //     the owner auth probe (OwnerAuthIsEmpty) is DA-exempt.
 package tpmops

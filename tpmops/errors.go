@@ -7,28 +7,49 @@ import (
 	"github.com/google/go-tpm/tpm2"
 )
 
+// sentinel is an error callers branch on (errors.Is) that also tells the
+// operator what to do next (Hint, printed by the command line).
+type sentinel struct{ msg, hint string }
+
+func (e *sentinel) Error() string { return e.msg }
+
+// Hint says what the operator should do next.
+func (e *sentinel) Hint() string { return e.hint }
+
 // Sentinel errors callers branch on. Every error returned by this package that
-// stems from one of these conditions wraps the sentinel (errors.Is works).
+// stems from one of these conditions wraps the sentinel (errors.Is works), and
+// errors.As finds a Hint() string on it.
 var (
 	// ErrUnreachable: the TPM could not be opened or stopped answering.
-	ErrUnreachable = errors.New("TPM unreachable")
+	ErrUnreachable error = &sentinel{"TPM unreachable",
+		"check the fixture's TPM connection (the --tpm address; swtpm running; /dev/tpmrm0 present and accessible), then retry"}
+	// ErrBadAddress: the TPM address is malformed (a usage or configuration
+	// error, not a retryable one).
+	ErrBadAddress error = &sentinel{"bad TPM address",
+		"use sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path such as /dev/tpmrm0"}
 	// ErrEKMismatch: the key persisted at the EK handle is not the EK the
 	// standard template gives on this TPM.
-	ErrEKMismatch = errors.New("key at the EK handle is not the standard EK")
+	ErrEKMismatch error = &sentinel{"key at the EK handle is not the standard EK",
+		"another tool persisted a non-standard EK (some DPS SDKs do); it was left in place: set the unit aside and clear its TPM deliberately"}
 	// ErrNoEKCert: no EK certificate in the TPM's NV.
-	ErrNoEKCert = errors.New("no EK certificate in NV")
+	ErrNoEKCert error = &sentinel{"no EK certificate in NV",
+		"this TPM carries no manufacturer EK certificate; use TPMs that do, or set tpm.require_ek_cert: false"}
 	// ErrUntrustedEKCert: the EK certificate does not chain to a trusted
 	// vendor root or does not certify this EK.
-	ErrUntrustedEKCert = errors.New("untrusted EK certificate")
-	// ErrForeignKey: a persistent handle holds a key this station did not
-	// make and will not reuse (it is never evicted).
-	ErrForeignKey = errors.New("foreign key at persistent handle")
+	ErrUntrustedEKCert error = &sentinel{"untrusted EK certificate",
+		"if this TPM vendor is approved, add its EK CA certificates to tpm.vendor_roots; otherwise set the unit aside"}
+	// ErrForeignKey: a persistent handle (or NV index) holds something this
+	// station did not make and will not reuse; it is never evicted.
+	ErrForeignKey error = &sentinel{"foreign key at persistent handle",
+		"the handle holds a key this station did not create; it was left in place: set the unit aside"}
 	// ErrHandleEmpty: nothing at the handle (object or NV index).
-	ErrHandleEmpty = errors.New("handle empty")
+	ErrHandleEmpty error = &sentinel{"handle empty", ""}
 	// ErrLockout: the TPM is in dictionary-attack lockout.
-	ErrLockout = errors.New("TPM in dictionary-attack lockout")
+	ErrLockout error = &sentinel{"TPM in dictionary-attack lockout",
+		"wait for the TPM's recovery time, or reset the lockout with the unit's escrowed lockout auth"}
 	// ErrBadAuth: an authorization value was refused.
-	ErrBadAuth = errors.New("authorization refused")
+	ErrBadAuth error = &sentinel{"authorization refused",
+		"the TPM refused an authorization: the unit may already be owned by someone else"}
 )
 
 // classify adds this package's sentinels to a TPM response code error, so

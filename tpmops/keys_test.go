@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/factory-id/station/internal/swtpmtest"
@@ -85,6 +86,13 @@ func TestEnsureEK(t *testing.T) {
 		} {
 			t.Run(string(tc.alg), func(t *testing.T) {
 				tmpl, handle, _ := EKTemplate(tc.alg)
+				std, err := e.tpm.StandardEK(tc.alg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := e.tpm.ReadPublic(handle); tc.preexisting == errors.Is(err, ErrHandleEmpty) {
+					t.Fatalf("StandardEK changed what is persisted at %#x: %v", uint32(handle), err)
+				}
 				ek, persisted, err := e.tpm.EnsureEK(tc.alg, nil)
 				if err != nil {
 					t.Fatal(err)
@@ -96,6 +104,9 @@ func TestEnsureEK(t *testing.T) {
 					t.Fatalf("handle %#x, want %#x", uint32(ek.Handle), uint32(handle))
 				}
 				checkTemplate(t, ek, tmpl)
+				if !bytes.Equal(std.Public, ek.Public) || std.Handle != ek.Handle {
+					t.Fatal("StandardEK differs from the persisted EK")
+				}
 				if tc.alg == RSA2048 && (len(ek.Public) != 316 || !bytes.HasPrefix(ek.Public, []byte{0x01, 0x3a, 0x00, 0x01, 0x00, 0x0b, 0x00, 0x03, 0x00, 0xb2})) {
 					t.Fatalf("RSA EK TPM2B_PUBLIC: %d bytes, starts %x", len(ek.Public), ek.Public[:10])
 				}
@@ -133,9 +144,16 @@ func azureEmptyUniqueEK() tpm2.TPMTPublic {
 func TestEKMismatch(t *testing.T) {
 	eachTPM(t, swtpmtest.Options{}, func(t *testing.T, e *env) {
 		foreign := putKey(t, e.tpm, tpm2.TPMRHEndorsement, azureEmptyUniqueEK(), EKHandleRSA)
+		before, err := e.tpm.Persistent()
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, persisted, err := e.tpm.EnsureEK(RSA2048, nil)
 		if !errors.Is(err, ErrEKMismatch) || persisted {
 			t.Fatalf("EnsureEK over a foreign key: persisted=%v err=%v, want ErrEKMismatch", persisted, err)
+		}
+		if after, err := e.tpm.Persistent(); err != nil || !slices.Equal(before, after) {
+			t.Fatalf("persistent handles changed: %v -> %v (%v)", before, after, err)
 		}
 		still, err := e.tpm.ReadPublic(EKHandleRSA)
 		if err != nil || !bytes.Equal(still.Name, foreign.Name) {

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
@@ -37,11 +36,19 @@ type TPM struct {
 //	unix:///PATH         swtpm's server Unix socket (raw TPM command stream)
 //	/dev/tpmrm0, ...     a character device (the kernel's resource manager)
 //
+// The simulator is one per process: Open("sim") blocks until the simulator
+// opened before is Closed, and every Open gives a freshly manufactured TPM
+// (with sim:SEED the same seeds, hence the same EK, but empty NV and no
+// persistent keys): do not Close it between steps that must see each other.
+//
 // Every transport retries TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING with
 // bounded backoff. A TPM that cannot be reached gives an error wrapping
 // ErrUnreachable.
 func Open(addr string) (*TPM, error) {
 	tr, closer, err := openTransport(addr)
+	if errors.Is(err, ErrBadAddress) {
+		return nil, fmt.Errorf("opening TPM %s: %w", redactAddr(addr), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening TPM %s: %w: %w", redactAddr(addr), ErrUnreachable, err)
 	}
@@ -70,36 +77,27 @@ const dialTimeout = 5 * time.Second
 func openTransport(addr string) (transport.TPM, io.Closer, error) {
 	switch {
 	case addr == "":
-		return nil, nil, errors.New("empty TPM address")
+		return nil, nil, fmt.Errorf("%w: empty", ErrBadAddress)
 	case addr == "sim" || strings.HasPrefix(addr, "sim:"):
-		var (
-			s   *simulator.Simulator
-			err error
-		)
-		if seed, ok := strings.CutPrefix(addr, "sim:"); ok {
-			n, perr := strconv.ParseInt(seed, 10, 64)
-			if perr != nil {
-				return nil, nil, fmt.Errorf("simulator seed %q is not an integer", seed)
+		var seed *int64
+		if v, ok := strings.CutPrefix(addr, "sim:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: simulator seed %q is not an integer", ErrBadAddress, v)
 			}
-			s, err = simulator.GetWithFixedSeedInsecure(n)
-		} else {
-			s, err = simulator.Get()
+			seed = &n
 		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("starting simulator: %w", err)
-		}
-		tr := transport.FromReadWriteCloser(s)
-		return tr, tr, nil
+		return openSimulator(seed)
 	case strings.HasPrefix(addr, "swtpm://"):
 		u, err := url.Parse(addr)
 		if err != nil || u.Host == "" || u.Port() == "" {
-			return nil, nil, fmt.Errorf("swtpm address must be swtpm://HOST:PORT")
+			return nil, nil, fmt.Errorf("%w: want swtpm://HOST:PORT", ErrBadAddress)
 		}
 		return dialStream("tcp", u.Host)
 	case strings.HasPrefix(addr, "unix://"):
 		p := strings.TrimPrefix(addr, "unix://")
 		if p == "" {
-			return nil, nil, fmt.Errorf("unix address must be unix:///PATH")
+			return nil, nil, fmt.Errorf("%w: want unix:///PATH", ErrBadAddress)
 		}
 		return dialStream("unix", p)
 	case strings.HasPrefix(addr, "/"):
@@ -116,7 +114,7 @@ func openTransport(addr string) (transport.TPM, io.Closer, error) {
 		}
 		return tr, tr, nil
 	}
-	return nil, nil, fmt.Errorf("unknown TPM address scheme (want sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path)")
+	return nil, nil, fmt.Errorf("%w: want sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path", ErrBadAddress)
 }
 
 // redactAddr keeps an address printable: addresses hold no secrets, but a
@@ -157,22 +155,34 @@ func (s *streamTransport) Send(cmd []byte) ([]byte, error) {
 	if s.conn == nil {
 		return nil, fmt.Errorf("%w: connection closed", ErrUnreachable)
 	}
+	rsp, err := s.roundTrip(cmd)
+	if err != nil {
+		// The stream may be out of step now: never read a stale response
+		// as the answer to a later command.
+		_ = s.conn.Close()
+		s.conn = nil
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return rsp, nil
+}
+
+func (s *streamTransport) roundTrip(cmd []byte) ([]byte, error) {
 	_ = s.conn.SetDeadline(time.Now().Add(commandDeadline))
 	if _, err := s.conn.Write(cmd); err != nil {
-		return nil, fmt.Errorf("%w: sending command: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("sending command: %w", err)
 	}
 	hdr := make([]byte, 10)
 	if _, err := io.ReadFull(s.conn, hdr); err != nil {
-		return nil, fmt.Errorf("%w: reading response: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("reading response: %w", err)
 	}
 	size := binary.BigEndian.Uint32(hdr[2:6])
 	if size < 10 || size > maxResponse {
-		return nil, fmt.Errorf("%w: response size %d out of range", ErrUnreachable, size)
+		return nil, fmt.Errorf("response size %d out of range", size)
 	}
 	rsp := make([]byte, size)
 	copy(rsp, hdr)
 	if _, err := io.ReadFull(s.conn, rsp[10:]); err != nil {
-		return nil, fmt.Errorf("%w: reading response: %w", ErrUnreachable, err)
+		return nil, fmt.Errorf("reading response: %w", err)
 	}
 	return rsp, nil
 }
@@ -205,10 +215,26 @@ type retryTransport struct {
 	mu    sync.Mutex
 	inner transport.TPM
 	addr  string
+	stats Stats
+	sleep func(time.Duration) // time.Sleep when nil (tests count instead)
+}
+
+// Stats counts the commands sent on a connection and the time spent waiting
+// for the TPM to answer them (retries and backoff included).
+type Stats struct {
+	Commands int
+	Busy     time.Duration
+}
+
+// Stats returns the connection's command count and time spent in the TPM.
+func (t *TPM) Stats() Stats {
+	t.tr.mu.Lock()
+	defer t.tr.mu.Unlock()
+	return t.tr.stats
 }
 
 const (
-	retryAttempts = 12
+	retryAttempts = 16
 	retryFirst    = 2 * time.Millisecond
 	retryMaxSleep = 500 * time.Millisecond
 )
@@ -216,6 +242,11 @@ const (
 func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	start := time.Now()
+	defer func() {
+		r.stats.Commands++
+		r.stats.Busy += time.Since(start)
+	}()
 	sleep := retryFirst
 	for attempt := 0; ; attempt++ {
 		rsp, err := r.inner.Send(cmd)
@@ -233,7 +264,11 @@ func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
 			if attempt+1 >= retryAttempts {
 				return rsp, nil // the caller sees the warning code
 			}
-			time.Sleep(sleep)
+			if r.sleep != nil {
+				r.sleep(sleep)
+			} else {
+				time.Sleep(sleep)
+			}
 			sleep = min(sleep*2, retryMaxSleep)
 			continue
 		}

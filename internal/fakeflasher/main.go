@@ -3,7 +3,7 @@
 // reads them back, and can be told to misbehave.
 //
 //	fakeflasher write -device FILE -firmware F -bundle B [-serial S] [-port P]
-//	fakeflasher read  -device FILE [-what bundle|firmware] [-out FILE] [-fw-out FILE]
+//	fakeflasher read  -device FILE [-what bundle|firmware] [-size N] [-out FILE] [-fw-out FILE]
 //
 // FAKEFLASHER_MODE selects the behaviour of write (and read):
 //
@@ -191,6 +191,7 @@ func read(args []string) {
 	what := fs.String("what", "bundle", "bundle or firmware")
 	out := fs.String("out", "", "output file (default stdout)")
 	fwOut := fs.String("fw-out", "", "also write the firmware to this file")
+	size := fs.Int("size", -1, "read this many bytes of the bundle (like a flash dump of a region)")
 	fs.Parse(args)
 	fw, bd, err := load(*device)
 	if err != nil {
@@ -204,6 +205,9 @@ func read(args []string) {
 	data := bd
 	if *what == "firmware" {
 		data = fw
+	}
+	if *size >= 0 {
+		data = append(data, make([]byte, max(0, *size-len(data)))...)[:*size]
 	}
 	if *out == "" {
 		os.Stdout.Write(data)

@@ -300,6 +300,7 @@ func (i *Instance) start() error {
 			"--flags", "startup-clear",
 			"--log", "file="+filepath.Join(i.StateDir, "swtpm.log"))
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		dieWithParent(cmd)
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("starting swtpm: %w", err)
 		}

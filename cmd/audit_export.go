@@ -1,0 +1,54 @@
+package cmd
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/audit"
+)
+
+type auditExportOptions struct {
+	out    string
+	format string
+}
+
+// newAuditExportCommand is `station audit export --out DIR [--format jsonl|csv]`.
+func newAuditExportCommand(g *globals) *cobra.Command {
+	o := &auditExportOptions{}
+	c := &cobra.Command{
+		Use:   "export --out DIR [--format jsonl|csv]",
+		Short: "Write the audit trail for an auditor, verifiable offline",
+		Long: "Records the export in the log, signs a checkpoint covering every record, and writes\n" +
+			"the records, all kept checkpoints, the station public key and a README to DIR\n" +
+			"(which must be empty or absent). Check it with station audit verify --export DIR --key PUB.pem.",
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.out == "" {
+				return usageErrorf("--out is required")
+			}
+			if o.format != "jsonl" && o.format != "csv" {
+				return usageErrorf("--format %q: want jsonl or csv", o.format)
+			}
+			l, db, cfg, err := openAuditLog(c, g)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			res, err := l.Export(o.out, audit.ExportOptions{Format: o.format, Operator: cfg.Station.Operator})
+			if err != nil {
+				return fmt.Errorf("audit export: %w", err)
+			}
+			if g.json() {
+				return writeJSON(c.OutOrStdout(), res)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "exported %d records to %s\ncheckpoint: size %d, root %s\nkeep %s away from this station: later verifications can use it as --anchor\n",
+				res.Records, o.out, res.Checkpoint.Size, res.Checkpoint.Root, filepath.Join(o.out, audit.FileCheckpoint))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&o.out, "out", "", "folder to write the export to (must be empty or absent)")
+	c.Flags().StringVar(&o.format, "format", "jsonl", "records format: jsonl or csv")
+	return c
+}

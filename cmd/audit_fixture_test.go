@@ -1,0 +1,134 @@
+package cmd
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/store"
+)
+
+func init() { scriptCommands["audit-fixture"] = auditFixtureMain }
+
+// auditFixtureMain builds and damages audit logs for the scripts:
+//
+//	audit-fixture build CONFIG UNITS   key (if absent), database, UNITS units of 7 records, a checkpoint each
+//	audit-fixture append CONFIG        one record without a checkpoint
+//	audit-fixture flip DB SEQ          flip a byte of record SEQ in the database
+//	audit-fixture drop DB FROM         delete records FROM.. (the tree hashes and checkpoints stay)
+//	audit-fixture flip-line FILE LINE  flip a byte in line LINE (1-based) of a file
+func auditFixtureMain() {
+	if err := auditFixture(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "audit-fixture:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func auditFixture(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("usage: audit-fixture build|append|flip|drop|flip-line ...")
+	}
+	switch args[0] {
+	case "build", "append":
+		cfg, err := configs.Load(args[1], true, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := audit.GenerateKey(cfg.Path(cfg.Station.SigningKey)); err != nil {
+			return err
+		}
+		signer, err := audit.LoadPrivateKey(cfg.Path(cfg.Station.SigningKey))
+		if err != nil {
+			return err
+		}
+		db, err := store.Open(cfg.Path(cfg.Station.DB), dbTimeout)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		l, err := audit.Open(db.DB, cfg.Station.ID, "fixture", signer)
+		if err != nil {
+			return err
+		}
+		if args[0] == "append" {
+			return db.Update(func(tx *bolt.Tx) error {
+				_, err := l.Append(tx, audit.Event{Type: "startup", Operator: "fixture"})
+				return err
+			})
+		}
+		units, err := strconv.Atoi(args[2])
+		if err != nil {
+			return err
+		}
+		steps := []string{"provision.ek", "provision.srk", "provision.device-key", "provision.ownership", "provision.cert", "provision.flash", "provision.done"}
+		for u := 1; u <= units; u++ {
+			err := db.Update(func(tx *bolt.Tx) error {
+				for i, s := range steps {
+					if _, err := l.Append(tx, audit.Event{Serial: fmt.Sprintf("SN%04d", u), Type: s, Operator: "fixture", Payload: map[string]int{"step": i}}); err != nil {
+						return err
+					}
+				}
+				_, err := l.Checkpoint(tx)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	case "flip", "drop":
+		n, err := strconv.ParseUint(args[2], 10, 64)
+		if err != nil {
+			return err
+		}
+		db, err := bolt.Open(args[1], 0o600, nil)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte("audit.records"))
+			key := func(s uint64) []byte {
+				return []byte{byte(s >> 56), byte(s >> 48), byte(s >> 40), byte(s >> 32), byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
+			}
+			if args[0] == "drop" {
+				c := b.Cursor()
+				for k, _ := c.Seek(key(n)); k != nil; k, _ = c.Next() {
+					if err := c.Delete(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			v := bytes.Clone(b.Get(key(n)))
+			if v == nil {
+				return fmt.Errorf("no record %d", n)
+			}
+			v[len(v)/2] ^= 0x01
+			return b.Put(key(n), v)
+		})
+	case "flip-line":
+		line, err := strconv.Atoi(args[2])
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(args[1])
+		if err != nil {
+			return err
+		}
+		lines := bytes.SplitAfter(data, []byte("\n"))
+		if line < 1 || line > len(lines) {
+			return fmt.Errorf("no line %d", line)
+		}
+		l := lines[line-1]
+		l[len(l)/2] ^= 0x01
+		return os.WriteFile(args[1], bytes.Join(lines, nil), 0o644)
+	}
+	return fmt.Errorf("unknown fixture %q", args[0])
+}

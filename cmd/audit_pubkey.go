@@ -1,0 +1,46 @@
+package cmd
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/audit"
+)
+
+// newAuditPubkeyCommand is `station audit pubkey`.
+func newAuditPubkeyCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pubkey",
+		Short: "Print the station's audit public key (PEM) for auditors to keep",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			signer, err := auditSigner(ctx(c), cfg)
+			if err != nil {
+				return err
+			}
+			pemBytes, err := audit.MarshalPublicKeyPEM(signer.Public())
+			if err != nil {
+				return err
+			}
+			if !g.json() {
+				_, err = c.OutOrStdout().Write(pemBytes)
+				return err
+			}
+			origin := audit.Origin(cfg.Station.ID)
+			id, err := audit.KeyID(origin, signer.Public())
+			if err != nil {
+				return err
+			}
+			vkey, err := audit.VerifierKey(origin, signer.Public())
+			if err != nil {
+				return err
+			}
+			return writeJSON(c.OutOrStdout(), map[string]any{
+				"pem": string(pemBytes), "origin": origin, "key_id": id, "verifier_key": vkey,
+			})
+		},
+	}
+}

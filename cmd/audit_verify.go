@@ -1,0 +1,148 @@
+package cmd
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/audit"
+)
+
+type auditVerifyOptions struct {
+	export string
+	key    string
+	anchor string
+	proof  string
+}
+
+// newAuditVerifyCommand is `station audit verify [--export DIR --key PUB.pem]
+// [--anchor CHECKPOINT]` and `station audit verify --proof FILE --key PUB.pem`.
+func newAuditVerifyCommand(g *globals) *cobra.Command {
+	o := &auditVerifyOptions{}
+	c := &cobra.Command{
+		Use:   "verify [--export DIR --key PUB.pem] [--anchor CHECKPOINT] | --proof FILE --key PUB.pem",
+		Short: "Check the audit log, an export or a unit proof end to end",
+		Long: "Recomputes the hash chain, the Merkle tree and every checkpoint signature, and reports the\n" +
+			"first bad record's sequence number (exit 4). Without --export it checks the station's\n" +
+			"database (with the station key, or --key). With --export DIR --key PUB.pem it checks an\n" +
+			"export offline, trusting only that key. --anchor takes a checkpoint kept from earlier and\n" +
+			"proves the log still extends it (catches truncation and rewritten history).\n" +
+			"--proof FILE --key PUB.pem checks a unit proof from station audit proof.",
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			switch {
+			case o.export != "" && o.proof != "":
+				return usageErrorf("--export and --proof are exclusive")
+			case (o.export != "" || o.proof != "") && o.key == "":
+				return usageErrorf("--key PUB.pem is required offline: the verifier trusts only the key you give it, never one shipped with the data")
+			case o.proof != "" && o.anchor != "":
+				return usageErrorf("--anchor applies to a log or an export, not to a proof")
+			}
+			var pub crypto.PublicKey
+			if o.key != "" {
+				var err error
+				if pub, err = readPublicKey(o.key); err != nil {
+					return err
+				}
+			}
+			var anchor []byte
+			if o.anchor != "" {
+				var err error
+				if anchor, err = os.ReadFile(o.anchor); err != nil {
+					return usageErrorf("--anchor: %v", err)
+				}
+			}
+			if o.proof != "" {
+				return verifyProof(c, g, o.proof, pub)
+			}
+			var rep *audit.Report
+			var err error
+			if o.export != "" {
+				rep, err = audit.VerifyExport(o.export, pub, anchor)
+			} else {
+				rep, err = verifyDB(c, g, pub, anchor)
+			}
+			if err != nil {
+				writeVerifyFailure(c, g, err)
+				return fmt.Errorf("audit verify: %w", err)
+			}
+			for _, w := range rep.Warnings {
+				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
+			}
+			if g.json() {
+				return writeJSON(c.OutOrStdout(), rep)
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "audit trail of %s verified: %d records, %d checkpoints signed by key %s\n", rep.Origin, rep.Records, rep.Checkpoints, rep.KeyID)
+			if rep.Latest != nil {
+				fmt.Fprintf(w, "latest checkpoint: size %d, root %s\n", rep.Latest.Size, rep.Latest.Root)
+			}
+			if rep.Unsigned > 0 {
+				fmt.Fprintf(w, "%d records after the latest checkpoint are chained but not yet signed\n", rep.Unsigned)
+			}
+			if rep.Anchor != nil {
+				fmt.Fprintf(w, "the log extends the anchor checkpoint (size %d)\n", rep.Anchor.Size)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.export, "export", "", "verify an export folder offline (with --key)")
+	f.StringVar(&o.key, "key", "", "the station public key (PEM) you trust")
+	f.StringVar(&o.anchor, "anchor", "", "an earlier signed checkpoint the log must extend")
+	f.StringVar(&o.proof, "proof", "", "verify a unit proof file offline (with --key)")
+	return c
+}
+
+func verifyDB(c *cobra.Command, g *globals, pub crypto.PublicKey, anchor []byte) (*audit.Report, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	if pub == nil {
+		signer, err := auditSigner(ctx(c), cfg)
+		if err != nil {
+			return nil, err
+		}
+		pub = signer.Public()
+	}
+	db, err := openStationDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return audit.Verify(db.DB, pub, anchor)
+}
+
+func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return usageErrorf("--proof: %v", err)
+	}
+	rep, err := audit.VerifyProof(data, pub)
+	if err != nil {
+		writeVerifyFailure(c, g, err)
+		return fmt.Errorf("audit verify --proof: %w", err)
+	}
+	if g.json() {
+		return writeJSON(c.OutOrStdout(), rep)
+	}
+	fmt.Fprintf(c.OutOrStdout(), "proof verified: %d records of unit %s are in %s's checkpoint of size %d\n",
+		len(rep.Records), rep.Serial, rep.Checkpoint.Origin, rep.Checkpoint.Size)
+	for _, r := range rep.Records {
+		fmt.Fprintf(c.OutOrStdout(), "  %d  %s  %s\n", r.Seq, r.Time.Format("2006-01-02T15:04:05Z"), r.Event)
+	}
+	return nil
+}
+
+// writeVerifyFailure gives -o json callers the failure as a document too
+// (the error still goes to stderr and sets the exit code).
+func writeVerifyFailure(c *cobra.Command, g *globals, err error) {
+	var ve *audit.VerifyError
+	if g.json() && errors.As(err, &ve) {
+		writeJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason})
+	}
+}

@@ -1,0 +1,82 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/station"
+)
+
+func init() { register(newDemoCommand) }
+
+type demoOptions struct {
+	units int
+	out   string
+}
+
+func newDemoCommand(g *globals) *cobra.Command {
+	o := &demoOptions{}
+	c := &cobra.Command{
+		Use:   "demo [--units N] [--out DIR]",
+		Short: "Run the whole line on in-process simulated TPMs (nothing to install)",
+		Long: `Runs the whole line on in-process simulated TPMs: a throwaway root → factory → line PKI,
+a throwaway TPM vendor whose EK certificates go into each simulated TPM, then the real
+provisioning timeline on each unit. Everything it makes stays in --out (a new temporary
+folder by default) with a station.yaml to look around with.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.units < 1 || o.units > 10000 {
+				return usageErrorf("--units must be between 1 and 10000")
+			}
+			dir := o.out
+			if dir == "" {
+				d, err := os.MkdirTemp("", "station-demo-")
+				if err != nil {
+					return err
+				}
+				dir = d
+			} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+				return usageErrorf("--out %s is not empty: the demo makes a fresh line in an empty folder", dir)
+			}
+			rep, err := station.Demo(ctx(c), station.DemoOptions{
+				Units: o.units, Dir: dir, Version: g.version,
+				Progress: func(serial string) { g.logf(c, "provisioning %s", serial) },
+			})
+			if err != nil {
+				return err
+			}
+			failed := slices.IndexFunc(rep.Results, func(r *station.Result) bool { return r.Result != station.ResultPass }) >= 0
+			if g.json() {
+				for _, r := range rep.Results {
+					if err := writeJSON(c.OutOrStdout(), r); err != nil {
+						return err
+					}
+				}
+			} else {
+				w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "SERIAL\tREGISTRATION ID\tTIME\tRESULT")
+				for _, r := range rep.Results {
+					res := "PASS"
+					if r.Result != station.ResultPass {
+						res = "FAIL at " + r.FailedStep + ": " + r.Error
+					}
+					fmt.Fprintf(w, "%s\t%s\t%.0f ms\t%s\n", r.Serial, r.RegistrationID, r.TotalMs, res)
+				}
+				w.Flush()
+				fmt.Fprintf(c.OutOrStdout(), "\nEverything is in %s. Look around:\n  station --config %s units list\n  station --config %s audit verify\n",
+					rep.Dir, rep.Config, rep.Config)
+			}
+			if failed {
+				return silentError{ExitFailed}
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVar(&o.units, "units", 5, "how many units to provision")
+	c.Flags().StringVar(&o.out, "out", "", "folder for the demo's PKI, database and unit images (default: a new temporary folder)")
+	return c
+}

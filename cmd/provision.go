@@ -1,0 +1,280 @@
+package cmd
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/station"
+	"github.com/factory-id/station/tpmops"
+)
+
+func init() {
+	register(newProvisionCommand)
+	addClass(station.ErrBadSerial, ExitUsage)
+	addClass(station.ErrRefused, ExitPolicy)
+	addClass(tpmops.ErrEKMismatch, ExitPolicy)
+	addClass(tpmops.ErrUntrustedEKCert, ExitPolicy)
+	addClass(tpmops.ErrNoEKCert, ExitPolicy)
+	addClass(tpmops.ErrForeignKey, ExitPolicy)
+	addClass(tpmops.ErrUnreachable, ExitEnvironment)
+	addClass(tpmops.ErrLockout, ExitEnvironment)
+	addClass(certgen.ErrPolicy, ExitPolicy)
+	addClass(certgen.ErrIssuer, ExitUsage)
+	addClass(flash.ErrFirmwareMismatch, ExitPolicy)
+	addClass(flash.ErrOtherUnit, ExitPolicy)
+}
+
+type provisionOptions struct {
+	serial   string
+	tpm      string
+	flash    string
+	batch    string
+	parallel int
+	force    bool
+}
+
+func newProvisionCommand(g *globals) *cobra.Command {
+	o := &provisionOptions{}
+	c := &cobra.Command{
+		Use:   "provision (--serial SN [--tpm URI] [--flash URI] | --batch FILE.csv [--parallel N])",
+		Short: "Run the manufacturing timeline on a unit (resumes a unit left half-done)",
+		Long: `Runs the whole manufacturing timeline on one unit: EK and its certificate, SRK, device key,
+certificate, flash, ownership, record. Each step is journaled, so re-running provision on a unit
+that stopped half-way resumes it, and re-running it on a finished unit changes nothing.
+
+With --batch, FILE.csv has one row per unit: serial,tpm[,flash] (a header row and # comments
+are allowed); --parallel N runs N fixtures at once.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.serial, "serial", "", "the unit's serial number")
+	f.StringVar(&o.tpm, "tpm", "", "the unit's TPM (overrides tpm.address): sim[:SEED], swtpm://HOST:PORT, unix:///PATH, /dev/tpmrm0")
+	f.StringVar(&o.flash, "flash", "", "flash target(s) (overrides flash.target): dir:PATH, exec:NAME, tpm-nv, comma-separated")
+	f.StringVar(&o.batch, "batch", "", "CSV file of units: serial,tpm[,flash]")
+	f.IntVar(&o.parallel, "parallel", 1, "with --batch: how many fixtures to run at once")
+	f.BoolVar(&o.force, "force", false, "overwrite a flash target that holds another unit's bundle")
+	return c
+}
+
+func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
+	if (o.serial == "") == (o.batch == "") {
+		return usageErrorf("give exactly one of --serial or --batch")
+	}
+	if o.batch != "" && (o.tpm != "" || o.flash != "") {
+		return usageErrorf("--tpm and --flash go in the batch file's columns, not with --batch")
+	}
+	if o.parallel < 1 {
+		return usageErrorf("--parallel must be at least 1")
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return err
+	}
+	reqs := []station.Request{{Serial: o.serial, TPMAddr: o.tpm, FlashSpec: o.flash, Force: o.force}}
+	if o.batch != "" {
+		if reqs, err = readBatch(o.batch); err != nil {
+			return err
+		}
+		for i := range reqs {
+			reqs[i].Force = o.force
+		}
+	}
+	for _, r := range reqs {
+		if err := station.ValidateSerial(r.Serial); err != nil {
+			return err
+		}
+		if r.FlashSpec != "" {
+			if err := cfg.CheckTargets(r.FlashSpec); err != nil {
+				return err
+			}
+		}
+	}
+	if o.parallel > 1 && usesSimulator(reqs, cfg.TPM.Address) {
+		return usageErrorf("the in-process simulator (sim) serves one unit at a time: use --parallel 1")
+	}
+	env, err := station.OpenEnv(cfg, g.version)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	prov, err := station.NewProvisioner(env, g.getenv)
+	if err != nil {
+		return err
+	}
+	defer prov.Close()
+
+	out, errw := c.OutOrStdout(), c.ErrOrStderr()
+	var mu sync.Mutex // serializes output lines
+	report := func(res *station.Result, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if g.json() {
+			writeJSON(out, provisionJSON{Result: res, ExitCode: code(err)})
+		} else {
+			printResult(out, res)
+		}
+		if err != nil && o.batch != "" {
+			Exit(err, errw) // each unit's error once, with its hint
+		}
+	}
+	if o.serial != "" {
+		r := reqs[0]
+		r.Progress = func(step string) { g.logf(c, "unit %s: %s", r.Serial, step) }
+		res, err := prov.Provision(ctx(c), r)
+		report(res, err)
+		return err
+	}
+	codes := runBatch(c, g, prov, reqs, o.parallel, report)
+	return batchExit(codes, len(reqs), errw)
+}
+
+type provisionJSON struct {
+	*station.Result
+	ExitCode int `json:"exit_code"`
+}
+
+func printResult(w io.Writer, r *station.Result) {
+	switch r.Result {
+	case station.ResultPass:
+		fmt.Fprintf(w, "PASS  %s  %s  %.0f ms", r.Serial, r.RegistrationID, r.TotalMs)
+		if r.Resumed {
+			fmt.Fprint(w, "  (resumed)")
+		}
+		fmt.Fprintln(w)
+	case station.ResultAlready:
+		fmt.Fprintf(w, "PASS  %s  %s  already provisioned: nothing changed\n", r.Serial, r.RegistrationID)
+	default:
+		step := r.FailedStep
+		if step == "" {
+			step = "start"
+		}
+		fmt.Fprintf(w, "FAIL  %s  at step %s\n", r.Serial, step)
+	}
+}
+
+func usesSimulator(reqs []station.Request, def string) bool {
+	for _, r := range reqs {
+		a := r.TPMAddr
+		if a == "" {
+			a = def
+		}
+		if a == "sim" || strings.HasPrefix(a, "sim:") {
+			return true
+		}
+	}
+	return false
+}
+
+// readBatch parses serial,tpm[,flash] rows. A first row starting with
+// "serial" is a header; blank lines and # comments are skipped.
+func readBatch(path string) ([]station.Request, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usageErrorf("reading batch file: %v", err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.Comment = '#'
+	r.FieldsPerRecord = -1
+	r.TrimLeadingSpace = true
+	var reqs []station.Request
+	seen := map[string]int{}
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, usageErrorf("batch file %s: %v", path, err)
+		}
+		line, _ := r.FieldPos(0)
+		if len(reqs) == 0 && len(seen) == 0 && strings.EqualFold(strings.TrimSpace(rec[0]), "serial") {
+			seen[""] = line
+			continue
+		}
+		if len(rec) < 2 || len(rec) > 3 || strings.TrimSpace(rec[1]) == "" {
+			return nil, usageErrorf("batch file %s line %d: want serial,tpm[,flash], got %d field(s)", path, line, len(rec))
+		}
+		req := station.Request{Serial: strings.TrimSpace(rec[0]), TPMAddr: strings.TrimSpace(rec[1])}
+		if len(rec) == 3 {
+			req.FlashSpec = strings.TrimSpace(rec[2])
+		}
+		if err := station.ValidateSerial(req.Serial); err != nil {
+			return nil, usageErrorf("batch file %s line %d: %v", path, line, err)
+		}
+		if prev, dup := seen[req.Serial]; dup {
+			return nil, usageErrorf("batch file %s line %d: serial %s already on line %d", path, line, req.Serial, prev)
+		}
+		seen[req.Serial] = line
+		reqs = append(reqs, req)
+	}
+	if len(reqs) == 0 {
+		return nil, usageErrorf("batch file %s lists no units", path)
+	}
+	return reqs, nil
+}
+
+// runBatch provisions reqs on n workers and returns each unit's exit code.
+func runBatch(c *cobra.Command, g *globals, prov *station.Provisioner, reqs []station.Request, n int, report func(*station.Result, error)) []int {
+	codes := make([]int, len(reqs))
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				r := reqs[i]
+				r.Progress = func(step string) { g.logf(c, "unit %s: %s", r.Serial, step) }
+				res, err := prov.Provision(ctx(c), r)
+				codes[i] = code(err)
+				if err == nil {
+					codes[i] = ExitOK
+				}
+				report(res, err)
+			}
+		}()
+	}
+	for i := range reqs {
+		if ctx(c).Err() != nil {
+			codes[i] = ExitFailed
+			continue
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return codes
+}
+
+// batchExit summarizes a batch: exit 0 when every unit passed; otherwise the
+// failures' common exit code, or 1 when they differ.
+func batchExit(codes []int, total int, w io.Writer) error {
+	failed, common := 0, -1
+	for _, c := range codes {
+		if c == ExitOK {
+			continue
+		}
+		failed++
+		if common == -1 {
+			common = c
+		} else if common != c {
+			common = ExitFailed
+		}
+	}
+	fmt.Fprintf(w, "%d passed, %d failed\n", total-failed, failed)
+	if failed == 0 {
+		return nil
+	}
+	return silentError{common}
+}

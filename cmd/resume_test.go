@@ -1,0 +1,194 @@
+package cmd_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/factory-id/station/internal/swtpmtest"
+	"github.com/factory-id/station/station"
+	"github.com/factory-id/station/store"
+	"github.com/factory-id/station/tpmops"
+)
+
+var (
+	buildOnce sync.Once
+	stationBin string
+	buildErr   error
+)
+
+// buildStation builds the station binary once per test run.
+func buildStation(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "station-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		stationBin = filepath.Join(dir, "station")
+		out, err := exec.Command("go", "build", "-o", stationBin, "../cmd/station").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			stationBin = string(out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building station: %v\n%s", buildErr, stationBin)
+	}
+	return stationBin
+}
+
+// line is a station made by `station demo --units 1`, pointed at a swtpm vendor.
+type line struct {
+	t      testing.TB
+	bin    string
+	dir    string
+	config string
+	env    []string
+}
+
+func newLine(t testing.TB, vendor *swtpmtest.CA) *line {
+	t.Helper()
+	l := &line{t: t, bin: buildStation(t), dir: t.TempDir()}
+	l.config = filepath.Join(l.dir, "station.yaml")
+	roots := filepath.Join(t.TempDir(), "vendor")
+	os.MkdirAll(roots, 0o755)
+	os.WriteFile(filepath.Join(roots, "root.pem"), vendor.RootPEM, 0o644)
+	os.WriteFile(filepath.Join(roots, "issuer.pem"), vendor.IssuerPEM, 0o644)
+	l.env = append(os.Environ(), "STATION_TPM_VENDOR_ROOTS="+roots, "STATION_CONFIG="+l.config)
+	if out, err := l.cmd("demo", "--units", "1", "--out", l.dir).CombinedOutput(); err != nil {
+		t.Fatalf("station demo: %v\n%s", err, out)
+	}
+	return l
+}
+
+func (l *line) cmd(args ...string) *exec.Cmd {
+	c := exec.Command(l.bin, args...)
+	c.Env = l.env
+	return c
+}
+
+func (l *line) run(args ...string) (string, string, int) {
+	l.t.Helper()
+	c := l.cmd(args...)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		l.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// killAt starts provision and SIGKILLs it soon after it announces step.
+// It reports whether the kill happened before the process finished.
+func (l *line) killAt(serial, addr, step string, delay time.Duration) bool {
+	l.t.Helper()
+	c := l.cmd("provision", "--serial", serial, "--tpm", addr, "--verbose")
+	stderr, err := c.StderrPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	killed := false
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.HasSuffix(sc.Text(), ": "+step) {
+			time.Sleep(delay)
+			killed = c.Process.Kill() == nil
+			break
+		}
+	}
+	for sc.Scan() {
+	}
+	c.Wait()
+	return killed && c.ProcessState != nil && !c.ProcessState.Success()
+}
+
+// TestResumeAfterKill kills a real provision process as each step starts
+// (and a little into it), then re-runs provision on the same swtpm: the unit
+// must finish with one certificate, its escrowed lockout auth in force, and
+// an audit log that verifies.
+func TestResumeAfterKill(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("swtpm tests run on Linux")
+	}
+	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	for i, step := range station.Steps {
+		t.Run(step, func(t *testing.T) {
+			inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
+			l := newLine(t, vendor)
+			serial := "KILL-" + step
+			delay := time.Duration(rand.IntN(20)) * time.Millisecond
+			if !l.killAt(serial, inst.Addr, step, delay) {
+				t.Logf("provision finished before the kill at %s+%v", step, delay)
+			}
+			out, errOut, code := l.run("provision", "--serial", serial, "--tpm", inst.Addr)
+			if code != 0 || !strings.Contains(out, "PASS") {
+				t.Fatalf("re-run after kill at %s (#%d): exit %d\n%s%s", step, i, code, out, errOut)
+			}
+			js, _, code := l.run("units", "show", serial, "-o", "json")
+			if code != 0 {
+				t.Fatalf("units show: exit %d", code)
+			}
+			var u store.Unit
+			if err := json.Unmarshal([]byte(js), &u); err != nil {
+				t.Fatal(err)
+			}
+			if u.Status != store.StatusProvisioned || len(u.Cert) == 0 || len(u.Escrows) != 1 || u.Escrows[0].Pending {
+				t.Fatalf("unit after resume: status %s, cert %d bytes, escrows %+v", u.Status, len(u.Cert), u.Escrows)
+			}
+			// The escrowed lockout auth is the one in force.
+			secret, err := station.OpenEscrow(u.Escrows[0].JWE, escrowKey(t, l.dir), serial, "lockout")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tpm, err := tpmops.Open(inst.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			da, _ := tpm.DAParams()
+			if err := tpm.SetDAParams(secret, da); err != nil {
+				t.Errorf("escrowed lockout auth not in force after resume: %v", err)
+			}
+			if hs, _ := tpm.Transients(); len(hs) != 0 {
+				t.Errorf("transient handles left: %v", hs)
+			}
+			tpm.Close()
+			if _, errOut, code := l.run("audit", "verify"); code != 0 {
+				t.Errorf("audit verify after kill at %s: exit %d: %s", step, code, errOut)
+			}
+		})
+	}
+}
+
+func escrowKey(t testing.TB, dir string) any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "escrow.key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

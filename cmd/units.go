@@ -1,0 +1,144 @@
+package cmd
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/store"
+)
+
+func init() {
+	register(newUnitsCommand)
+	addClass(store.ErrNotFound, ExitFailed)
+}
+
+func newUnitsCommand(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "units", Short: "What the station knows of its units", Args: noArgs}
+	c.AddCommand(newUnitsListCommand(g), newUnitsShowCommand(g))
+	return c
+}
+
+// unitSummary is one row of `station units list`.
+type unitSummary struct {
+	Serial         string    `json:"serial"`
+	Status         string    `json:"status"`
+	RegistrationID string    `json:"registration_id"`
+	Attestation    string    `json:"attestation"`
+	FailedStep     string    `json:"failed_step,omitempty"`
+	ProvisionedAt  time.Time `json:"provisioned_at,omitzero"`
+}
+
+func summarize(u *store.Unit) unitSummary {
+	s := unitSummary{Serial: u.Serial, Status: u.Status, RegistrationID: u.RegistrationID, Attestation: u.Attestation, ProvisionedAt: u.ProvisionedAt}
+	for _, st := range u.Steps {
+		if st.State == store.StepFailed {
+			s.FailedStep = st.Name
+		}
+	}
+	return s
+}
+
+type unitsListOptions struct {
+	status string
+}
+
+func newUnitsListCommand(g *globals) *cobra.Command {
+	o := &unitsListOptions{}
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List the units (serial, status, registration ID)",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			db, err := g.openDB()
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			var rows []unitSummary
+			err = db.View(func(tx *bolt.Tx) error {
+				return store.ForEachUnit(tx, func(u *store.Unit) error {
+					if o.status == "" || u.Status == o.status {
+						rows = append(rows, summarize(u))
+					}
+					return nil
+				})
+			})
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				if rows == nil {
+					rows = []unitSummary{}
+				}
+				return writeJSON(c.OutOrStdout(), rows)
+			}
+			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SERIAL\tSTATUS\tREGISTRATION ID\tPROVISIONED")
+			for _, r := range rows {
+				when := "-"
+				if !r.ProvisionedAt.IsZero() {
+					when = r.ProvisionedAt.Format(time.RFC3339)
+				}
+				status := r.Status
+				if r.FailedStep != "" && r.Status == store.StatusInProgress {
+					status += " (failed at " + r.FailedStep + ")"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Serial, status, r.RegistrationID, when)
+			}
+			return w.Flush()
+		},
+	}
+	c.Flags().StringVar(&o.status, "status", "", "only units in this status (in-progress, provisioned, revoked)")
+	return c
+}
+
+func newUnitsShowCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show SERIAL",
+		Short: "Show everything recorded for one unit",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			db, err := g.openDB()
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			var u *store.Unit
+			if err := db.View(func(tx *bolt.Tx) (err error) {
+				u, err = store.GetUnit(tx, args[0])
+				return err
+			}); err != nil {
+				return err
+			}
+			if g.json() {
+				return writeJSON(c.OutOrStdout(), u)
+			}
+			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "serial\t%s\nstatus\t%s\nstation\t%s\nregistration id\t%s\nattestation\t%s\nEK (%s) sha256\t%s\nSRK\t0x%08x\ndevice key\t0x%08x\ncertificate serial\t%s\ncertificate sha256\t%s\nnot after\t%s\nowner auth\t%s\n",
+				u.Serial, u.Status, u.StationID, u.RegistrationID, u.Attestation, u.EKType, u.EKSHA256,
+				u.SRKHandle, u.DeviceKeyHandle, u.CertSerial, u.CertSHA256, u.NotAfter.Format(time.RFC3339), u.OwnerAuthPolicy)
+			for _, e := range u.Escrows {
+				state := "applied"
+				if e.Pending {
+					state = "pending"
+				}
+				fmt.Fprintf(w, "escrow %s\t%s (%d-byte JWE)\n", e.Hierarchy, state, len(e.JWE))
+			}
+			for _, s := range u.Steps {
+				detail := ""
+				if s.Error != "" {
+					detail = ": " + s.Error
+				}
+				fmt.Fprintf(w, "step %s\t%s in %.1f ms (attempts %d)%s\n", s.Name, s.State, s.Millis, s.Attempts, detail)
+			}
+			if u.Revocation != nil {
+				fmt.Fprintf(w, "revoked\t%s: %s\n", u.Revocation.At.Format(time.RFC3339), u.Revocation.Reason)
+			}
+			return w.Flush()
+		},
+	}
+}

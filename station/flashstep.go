@@ -1,0 +1,94 @@
+package station
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+
+	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/flash"
+)
+
+// flashSpec is the unit's flash target list ("" when none is configured).
+func (r *unitRun) flashSpec() string {
+	if r.req.FlashSpec != "" {
+		return r.req.FlashSpec
+	}
+	return r.p.env.Config.Flash.Target
+}
+
+// bundle builds and signs the unit's credential bundle.
+func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
+	cfg := p.env.Config
+	b := flash.Bundle{
+		Serial:          r.u.Serial,
+		RegistrationID:  r.u.RegistrationID,
+		Attestation:     r.u.Attestation,
+		IDScope:         cfg.DPS.IDScope,
+		GlobalEndpoint:  cfg.DPS.GlobalEndpoint,
+		DeviceKeyHandle: r.u.DeviceKeyHandle,
+		CertPEM:         pemCerts(r.u.Cert),
+		ChainPEM:        pemCerts(r.u.Chain...),
+		FirmwareVersion: cfg.Firmware.Version,
+		StationID:       cfg.Station.ID,
+	}
+	if p.firmware != nil {
+		b.FirmwareSHA256 = p.firmware.SHA256
+	}
+	nb, err := flash.NewBundle(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := nb.Sign(p.env.Signer); err != nil {
+		return nil, fmt.Errorf("signing the bundle: %w", err)
+	}
+	return nb, nil
+}
+
+// stepFlash writes the firmware and the signed credential bundle to every
+// target and reads each back; the targets' digests go into the record.
+func (r *unitRun) stepFlash(ctx context.Context) ([]audit.Event, error) {
+	spec := r.flashSpec()
+	if spec == "" {
+		return []audit.Event{{Type: "provision.flash", Payload: map[string]any{"skipped": "no flash target configured"}}}, nil
+	}
+	if err := r.ensureSRK(); err != nil {
+		return nil, err
+	}
+	targets, err := flash.Open(spec, r.p.env.Config.Flash, flash.TPMDevice(r.tpm))
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.p.bundle(r)
+	if err != nil {
+		return nil, err
+	}
+	job := flash.Job{Serial: r.u.Serial, Firmware: r.p.firmware, Bundle: b, Force: r.req.Force, StationKey: r.p.env.Signer.Public()}
+	details := map[string]any{}
+	r.u.Flash = map[string]string{}
+	for _, t := range targets {
+		res, err := t.Write(ctx, job)
+		if err != nil {
+			return nil, err
+		}
+		details[t.Name()] = res.Detail
+		r.u.Flash[t.Name()] = b.DigestHex()
+	}
+	r.u.FlashTarget = spec
+	r.u.BundleSHA256 = b.DigestHex()
+	if r.p.firmware != nil {
+		r.u.FirmwareSHA256 = r.p.firmware.SHA256
+	}
+	return []audit.Event{{Type: "provision.flash", Payload: map[string]any{
+		"targets": details, "bundle_digest": b.DigestHex(), "firmware_sha256": r.u.FirmwareSHA256,
+	}}}, nil
+}
+
+// pemCerts encodes DER certificates as concatenated PEM blocks.
+func pemCerts(ders ...[]byte) []byte {
+	var out []byte
+	for _, d := range ders {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
+	}
+	return out
+}

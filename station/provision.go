@@ -1,0 +1,588 @@
+package station
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/store"
+	"github.com/factory-id/station/tpmops"
+)
+
+// The steps of the manufacturing timeline, in the order provision runs them.
+// Ownership comes after every step that needs owner authorization (persisting
+// keys, defining NV), so a crash never strands a unit whose owner auth the
+// station cannot recover.
+const (
+	StepEK          = "ek"
+	StepSRK         = "srk"
+	StepDeviceKey   = "device-key"
+	StepCertificate = "certificate"
+	StepFlash       = "flash"
+	StepOwnership   = "ownership"
+	StepRecord      = "record"
+)
+
+// Steps lists the timeline in order.
+var Steps = []string{StepEK, StepSRK, StepDeviceKey, StepCertificate, StepFlash, StepOwnership, StepRecord}
+
+// Policy refusals (exit code 3).
+var (
+	ErrRefused         = errors.New("refused by policy")
+	ErrDuplicateEK     = fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused)
+	ErrSerialOtherTPM  = fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused)
+	ErrOwnedElsewhere  = fmt.Errorf("%w: the TPM's authorizations were set by someone else", ErrRefused)
+	ErrRevoked         = fmt.Errorf("%w: the unit is revoked", ErrRefused)
+	ErrIssuanceCeiling = fmt.Errorf("%w: the line intermediate reached pki.max_issued", ErrRefused)
+)
+
+// ErrBadSerial means a serial number is unusable (exit 2).
+var ErrBadSerial = errors.New("invalid serial number")
+
+// ValidateSerial checks a unit serial. Serials reach file names, certificate
+// SANs and flashing tools' arguments, so the flash package's rule (letters,
+// digits and . _ -, starting with a letter or digit, no "..", at most 64) is
+// the station's rule.
+func ValidateSerial(s string) error {
+	if err := flash.ValidSerial(s); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSerial, err)
+	}
+	return nil
+}
+
+// Request is one unit to provision.
+type Request struct {
+	Serial    string
+	TPMAddr   string            // tpm.address when empty
+	TPM       *tpmops.TPM       // an already open TPM (station demo's simulators); TPMAddr is then only recorded
+	FlashSpec string            // flash.target when empty
+	Force     bool              // overwrite a flash target holding another unit's bundle
+	Progress  func(step string) // called as each step starts (for --verbose and progress bars)
+}
+
+// Result is the outcome of one unit, as `station provision -o json` prints it.
+type Result struct {
+	Serial         string             `json:"serial"`
+	RegistrationID string             `json:"registration_id,omitempty"`
+	Result         string             `json:"result"` // pass | already-provisioned | fail
+	FailedStep     string             `json:"failed_step,omitempty"`
+	Error          string             `json:"error,omitempty"`
+	Resumed        bool               `json:"resumed,omitempty"`
+	StepsMs        map[string]float64 `json:"steps_ms"`
+	TPMMs          float64            `json:"tpm_ms"`
+	TotalMs        float64            `json:"total_ms"`
+}
+
+// Result values.
+const (
+	ResultPass    = "pass"
+	ResultAlready = "already-provisioned"
+	ResultFail    = "fail"
+)
+
+// StepError is a failure of one unit at one step. It unwraps to the cause.
+type StepError struct {
+	Serial string
+	Step   string
+	Err    error
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("unit %s: step %s: %v", e.Serial, e.Step, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Hint says what the operator should do next.
+func (e *StepError) Hint() string { return hintFor(e.Step, e.Err) }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Provision runs (or resumes) the manufacturing timeline on one unit.
+func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, err error) {
+	start := time.Now()
+	res = &Result{Serial: req.Serial, StepsMs: map[string]float64{}}
+	r := &unitRun{p: p, req: req, res: res}
+	defer func() {
+		res.TotalMs = ms(time.Since(start))
+		if r.tpm != nil {
+			res.TPMMs = ms(r.tpm.Stats().Busy)
+		}
+		if err != nil {
+			res.Result = ResultFail
+			res.Error = err.Error()
+			var se *StepError
+			if errors.As(err, &se) {
+				res.FailedStep = se.Step
+			}
+		}
+	}()
+	if err := ValidateSerial(req.Serial); err != nil {
+		return res, err
+	}
+	if err := r.load(); err != nil {
+		return res, err
+	}
+	if r.u != nil {
+		res.RegistrationID = r.u.RegistrationID
+		switch r.u.Status {
+		case store.StatusProvisioned:
+			res.Result = ResultAlready
+			return res, nil
+		case store.StatusRevoked:
+			return res, &StepError{req.Serial, StepEK, ErrRevoked}
+		}
+		res.Resumed = true
+	}
+	if err := r.open(); err != nil {
+		return res, &StepError{req.Serial, StepEK, err}
+	}
+	defer r.close()
+	if err := r.preflight(); err != nil {
+		return res, r.fail(StepEK, err)
+	}
+	for _, step := range Steps {
+		if r.u != nil && r.u.StepDone(step) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return res, r.fail(step, err)
+		}
+		if req.Progress != nil {
+			req.Progress(step)
+		}
+		t0 := time.Now()
+		if r.u != nil {
+			if err := r.begin(step); err != nil {
+				return res, &StepError{req.Serial, step, err}
+			}
+		}
+		events, err := r.run(ctx, step)
+		if err != nil {
+			return res, r.fail(step, err)
+		}
+		d := time.Since(t0)
+		res.StepsMs[step] = ms(d)
+		if err := r.finish(step, t0, d, events); err != nil {
+			return res, &StepError{req.Serial, step, err}
+		}
+	}
+	res.Result = ResultPass
+	res.RegistrationID = r.u.RegistrationID
+	return res, nil
+}
+
+// unitRun is one provisioning run of one unit.
+type unitRun struct {
+	p      *Provisioner
+	req    Request
+	res    *Result
+	u      *store.Unit // nil until the EK step records the unit
+	tpm    *tpmops.TPM
+	opened bool // the run opened tpm and must close it
+
+	ek, srk, devKey tpmops.Key
+	perm            tpmops.Permanent
+
+	// extra holds writes a step wants in the transaction that records it.
+	extra []func(*bolt.Tx) error
+}
+
+func (r *unitRun) load() error {
+	return r.p.env.DB.View(func(tx *bolt.Tx) error {
+		u, err := store.GetUnit(tx, r.req.Serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		r.u = u
+		return err
+	})
+}
+
+func (r *unitRun) addr() string {
+	if r.req.TPMAddr != "" {
+		return r.req.TPMAddr
+	}
+	return r.p.env.Config.TPM.Address
+}
+
+func (r *unitRun) open() error {
+	if r.req.TPM != nil {
+		r.tpm = r.req.TPM
+		return nil
+	}
+	t, err := tpmops.Open(r.addr())
+	if err != nil {
+		return err
+	}
+	r.tpm, r.opened = t, true
+	return nil
+}
+
+func (r *unitRun) close() {
+	if r.opened {
+		r.tpm.Close()
+	}
+}
+
+// preflight clears what a killed run left loaded, and refuses a TPM that
+// someone else owns before anything is written.
+func (r *unitRun) preflight() error {
+	if n, err := r.tpm.FlushStale(); err != nil {
+		return err
+	} else if n > 0 && r.req.Progress != nil {
+		r.req.Progress(fmt.Sprintf("flushed %d stale transient handle(s)", n))
+	}
+	perm, err := r.tpm.Permanent()
+	if err != nil {
+		return err
+	}
+	r.perm = perm
+	if perm.InLockout {
+		return fmt.Errorf("%w: the TPM is in dictionary-attack lockout", tpmops.ErrLockout)
+	}
+	if perm.EndorsementAuthSet {
+		return fmt.Errorf("%w: endorsement auth is set (DPS attestation needs it empty)", ErrOwnedElsewhere)
+	}
+	ours := map[string]bool{}
+	if r.u != nil {
+		for _, e := range r.u.Escrows {
+			ours[e.Hierarchy] = true
+		}
+	}
+	if perm.LockoutAuthSet && !ours["lockout"] {
+		return fmt.Errorf("%w: lockout auth is set and station did not set it", ErrOwnedElsewhere)
+	}
+	if perm.OwnerAuthSet && !ours["owner"] {
+		return fmt.Errorf("%w: owner auth is set and station did not set it", ErrOwnedElsewhere)
+	}
+	return nil
+}
+
+// begin journals that step is about to run (durably: the TPM may change next).
+func (r *unitRun) begin(step string) error {
+	r.markStarted(step)
+	return r.commit(nil)
+}
+
+func (r *unitRun) markStarted(step string) {
+	now := time.Now().UTC()
+	if s := r.u.Step(step); s != nil {
+		s.State, s.StartedAt, s.Error = store.StepStarted, now, ""
+		s.Attempts++
+		return
+	}
+	r.u.Steps = append(r.u.Steps, store.Step{Name: step, State: store.StepStarted, StartedAt: now, Attempts: 1})
+}
+
+// finish journals the step as done with its audit records.
+func (r *unitRun) finish(step string, t0 time.Time, d time.Duration, events []audit.Event) error {
+	if r.u.Step(step) == nil { // the EK step creates the record
+		r.u.Steps = append(r.u.Steps, store.Step{Name: step, StartedAt: t0.UTC(), Attempts: 1})
+	}
+	s := r.u.Step(step)
+	s.State, s.FinishedAt, s.Millis = store.StepDone, time.Now().UTC(), ms(d)
+	if len(events) == 0 {
+		events = []audit.Event{{Type: "provision." + step}}
+	}
+	for i := range events {
+		events[i].Payload = withMs(events[i].Payload, ms(d))
+	}
+	extra := r.extra
+	r.extra = nil
+	if step == StepRecord {
+		extra = append(extra, func(tx *bolt.Tx) error {
+			_, err := r.p.env.Log.Checkpoint(tx)
+			return err
+		})
+	}
+	return r.commit(events, extra...)
+}
+
+func withMs(payload any, ms float64) any {
+	m, ok := payload.(map[string]any)
+	if !ok {
+		m = map[string]any{}
+		if payload != nil {
+			m["detail"] = payload
+		}
+	}
+	m["ms"] = ms
+	return m
+}
+
+// fail journals a failed step (if the unit is recorded) and audits it.
+func (r *unitRun) fail(step string, err error) error {
+	se := &StepError{Serial: r.req.Serial, Step: step, Err: err}
+	ev := audit.Event{Type: "provision.failed", Payload: map[string]any{"step": step, "error": err.Error()}}
+	if r.u != nil {
+		if s := r.u.Step(step); s != nil {
+			s.State, s.FinishedAt, s.Error = store.StepFailed, time.Now().UTC(), err.Error()
+		}
+		if cerr := r.commit([]audit.Event{ev}); cerr != nil {
+			return errors.Join(se, cerr)
+		}
+		return se
+	}
+	ev.Serial, ev.Operator = r.req.Serial, r.p.env.Operator()
+	if cerr := r.p.env.DB.Update(func(tx *bolt.Tx) error {
+		_, err := r.p.env.Log.Append(tx, ev)
+		return err
+	}); cerr != nil {
+		return errors.Join(se, cerr)
+	}
+	return se
+}
+
+// commit writes the unit record and its audit events in one transaction.
+func (r *unitRun) commit(events []audit.Event, extra ...func(*bolt.Tx) error) error {
+	return r.p.env.DB.Update(func(tx *bolt.Tx) error {
+		if err := r.checkUnique(tx); err != nil {
+			return err
+		}
+		if err := store.PutUnit(tx, r.u); err != nil {
+			return err
+		}
+		for _, e := range events {
+			e.Serial, e.Operator = r.u.Serial, r.p.env.Operator()
+			if _, err := r.p.env.Log.Append(tx, e); err != nil {
+				return err
+			}
+		}
+		for _, f := range extra {
+			if err := f(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// checkUnique refuses an EK or certificate already recorded for another unit
+// (checked inside the writing transaction, so parallel fixtures cannot race).
+func (r *unitRun) checkUnique(tx *bolt.Tx) error {
+	if s := store.SerialByEK(tx, r.u.EKSHA256); r.u.EKSHA256 != "" && s != "" && s != r.u.Serial {
+		return fmt.Errorf("%w (unit %s)", ErrDuplicateEK, s)
+	}
+	if s := store.SerialByCert(tx, r.u.CertSerial); r.u.CertSerial != "" && s != "" && s != r.u.Serial {
+		return fmt.Errorf("certificate serial %s is already recorded for unit %s", r.u.CertSerial, s)
+	}
+	return nil
+}
+
+func (r *unitRun) run(ctx context.Context, step string) ([]audit.Event, error) {
+	switch step {
+	case StepEK:
+		return r.stepEK()
+	case StepSRK:
+		return r.stepSRK()
+	case StepDeviceKey:
+		return r.stepDeviceKey()
+	case StepCertificate:
+		return r.stepCertificate()
+	case StepFlash:
+		return r.stepFlash(ctx)
+	case StepOwnership:
+		return r.stepOwnership()
+	case StepRecord:
+		return r.stepRecord()
+	}
+	return nil, fmt.Errorf("unknown step %q", step)
+}
+
+func sha256hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func (r *unitRun) stepEK() ([]audit.Event, error) {
+	cfg := r.p.env.Config
+	alg := tpmops.Alg(cfg.TPM.EK)
+	ek, persisted, err := r.tpm.EnsureEK(alg, nil)
+	if err != nil {
+		return nil, err
+	}
+	r.ek = ek
+	certDER, err := r.tpm.ReadEKCert(alg)
+	switch {
+	case errors.Is(err, tpmops.ErrNoEKCert) && !cfg.TPM.RequireEKCert:
+		certDER = nil
+	case err != nil:
+		return nil, err
+	}
+	var issuer string
+	if certDER != nil {
+		c, err := tpmops.VerifyEKCert(certDER, ek.Pub, r.p.vendorRoots, r.p.vendorInters, time.Now())
+		if err != nil && cfg.TPM.RequireEKCert {
+			return nil, err
+		}
+		if c != nil {
+			issuer = c.Issuer.String()
+		}
+	}
+	ekHash := sha256hex(ek.Public)
+	if r.u != nil {
+		if r.u.EKSHA256 != ekHash {
+			return nil, fmt.Errorf("%w (recorded EK %s, this TPM's %s): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), short(ekHash))
+		}
+	} else {
+		if err := r.p.env.DB.View(func(tx *bolt.Tx) error {
+			if s := store.SerialByEK(tx, ekHash); s != "" {
+				return fmt.Errorf("%w (unit %s)", ErrDuplicateEK, s)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	regID, err := r.p.registrationID(r.req.Serial, ek.Public)
+	if err != nil {
+		return nil, err
+	}
+	if r.u == nil {
+		r.u = &store.Unit{
+			Serial:          r.req.Serial,
+			StationID:       cfg.Station.ID,
+			Operator:        r.p.env.Operator(),
+			Status:          store.StatusInProgress,
+			TPMAddress:      r.addr(),
+			CreatedAt:       time.Now().UTC(),
+			Attestation:     cfg.DPS.Attestation,
+			OwnerAuthPolicy: cfg.Ownership.OwnerAuth,
+		}
+	}
+	r.u.RegistrationID, r.u.DeviceID = regID, regID
+	r.u.EKType, r.u.EKPublic, r.u.EKSHA256, r.u.EKCert = cfg.TPM.EK, ek.Public, ekHash, certDER
+	return []audit.Event{{Type: "provision.ek", Payload: map[string]any{
+		"ek_sha256": ekHash, "ek_type": cfg.TPM.EK, "ek_cert": certDER != nil, "ek_cert_issuer": issuer,
+		"ek_cert_sha256": hashOrEmpty(certDER), "persisted_now": persisted, "registration_id": regID,
+	}}}, nil
+}
+
+func hashOrEmpty(b []byte) string {
+	if b == nil {
+		return ""
+	}
+	return sha256hex(b)
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func (r *unitRun) stepSRK() ([]audit.Event, error) {
+	srk, persisted, err := r.tpm.EnsureSRK(tpmops.Alg(r.p.env.Config.TPM.SRK), nil, r.u.SRKName)
+	if err != nil {
+		return nil, err
+	}
+	r.srk = srk
+	r.u.SRKHandle, r.u.SRKPublic, r.u.SRKName = uint32(srk.Handle), srk.Public, srk.Name
+	return []audit.Event{{Type: "provision.srk", Payload: map[string]any{
+		"handle": fmt.Sprintf("0x%08x", uint32(srk.Handle)), "name": hex.EncodeToString(srk.Name), "persisted_now": persisted,
+	}}}, nil
+}
+
+// ensureSRK reloads the SRK when a resumed run skipped its step.
+func (r *unitRun) ensureSRK() error {
+	if r.srk.Public != nil {
+		return nil
+	}
+	k, err := r.tpm.ReadPublic(tpm2.TPMHandle(r.u.SRKHandle))
+	if err != nil {
+		return fmt.Errorf("reading the recorded SRK: %w", err)
+	}
+	if !bytes.Equal(k.Name, r.u.SRKName) {
+		return fmt.Errorf("%w: the SRK at 0x%08x is not the one recorded", tpmops.ErrForeignKey, r.u.SRKHandle)
+	}
+	r.srk = k
+	return nil
+}
+
+func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
+	if err := r.ensureSRK(); err != nil {
+		return nil, err
+	}
+	h := tpm2.TPMHandle(r.p.env.Config.TPM.DeviceKeyHandle)
+	existing, err := r.tpm.ReadPublic(h)
+	switch {
+	case err == nil:
+		// Something is there: ours only if it is the key this unit's journal
+		// says was being persisted when the last run stopped.
+		if r.u.DeviceKeyPending == nil || !bytes.Equal(existing.Public, r.u.DeviceKeyPending) {
+			return nil, fmt.Errorf("%w: handle %s holds a key station did not create; it is left alone (free the handle or set tpm.device_key_handle)", tpmops.ErrForeignKey, handleStr(h))
+		}
+		r.devKey = existing
+	case errors.Is(err, tpmops.ErrHandleEmpty):
+		pub, priv, err := r.tpm.CreateDeviceKey(r.srk)
+		if err != nil {
+			return nil, err
+		}
+		r.u.DeviceKeyPending = pub
+		if err := r.commit(nil); err != nil {
+			return nil, err
+		}
+		k, err := r.tpm.PersistDeviceKey(r.srk, pub, priv, h, nil)
+		if err != nil {
+			return nil, err
+		}
+		r.devKey = k
+	default:
+		return nil, err
+	}
+	r.u.DeviceKeyHandle, r.u.DeviceKeyPublic, r.u.DeviceKeyPending = uint32(h), r.devKey.Public, nil
+	return []audit.Event{{Type: "provision.device-key", Payload: map[string]any{
+		"handle": handleStr(h), "name": hex.EncodeToString(r.devKey.Name), "public_sha256": sha256hex(r.devKey.Public),
+	}}}, nil
+}
+
+func handleStr(h tpm2.TPMHandle) string { return fmt.Sprintf("0x%08x", uint32(h)) }
+
+// ensureDeviceKey reloads the device key when a resumed run skipped its step.
+func (r *unitRun) ensureDeviceKey() error {
+	if r.devKey.Public != nil {
+		return nil
+	}
+	k, err := r.tpm.ReadPublic(tpm2.TPMHandle(r.u.DeviceKeyHandle))
+	if err != nil {
+		return fmt.Errorf("reading the recorded device key: %w", err)
+	}
+	if !bytes.Equal(k.Public, r.u.DeviceKeyPublic) {
+		return fmt.Errorf("%w: the key at 0x%08x is not the one recorded", tpmops.ErrForeignKey, r.u.DeviceKeyHandle)
+	}
+	r.devKey = k
+	return nil
+}
+
+func (r *unitRun) stepRecord() ([]audit.Event, error) {
+	r.u.Status = store.StatusProvisioned
+	r.u.ProvisionedAt = time.Now().UTC()
+	steps := map[string]float64{}
+	for _, s := range r.u.Steps {
+		steps[s.Name] = s.Millis
+	}
+	return []audit.Event{{Type: "provision.done", Payload: map[string]any{
+		"registration_id": r.u.RegistrationID, "cert_serial": r.u.CertSerial, "cert_sha256": r.u.CertSHA256,
+		"ek_sha256": r.u.EKSHA256, "attestation": r.u.Attestation, "steps_ms": steps,
+	}}}, nil
+}
+
+// randomAuth returns a fresh 32-byte authorization value.
+func randomAuth() ([]byte, error) {
+	b := make([]byte, 32)
+	_, err := rand.Read(b)
+	return b, err
+}

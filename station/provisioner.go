@@ -1,0 +1,105 @@
+package station
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/tpmops"
+)
+
+// Provisioner holds what every unit of a run shares, loaded once: the TPM
+// vendor roots, the escrow key, the line intermediate, the firmware image.
+// It is safe for concurrent use by several fixtures.
+type Provisioner struct {
+	env          *Env
+	vendorRoots  *x509.CertPool
+	vendorInters *x509.CertPool
+	escrow       *Escrower
+	issuer       *certgen.Issuer
+	firmware     *flash.Firmware
+	groupKey     []byte
+}
+
+// NewProvisioner checks the configuration's files and loads the shared
+// material. Configuration problems come back as *configs.Error (exit 2).
+func NewProvisioner(env *Env, getenv func(string) string) (*Provisioner, error) {
+	cfg := env.Config
+	if err := cfg.CheckProvision(); err != nil {
+		return nil, err
+	}
+	p := &Provisioner{env: env}
+	var err error
+	if cfg.TPM.VendorRoots != "" {
+		p.vendorRoots, p.vendorInters, err = tpmops.LoadVendorRoots(cfg.File(configs.KeyVendorRoots))
+		if err != nil {
+			return nil, &configs.Error{Key: string(configs.KeyVendorRoots), Err: err}
+		}
+	}
+	if p.escrow, err = LoadEscrower(cfg.File(configs.KeyEscrowKey)); err != nil {
+		return nil, &configs.Error{Key: string(configs.KeyEscrowKey), Err: err}
+	}
+	keyRef := cfg.PKI.IssuerKey
+	if !configs.IsURI(keyRef) {
+		keyRef = cfg.Path(keyRef)
+	}
+	password := func() ([]byte, error) {
+		if v := getenv("STATION_PKI_KEY_PASSWORD"); v != "" {
+			return []byte(v), nil
+		}
+		return nil, &configs.Error{Key: string(configs.KeyIssuerKey), Err: errors.New("the key is encrypted: set STATION_PKI_KEY_PASSWORD")}
+	}
+	p.issuer, err = certgen.OpenIssuer(cfg.File(configs.KeyIssuerCert), keyRef, cfg.File(configs.KeyChain), cfg.File(configs.KeyRoot), password)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Firmware.Image != "" {
+		if p.firmware, err = flash.LoadFirmware(cfg.File(configs.KeyFirmware), cfg.Firmware.SHA256); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	if cfg.DPS.Attestation == "symmetric-key" {
+		if p.groupKey, err = certgen.LoadGroupKey(cfg.DPS.GroupKey, getenv); err != nil {
+			p.Close()
+			return nil, &configs.Error{Key: string(configs.KeyGroupKey), Err: err}
+		}
+	}
+	return p, nil
+}
+
+// Close releases the issuer key (an HSM session) and wipes the group key.
+func (p *Provisioner) Close() error {
+	clear(p.groupKey)
+	if p.issuer != nil {
+		return p.issuer.Close()
+	}
+	return nil
+}
+
+// registrationID is the unit's DPS registration ID: derived from the EK for
+// TPM attestation, from the configured pattern otherwise.
+func (p *Provisioner) registrationID(serial string, ekPublic []byte) (string, error) {
+	cfg := p.env.Config
+	if cfg.DPS.Attestation == "tpm" {
+		return enroll.RegistrationID(ekPublic), nil
+	}
+	return enroll.ExpandPattern(cfg.DPS.RegistrationID, map[string]string{
+		"serial": strings.ToLower(serial), "factory": cfg.DPS.Factory, "line": cfg.DPS.Line, "station": cfg.Station.ID,
+	}, true)
+}
+
+func issuedKey(issuerSHA string) string { return "issued:" + issuerSHA }
+
+func parseCount(b []byte) int {
+	n, _ := strconv.Atoi(string(b))
+	return n
+}
+
+func fmtCount(n int) []byte { return []byte(fmt.Sprint(n)) }

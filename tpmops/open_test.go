@@ -1,0 +1,162 @@
+package tpmops
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/factory-id/station/internal/swtpmtest"
+	"github.com/google/go-tpm/tpm2"
+)
+
+func TestOpenBadAddress(t *testing.T) {
+	for _, addr := range []string{"", "tpm", "swtpm://", "swtpm://127.0.0.1", "sim:seven", "unix://", "http://127.0.0.1:2321"} {
+		if _, err := Open(addr); !errors.Is(err, ErrBadAddress) || errors.Is(err, ErrUnreachable) {
+			t.Errorf("Open(%q) = %v, want ErrBadAddress", addr, err)
+		}
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now
+	for _, addr := range []string{
+		"swtpm://127.0.0.1:" + strconv.Itoa(port),
+		"unix://" + filepath.Join(t.TempDir(), "none.sock"),
+		"/dev/station-no-such-tpm",
+	} {
+		if _, err := Open(addr); !errors.Is(err, ErrUnreachable) {
+			t.Errorf("Open(%q) = %v, want ErrUnreachable", addr, err)
+		}
+	}
+}
+
+// A TPM that goes away mid-session gives ErrUnreachable, not a hang.
+func TestSwtpmGoneIsUnreachable(t *testing.T) {
+	sw := swtpmtest.Start(t, swtpmtest.Options{})
+	tp, err := Open(sw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if _, err := tp.Permanent(); err != nil {
+		t.Fatal(err)
+	}
+	sw.Kill()
+	if _, err := tp.Permanent(); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("after swtpm died: %v, want ErrUnreachable", err)
+	}
+	sw.Restart() // orderly stop at cleanup
+}
+
+// fakeTPM answers with the given response codes, then success.
+type fakeTPM struct {
+	codes []uint32
+	calls int
+}
+
+func (f *fakeTPM) Send(cmd []byte) ([]byte, error) {
+	rc := uint32(0)
+	if f.calls < len(f.codes) {
+		rc = f.codes[f.calls]
+	}
+	f.calls++
+	rsp := []byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(rsp[6:], rc)
+	return rsp, nil
+}
+
+func TestRetryTransport(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		codes     []uint32
+		wantCalls int
+		wantRC    uint32
+	}{
+		{"success", nil, 1, 0},
+		{"retry then yielded then testing", []uint32{rcRetry, rcYielded, rcTesting}, 4, 0},
+		{"not retried: bad auth", []uint32{uint32(tpm2.TPMRCBadAuth)}, 1, uint32(tpm2.TPMRCBadAuth)},
+		{"bounded", repeat(rcRetry, 100), retryAttempts, rcRetry},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeTPM{codes: tc.codes}
+			var slept time.Duration
+			r := &retryTransport{inner: f, sleep: func(d time.Duration) { slept += d }}
+			rsp, err := r.Send([]byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 1, 0x7b})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.calls != tc.wantCalls {
+				t.Fatalf("%d sends, want %d", f.calls, tc.wantCalls)
+			}
+			if rc := binary.BigEndian.Uint32(rsp[6:]); rc != tc.wantRC {
+				t.Fatalf("rc %#x, want %#x", rc, tc.wantRC)
+			}
+			if slept > 5*time.Second {
+				t.Fatalf("retrying would sleep %v", slept)
+			}
+			t.Logf("slept %v", slept)
+		})
+	}
+}
+
+// The same code runs over swtpm's Unix socket.
+func TestUnixSocket(t *testing.T) {
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		t.Skip("swtpm not installed")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "tpm.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2", "--tpmstate", "dir="+dir,
+		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+sock+".ctrl",
+		"--flags", "startup-clear")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	var tp *TPM
+	var err error
+	for i := 0; i < 100; i++ {
+		if tp, err = Open("unix://" + sock); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{name: "unix", tpm: tp}
+	ek, persisted, err := e.tpm.EnsureEK(ECCP256, nil)
+	if err != nil || !persisted {
+		t.Fatalf("EnsureEK over the unix socket: %v", err)
+	}
+	if _, err := e.tpm.ReadPublic(ek.Handle); err != nil {
+		t.Fatal(err)
+	}
+	if hs, err := tp.Transients(); err != nil || len(hs) != 0 {
+		t.Fatalf("transients %v, %v", hs, err)
+	}
+	if _, err := (tpm2.Shutdown{ShutdownType: tpm2.TPMSUClear}).Execute(tp.Transport()); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+}
+
+func repeat(v uint32, n int) []uint32 {
+	out := make([]uint32, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
