@@ -686,8 +686,8 @@ func (v *verifier) checkCertificate() (string, error) {
 func (v *verifier) checkFlash(ctx context.Context) (string, error) {
 	u := v.unit
 	spec := v.flashSpec()
-	if spec == "" {
-		return "", errors.New("no flash target (none recorded, none given)")
+	if spec == "" || (u.FlashTarget == "" && u.BundleSHA256 == "") {
+		return "", errors.New("the unit was not flashed at provisioning (no flash target was configured): no firmware or credential bundle to read back")
 	}
 	digest, err := hex.DecodeString(u.BundleSHA256)
 	if err != nil || len(digest) != sha256.Size {
@@ -769,8 +769,12 @@ func (v *verifier) checkDPS() (string, error) {
 	if !hmac.Equal(sig, want.Sum(nil)) {
 		return "", errors.New("the TPM's HMAC of the SAS string-to-sign differs from DPS's")
 	}
-	return fmt.Sprintf("credential for EK %s and SRK %s activated, HMAC key imported, %s, SAS signature verified; key removed",
-		handleHex(uint32(ekHandle)), handleHex(uint32(srkHandle)), persistNote), nil
+	detail := fmt.Sprintf("credential for EK %s and SRK %s activated, HMAC key imported, %s, SAS signature verified; key removed",
+		handleHex(uint32(ekHandle)), handleHex(uint32(srkHandle)), persistNote)
+	if ekHandle != tpmops.EKHandleRSA || srkHandle != tpmops.SRKHandleRSA {
+		detail += " (note: the Azure C and Node SDKs read the EK at 0x81010001 and the SRK at 0x81000001, RSA)"
+	}
+	return detail, nil
 }
 
 // dpsPersistHandle picks where to persist the test key: 0x81000100, as the

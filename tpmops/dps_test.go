@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -378,4 +379,46 @@ func FuzzParseDPSChallenge(f *testing.F) {
 			t.Fatal("parsed without a public area")
 		}
 	})
+}
+
+// The station plays DPS against a unit's TPM: the challenge is made in
+// software from the EK and SRK publics, the TPM activates, imports and
+// persists the key as the DPS SDKs do and signs the SAS string-to-sign.
+func ExampleMakeDPSChallenge() {
+	tpm, err := Open("sim")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer tpm.Close()
+	ek, _, err := tpm.EnsureEK(RSA2048, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srk, _, err := tpm.EnsureSRK(RSA2048, nil, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Service side: what DPS answers the device's first registration.
+	hmacKey := make([]byte, 32)
+	rand.Read(hmacKey)
+	authenticationKey, err := MakeDPSChallenge(ek.Public, srk.Public, hmacKey)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Device side: activate, import, persist at 0x81000100, sign; then
+	// remove the key again.
+	_, toSign := enroll.SASStringToSign("0ne00000000", enroll.RegistrationID(ek.Public), 1700000000)
+	sig, err := tpm.DPSSign(authenticationKey, DPSDevice{EK: ek.Handle, SRK: srk.Handle, Persist: DPSKeyHandle}, []byte(toSign))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("signature verifies:", hmac.Equal(sig, softHMAC(hmacKey, []byte(toSign))))
+	// Output: signature verifies: true
 }
