@@ -367,6 +367,9 @@ func (v *verifier) checkEK() (string, error) {
 	}
 	// The handle is occupied, so EnsureEK only compares (it persists nothing).
 	if _, _, err := v.tpm.EnsureEK(alg, nil); err != nil {
+		if errors.Is(err, tpmops.ErrBadAuth) {
+			return "", fmt.Errorf("cannot re-derive the standard %s EK to compare: the endorsement hierarchy refused an empty auth", alg)
+		}
 		return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK of this TPM: %w", handleHex(uint32(handle)), alg, err)
 	}
 	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(handle)), sha256Hex(k.Public)), nil

@@ -189,6 +189,17 @@ func TestVerifyBreaks(t *testing.T) {
 		{"device key evicted", func(t *testing.T, v *verifyUnit) {
 			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", "0x81000010")
 		}, []string{CheckDeviceKey}},
+		{"device key replaced by another key under the SRK", func(t *testing.T, v *verifyUnit) {
+			d := t.TempDir()
+			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", "0x81000010")
+			v.tool(t, "tpm2_create", "-C", "0x81000001", "-G", "ecc256", "-u", filepath.Join(d, "k.pub"), "-r", filepath.Join(d, "k.priv"))
+			v.tool(t, "tpm2_load", "-C", "0x81000001", "-u", filepath.Join(d, "k.pub"), "-r", filepath.Join(d, "k.priv"), "-c", filepath.Join(d, "k.ctx"))
+			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", filepath.Join(d, "k.ctx"), "0x81000010")
+			v.flushTools(t)
+		}, []string{CheckDeviceKey}},
+		{"endorsement auth set", func(t *testing.T, v *verifyUnit) {
+			v.tool(t, "tpm2_changeauth", "-c", "e", "not-empty")
+		}, []string{CheckEK, CheckOwnership, CheckDPS}}, // the EK cannot be re-derived either
 		{"lockout auth cleared", func(t *testing.T, v *verifyUnit) {
 			old := v.l.escrowed(v.u, "lockout")
 			v.tool(t, "tpm2_changeauth", "-c", "l", "-p", "hex:"+hex.EncodeToString(old))
