@@ -24,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
@@ -246,6 +247,19 @@ func TestVerifyBreaks(t *testing.T) {
 		{"transient object left in the TPM", func(t *testing.T, v *verifyUnit) {
 			v.tool(t, "tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", filepath.Join(t.TempDir(), "left.ctx"))
 		}, []string{CheckNoLeaks}},
+		// Last: it revokes the line intermediate every unit here chains to.
+		{"issuing intermediate revoked", func(t *testing.T, v *verifyUnit) {
+			line, err := certgen.ReadCertificate(l.cfg.Path(l.cfg.PKI.IssuerCert))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = l.env.DB.Update(func(tx *bolt.Tx) error {
+				return store.RevokeCA(tx, certgen.Fingerprint(line), enroll.NewRevocation("line CA key leaked", "qa", time.Now()))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, []string{CheckCertificate}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
