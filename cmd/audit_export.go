@@ -31,12 +31,12 @@ func newAuditExportCommand(g *globals) *cobra.Command {
 			if o.format != "jsonl" && o.format != "csv" {
 				return usageErrorf("--format %q: want jsonl or csv", o.format)
 			}
-			l, db, cfg, err := openAuditLog(c, g)
+			env, err := g.openEnv()
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			res, err := l.Export(o.out, audit.ExportOptions{Format: o.format, Operator: cfg.Station.Operator})
+			defer env.Close()
+			res, err := env.Log.Export(o.out, audit.ExportOptions{Format: o.format, Operator: env.Config.Station.Operator})
 			if err != nil {
 				return fmt.Errorf("audit export: %w", err)
 			}

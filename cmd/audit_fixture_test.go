@@ -10,6 +10,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
 )
 
@@ -47,7 +48,7 @@ func auditFixture(args []string) error {
 		if err != nil {
 			return err
 		}
-		db, err := store.Open(cfg.Path(cfg.Station.DB), dbTimeout)
+		db, err := store.Open(cfg.Path(cfg.Station.DB), station.DBTimeout)
 		if err != nil {
 			return err
 		}

@@ -26,12 +26,12 @@ func newAuditProofCommand(g *globals) *cobra.Command {
 			if o.serial == "" || o.out == "" {
 				return usageErrorf("--serial and --out are required")
 			}
-			l, db, _, err := openAuditLog(c, g)
+			env, err := g.openEnv()
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			proof, err := l.Proof(o.serial)
+			defer env.Close()
+			proof, err := env.Log.Proof(o.serial)
 			if err != nil {
 				return fmt.Errorf("audit proof: %w", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/station"
 )
 
 // newAuditPubkeyCommand is `station audit pubkey`.
@@ -17,11 +18,11 @@ func newAuditPubkeyCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			signer, err := auditSigner(ctx(c), cfg)
+			pub, err := station.LoadSigningKey(cfg)
 			if err != nil {
 				return err
 			}
-			pemBytes, err := audit.MarshalPublicKeyPEM(signer.Public())
+			pemBytes, err := audit.MarshalPublicKeyPEM(pub)
 			if err != nil {
 				return err
 			}
@@ -30,11 +31,11 @@ func newAuditPubkeyCommand(g *globals) *cobra.Command {
 				return err
 			}
 			origin := audit.Origin(cfg.Station.ID)
-			id, err := audit.KeyID(origin, signer.Public())
+			id, err := audit.KeyID(origin, pub)
 			if err != nil {
 				return err
 			}
-			vkey, err := audit.VerifierKey(origin, signer.Public())
+			vkey, err := audit.VerifierKey(origin, pub)
 			if err != nil {
 				return err
 			}

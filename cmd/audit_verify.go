@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/station"
 )
 
 type auditVerifyOptions struct {
@@ -103,13 +104,11 @@ func verifyDB(c *cobra.Command, g *globals, pub crypto.PublicKey, anchor []byte)
 		return nil, err
 	}
 	if pub == nil {
-		signer, err := auditSigner(ctx(c), cfg)
-		if err != nil {
+		if pub, err = station.LoadSigningKey(cfg); err != nil {
 			return nil, err
 		}
-		pub = signer.Public()
 	}
-	db, err := openStationDB(cfg)
+	db, err := g.openDB()
 	if err != nil {
 		return nil, err
 	}

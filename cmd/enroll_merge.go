@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/station"
 )
 
 type enrollMergeOptions struct {
@@ -46,10 +47,11 @@ written), 4 when an input does not verify.`,
 			if err != nil {
 				return err
 			}
-			signer, err := auditSigner(ctx(c), cfg) // cmd/audit.go: PEM file or kms URI
+			signer, closeKey, err := station.OpenSigningKey(cfg)
 			if err != nil {
 				return err
 			}
+			defer closeKey()
 			rep, err := enroll.Merge(enroll.MergeOptions{Dirs: args, Trusted: trusted, Out: o.out, Signer: signer, StationID: cfg.Station.ID})
 			if err != nil {
 				return err

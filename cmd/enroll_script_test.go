@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,8 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -28,51 +25,10 @@ import (
 	"github.com/factory-id/station/store"
 )
 
-// TestEnrollScripts runs cmd/testdata/enroll/*.txtar: whole command lines of
-// enroll export / verify-export / merge and revoke, failures included.
-// "stn ARGS" runs the station root command in process (not named "station":
-// a TestMain's testscript.Main may register that name as a builtin, which
-// would take precedence); a failing run writes "[exit N]" to stderr.
-func TestEnrollScripts(t *testing.T) {
-	// Absolute: enrollRunStation changes the working directory while other
-	// scripts of this test are being set up.
-	dir, err := filepath.Abs("testdata/enroll")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testscript.Run(t, testscript.Params{
-		Dir: dir,
-		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"stn":     enrollRunStation,
-			"genkey":  enrollGenKey,
-			"seed":    enrollSeed,
-			"seedsym": enrollSeedSym,
-		},
-	})
-}
-
-// enrollChdirMu serialises in-process runs: each runs in its script's folder
-// (the process's working directory), so relative paths mean what they say.
-var enrollChdirMu sync.Mutex
-
-func enrollRunStation(ts *testscript.TestScript, neg bool, args []string) {
-	enrollChdirMu.Lock()
-	defer enrollChdirMu.Unlock()
-	prev, err := os.Getwd()
-	ts.Check(err)
-	ts.Check(os.Chdir(ts.MkAbs(".")))
-	defer os.Chdir(prev)
-	root := NewRootCommand("test")
-	root.SetArgs(args)
-	root.SetOut(ts.Stdout())
-	root.SetErr(ts.Stderr())
-	code := Exit(root.ExecuteContext(context.Background()), ts.Stderr())
-	if code != 0 {
-		fmt.Fprintf(ts.Stderr(), "[exit %d]\n", code)
-	}
-	if neg != (code != 0) {
-		ts.Fatalf("station %v: exit %d", args, code)
-	}
+func init() {
+	scriptCmds["genkey"] = enrollGenKey
+	scriptCmds["seed"] = enrollSeed
+	scriptCmds["seedsym"] = enrollSeedSym
 }
 
 // genkey KEY PUB: a station key (as `station init` makes it) and its public PEM.

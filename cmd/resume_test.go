@@ -1,4 +1,4 @@
-package cmd_test
+package cmd
 
 import (
 	"bufio"
@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,34 +20,6 @@ import (
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
-
-var (
-	buildOnce sync.Once
-	stationBin string
-	buildErr   error
-)
-
-// buildStation builds the station binary once per test run.
-func buildStation(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "station-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		stationBin = filepath.Join(dir, "station")
-		out, err := exec.Command("go", "build", "-o", stationBin, "../cmd/station").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			stationBin = string(out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building station: %v\n%s", buildErr, stationBin)
-	}
-	return stationBin
-}
 
 // line is a station made by `station demo --units 1`, pointed at a swtpm vendor.
 type line struct {
@@ -59,9 +30,9 @@ type line struct {
 	env    []string
 }
 
-func newLine(t testing.TB, vendor *swtpmtest.CA) *line {
+func newLine(t *testing.T, vendor *swtpmtest.CA) *line {
 	t.Helper()
-	l := &line{t: t, bin: buildStation(t), dir: t.TempDir()}
+	l := &line{t: t, bin: stationExe(t), dir: t.TempDir()}
 	l.config = filepath.Join(l.dir, "station.yaml")
 	roots := filepath.Join(t.TempDir(), "vendor")
 	os.MkdirAll(roots, 0o755)
@@ -136,7 +107,7 @@ func TestResumeAfterKill(t *testing.T) {
 			inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
 			l := newLine(t, vendor)
 			serial := "KILL-" + step
-			delay := time.Duration(rand.IntN(20)) * time.Millisecond
+			delay := time.Duration(rand.IntN(3)) * time.Millisecond // land inside the step
 			if !l.killAt(serial, inst.Addr, step, delay) {
 				t.Logf("provision finished before the kill at %s+%v", step, delay)
 			}

@@ -141,3 +141,12 @@ func (g *globals) openDB() (*store.DB, error) {
 	}
 	return store.Open(cfg.Station.DB, station.DBTimeout)
 }
+
+// openEnv opens the station's database, audit log and signing key.
+func (g *globals) openEnv() (*station.Env, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	return station.OpenEnv(cfg, g.version)
+}

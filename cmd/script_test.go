@@ -5,15 +5,19 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/factory-id/station/internal/softhsmtest"
 )
 
-// scriptCommands are the programs testdata/*.txtar scripts can run: the
-// station root command as "station", plus test fixtures that other test
-// files add in their init (e.g. audit-fixture).
+// scriptCommands are programs on the scripts' $PATH: the station root
+// command as "station" (this test binary, run as a real process, so exit
+// codes, stdout and stderr are what an operator sees), plus fixtures other
+// test files add in their init (audit-fixture).
 var scriptCommands = map[string]func(){
 	"station": func() {
 		err := NewRootCommand("test").ExecuteContext(context.Background())
@@ -21,44 +25,91 @@ var scriptCommands = map[string]func(){
 	},
 }
 
+// scriptCmds are in-process script commands; test files add fixtures
+// (genkey, seed...) in their init.
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// status CODE PROGRAM ARGS... runs the program and requires exit status
+	// CODE (stdout and stderr are kept for later checks).
+	"status": func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) < 2 {
+			ts.Fatalf("usage: status CODE program args...")
+		}
+		want, err := strconv.Atoi(args[0])
+		if err != nil {
+			ts.Fatalf("status: bad code %q", args[0])
+		}
+		err = ts.Exec(args[1], args[2:]...)
+		got := 0
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			got = ee.ExitCode()
+		case err != nil:
+			ts.Fatalf("status: %v", err)
+		}
+		if got != want {
+			ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+		}
+	},
+}
+
 func TestMain(m *testing.M) {
 	testscript.Main(m, scriptCommands)
 }
 
-// TestScripts runs every testdata/*.txtar script.
+// stationExe is the station program testscript.Main put on $PATH, for
+// tests that run (and kill) it directly.
+func stationExe(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("station")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestScripts runs every testdata/*/*.txtar: whole command lines, failures
+// included. Condition [softhsm]: SoftHSM2 is installed; each script then has
+// a token (label "station", PIN in $WORK/hsm/pin) and $HSM, the start of a
+// pkcs11: URI naming it (append ;id=%NN;object=NAME?pin-source=$WORK/hsm/pin).
+// $STATION_BIN names the station program (for scripts that need a terminal).
 func TestScripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/*/*.txtar")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	hsm := softhsmtest.Available() == nil
+	if !hsm && os.Getenv("CI") == "true" {
+		t.Fatal(softhsmtest.ErrMissing)
+	}
 	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata",
-		RequireExplicitExec: false,
+		Files: files,
 		Setup: func(e *testscript.Env) error {
 			// No configuration from the developer's environment.
 			e.Setenv("STATION_CONFIG", "")
+			e.Setenv("STATION_BIN", "station")
+			if !hsm {
+				return nil
+			}
+			dir := filepath.Join(e.WorkDir, "hsm")
+			tk, err := softhsmtest.Create(dir, "station", "pin-3141-5926", "so-pin-2718")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, "pin"), []byte(tk.PIN+"\n"), 0o600); err != nil {
+				return err
+			}
+			e.Setenv("SOFTHSM2_CONF", tk.Conf)
+			e.Setenv("HSM", "pkcs11:module-path="+softhsmtest.Module+";token="+tk.Label)
+			e.Setenv("HSM_PIN", tk.PIN)
 			return nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			// status CODE PROGRAM ARGS... runs the program and requires exit
-			// status CODE (stdout and stderr are kept for later checks).
-			"status": func(ts *testscript.TestScript, neg bool, args []string) {
-				if neg || len(args) < 2 {
-					ts.Fatalf("usage: status CODE program args...")
-				}
-				want, err := strconv.Atoi(args[0])
-				if err != nil {
-					ts.Fatalf("status: bad code %q", args[0])
-				}
-				err = ts.Exec(args[1], args[2:]...)
-				got := 0
-				var ee *exec.ExitError
-				switch {
-				case errors.As(err, &ee):
-					got = ee.ExitCode()
-				case err != nil:
-					ts.Fatalf("status: %v", err)
-				}
-				if got != want {
-					ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
-				}
-			},
+		Condition: func(cond string) (bool, error) {
+			if cond == "softhsm" {
+				return hsm, nil
+			}
+			return false, errors.New("unknown condition " + cond)
 		},
+		Cmds: scriptCmds,
 	})
 }

@@ -43,7 +43,7 @@ func Init(cfg *configs.Config, version string) (created bool, err error) {
 			return false, fmt.Errorf("creating the station signing key %s: %w", keyPath, err)
 		}
 	}
-	env, err := OpenEnv(cfg, version)
+	env, err := openEnv(cfg, version, true)
 	if err != nil {
 		return created, err
 	}
@@ -66,9 +66,20 @@ func Init(cfg *configs.Config, version string) (created bool, err error) {
 }
 
 // OpenEnv opens the database and the audit log with the station key. The
-// station must have been initialized (station init).
+// station must have been initialized (station init): a missing database is
+// ErrNotInitialized, never silently created (a log that is not there must
+// not verify as an empty one).
 func OpenEnv(cfg *configs.Config, version string) (*Env, error) {
-	signer, closeKey, err := openSigningKey(cfg)
+	return openEnv(cfg, version, false)
+}
+
+func openEnv(cfg *configs.Config, version string, create bool) (*Env, error) {
+	if !create {
+		if _, err := os.Stat(cfg.Station.DB); err != nil {
+			return nil, fmt.Errorf("%w: no database at %s; run `station init` (or give --db)", ErrNotInitialized, cfg.Station.DB)
+		}
+	}
+	signer, closeKey, err := OpenSigningKey(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +100,7 @@ func OpenEnv(cfg *configs.Config, version string) (*Env, error) {
 // LoadSigningKey opens the station's signing key (a PEM file, or a kms URI)
 // and returns its public key.
 func LoadSigningKey(cfg *configs.Config) (crypto.PublicKey, error) {
-	s, closeKey, err := openSigningKey(cfg)
+	s, closeKey, err := OpenSigningKey(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +108,10 @@ func LoadSigningKey(cfg *configs.Config) (crypto.PublicKey, error) {
 	return s.Public(), nil
 }
 
-// openSigningKey opens the station key: a PEM file, or a key behind a kms
-// URI (pkcs11:...), which stays in its HSM.
-func openSigningKey(cfg *configs.Config) (crypto.Signer, func() error, error) {
+// OpenSigningKey opens the station key: a PEM file, or a key behind a kms
+// URI (pkcs11:...), which stays in its HSM. Call the returned func to
+// release it.
+func OpenSigningKey(cfg *configs.Config) (crypto.Signer, func() error, error) {
 	ref := cfg.Station.SigningKey
 	if configs.IsURI(ref) {
 		k, err := certgen.OpenKey(ref, nil)

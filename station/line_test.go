@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -163,22 +165,18 @@ func noLeaks(t testing.TB, tpm *tpmops.TPM) {
 }
 
 // tpm2tools runs a tpm2-tools command against a swtpm and returns stdout.
+// swtpm serves one client at a time: close any tpmops connection first.
 func tpm2tools(t testing.TB, inst *swtpmtest.Instance, name string, args ...string) string {
 	t.Helper()
 	host, port := swtpmHostPort(t, inst)
-	cmd := exec.Command(name, append(args, "-T", "swtpm:host="+host+",port="+port)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, append(args, "-T", "swtpm:host="+host+",port="+port)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		var ee *exec.ExitError
-		if e, ok := err.(*exec.ExitError); ok {
-			ee = e
-		}
-		t.Fatalf("%s %v: %v\n%s", name, args, err, func() []byte {
-			if ee != nil {
-				return ee.Stderr
-			}
-			return nil
-		}())
+		t.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
 	}
 	return string(out)
 }

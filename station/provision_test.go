@@ -211,8 +211,8 @@ func TestProvisionOwnerEscrow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tpm.Close()
 	checkUnit(t, l, u, tpm)
+	tpm.Close()
 	if m := regexp.MustCompile(`ownerAuthSet:\s+(\d)`).FindStringSubmatch(tpm2tools(t, inst, "tpm2_getcap", "properties-variable")); m == nil || m[1] != "1" {
 		t.Errorf("tpm2_getcap ownerAuthSet = %v, want 1", m)
 	}
