@@ -215,7 +215,7 @@ func (v *verifier) audit() error {
 		p.TPM = v.env.Config.TPM.Address
 	}
 	return v.env.DB.Update(func(tx *bolt.Tx) error {
-		_, err := v.env.Log.Append(tx, audit.Event{Serial: v.req.Serial, Type: "verify", Operator: v.req.Operator, Payload: p})
+		_, err := v.env.Log.Append(tx, audit.Event{Serial: v.req.Serial, Type: audit.EventVerify, Operator: v.req.Operator, Payload: p})
 		return err
 	})
 }

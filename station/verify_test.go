@@ -330,7 +330,7 @@ func checkVerifyAudited(t *testing.T, l *testLine, serial string, rep *VerifyRep
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Event == "verify" {
+		if r.Event == audit.EventVerify {
 			found = r
 		}
 	}
