@@ -113,6 +113,9 @@ type verifier struct {
 	// unreachable is the first check error that says the TPM stopped
 	// answering: the report is then not a verdict on the unit.
 	unreachable error
+	// transientsBefore are the transient handles loaded when verify began.
+	transientsBefore map[tpm2.TPMHandle]bool
+	ctx              context.Context
 }
 
 // Verify re-proves everything on a provisioned unit (contract: station
@@ -129,7 +132,7 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 	if req.Serial == "" {
 		return nil, errors.New("verify: no serial")
 	}
-	v := &verifier{env: env, req: req, now: req.Now, rep: &VerifyReport{Serial: req.Serial}}
+	v := &verifier{env: env, req: req, now: req.Now, rep: &VerifyReport{Serial: req.Serial}, ctx: ctx}
 	if v.now.IsZero() {
 		v.now = time.Now()
 	}
@@ -171,13 +174,19 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 			defer tp.Close()
 			v.tpm = tp
 		}
+		if hs, err := v.tpm.Transients(); err == nil {
+			v.transientsBefore = map[tpm2.TPMHandle]bool{}
+			for _, h := range hs {
+				v.transientsBefore[h] = true
+			}
+		}
 		v.run(CheckEK, v.checkEK)
 		v.run(CheckEKCert, v.checkEKCert)
 		v.run(CheckSRK, v.checkSRK)
 		v.run(CheckOwnership, v.checkOwnership)
 		v.run(CheckDeviceKey, v.checkDeviceKey)
 		v.run(CheckCertificate, v.checkCertificate)
-		v.run(CheckFlash, func() (string, error) { return v.checkFlash(ctx) })
+		v.run(CheckFlash, v.checkFlash)
 		v.run(CheckDPS, v.checkDPS)
 		v.run(CheckNoLeaks, v.checkNoLeaks)
 	}
@@ -221,6 +230,10 @@ func (v *verifier) audit() error {
 }
 
 func (v *verifier) run(name string, fn func() (string, error)) {
+	if err := v.ctx.Err(); err != nil {
+		v.add(name, "", fmt.Errorf("not checked: verify interrupted (%v)", err))
+		return
+	}
 	detail, err := fn()
 	if err != nil && v.unreachable == nil && errors.Is(err, tpmops.ErrUnreachable) {
 		v.unreachable = fmt.Errorf("check %s: %w", name, err)
@@ -686,7 +699,7 @@ func (v *verifier) checkCertificate() (string, error) {
 
 // flash: every target's firmware and bundle read back and hashed against
 // the record.
-func (v *verifier) checkFlash(ctx context.Context) (string, error) {
+func (v *verifier) checkFlash() (string, error) {
 	u := v.unit
 	spec := v.flashSpec()
 	if spec == "" || (u.FlashTarget == "" && u.BundleSHA256 == "") {
@@ -713,7 +726,7 @@ func (v *verifier) checkFlash(ctx context.Context) (string, error) {
 	}
 	var names []string
 	for _, t := range targets {
-		if err := t.ReadBack(ctx, job); err != nil {
+		if err := t.ReadBack(v.ctx, job); err != nil {
 			return "", err
 		}
 		names = append(names, t.Name())
@@ -807,11 +820,22 @@ func (v *verifier) checkNoLeaks() (string, error) {
 		return "", err
 	}
 	if len(hs) > 0 {
-		var s []string
+		var ours, before []string
 		for _, h := range hs {
-			s = append(s, handleHex(uint32(h)))
+			if v.transientsBefore[h] {
+				before = append(before, handleHex(uint32(h)))
+			} else {
+				ours = append(ours, handleHex(uint32(h)))
+			}
 		}
-		return "", fmt.Errorf("%d transient objects or sessions left in the TPM: %s", len(hs), strings.Join(s, " "))
+		var parts []string
+		if len(ours) > 0 {
+			parts = append(parts, fmt.Sprintf("left by this verify: %s", strings.Join(ours, " ")))
+		}
+		if len(before) > 0 {
+			parts = append(parts, fmt.Sprintf("already loaded before verify began: %s", strings.Join(before, " ")))
+		}
+		return "", fmt.Errorf("%d transient objects or sessions in the TPM (%s)", len(hs), strings.Join(parts, "; "))
 	}
 	return "no transient objects or sessions loaded", nil
 }

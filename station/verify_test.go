@@ -387,6 +387,14 @@ func TestVerifySimulator(t *testing.T) {
 	if _, err := tpm.ReadPublic(dpsKeyHandle); !errors.Is(err, tpmops.ErrHandleEmpty) {
 		t.Errorf("0x81000100 after verify: %v, want empty", err)
 	}
+
+	// An interrupted verify is no pass: the checks it did not run fail.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rep, err = Verify(ctx, l.env, VerifyRequest{Serial: "SIM-1", Device: tpm})
+	if !errors.Is(err, ErrVerifyFailed) || rep.Passed || len(rep.Failed()) != len(VerifyChecks) {
+		t.Fatalf("cancelled verify: %v, failed %v", err, rep.Failed())
+	}
 }
 
 // TestVerifyOwnerEscrowX509: with owner_auth escrow (allowed with x509
