@@ -94,7 +94,7 @@ func (r *VerifyReport) Failed() []string {
 // all pass.
 var ErrVerifyFailed = errors.New("unit failed verification")
 
-// DPSKeyHandle is where the DPS SDKs persist the key of the attestation
+// dpsKeyHandle is where the DPS SDKs persist the key of the attestation
 // challenge; verify persists its test key there only when it is free.
 const dpsKeyHandle tpm2.TPMHandle = 0x81000100
 
