@@ -1,0 +1,159 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/station"
+	"github.com/factory-id/station/tpmops"
+)
+
+func init() {
+	register(newVerifyCommand)
+	addClass(station.ErrVerifyFailed, ExitFailed)
+	addClass(tpmops.ErrUnreachable, ExitEnvironment)
+}
+
+type verifyOptions struct {
+	serial string
+	tpm    string
+	flash  string
+	batch  string
+}
+
+func newVerifyCommand(g *globals) *cobra.Command {
+	o := &verifyOptions{}
+	c := &cobra.Command{
+		Use:   "verify (--serial SN [--tpm URI] [--flash URI] | --batch FILE.csv)",
+		Short: "QA: re-prove everything on a finished unit, without changing it",
+		Long: `Re-proves everything on a provisioned unit and reports each check by name:
+record, ek, ek-cert, srk, ownership, device-key, certificate, flash, dps-attestation, no-leaks.
+
+dps-attestation plays the DPS service: it sends the unit's TPM the challenge DPS would (a
+credential for the recorded EK and the SRK, and an HMAC key duplicated to the SRK), and the TPM
+activates, imports and persists it at 0x81000100 as the DPS SDKs do, then signs a SAS token.
+The key is removed afterwards; nothing else on the unit is written.
+
+Every result is recorded in the audit log. Exit 0 only when every check passed, 1 otherwise.
+With --batch, FILE.csv has one row per unit: serial,tpm[,flash] (as for provision).`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.serial, "serial", "", "the unit's serial number")
+	f.StringVar(&o.tpm, "tpm", "", "the unit's TPM (overrides tpm.address): sim[:SEED], swtpm://HOST:PORT, unix:///PATH, /dev/tpmrm0")
+	f.StringVar(&o.flash, "flash", "", "flash target(s) to read back (default: the ones recorded at provisioning)")
+	f.StringVar(&o.batch, "batch", "", "CSV file of units: serial,tpm[,flash]")
+	return c
+}
+
+func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
+	if (o.serial == "") == (o.batch == "") {
+		return usageErrorf("give exactly one of --serial or --batch")
+	}
+	if o.batch != "" && (o.tpm != "" || o.flash != "") {
+		return usageErrorf("--tpm and --flash go in the batch file's columns, not with --batch")
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return err
+	}
+	reqs := []station.Request{{Serial: o.serial, TPMAddr: o.tpm, FlashSpec: o.flash}}
+	if o.batch != "" {
+		if reqs, err = readBatch(o.batch); err != nil {
+			return err
+		}
+	}
+	for _, r := range reqs {
+		if err := station.ValidateSerial(r.Serial); err != nil {
+			return err
+		}
+		if r.FlashSpec != "" {
+			if err := cfg.CheckTargets(r.FlashSpec); err != nil {
+				return err
+			}
+		}
+	}
+	env, err := station.OpenEnv(cfg, g.version)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+
+	out, errw := c.OutOrStdout(), c.ErrOrStderr()
+	codes := make([]int, 0, len(reqs))
+	var failed []string
+	for _, r := range reqs {
+		if ctx(c).Err() != nil {
+			codes = append(codes, ExitFailed)
+			failed = append(failed, r.Serial)
+			continue
+		}
+		g.logf(c, "unit %s: verifying", r.Serial)
+		rep, err := station.Verify(ctx(c), env, station.VerifyRequest{
+			Serial: r.Serial, TPM: r.TPMAddr, Flash: r.FlashSpec, Operator: env.Operator(),
+		})
+		if rep != nil {
+			if g.json() {
+				if werr := writeJSON(out, rep); werr != nil {
+					return werr
+				}
+			} else {
+				printVerify(out, rep)
+			}
+		}
+		if err == nil {
+			codes = append(codes, ExitOK)
+			continue
+		}
+		failed = append(failed, r.Serial)
+		if rep != nil && errors.Is(err, station.ErrVerifyFailed) {
+			codes = append(codes, ExitFailed) // the report says it all
+			continue
+		}
+		if o.batch == "" {
+			return err // printed once by Exit, with its exit code
+		}
+		Exit(err, errw) // this unit's error once, with its hint
+		codes = append(codes, code(err))
+	}
+	if o.batch == "" {
+		if codes[0] != ExitOK {
+			return silentError{codes[0]}
+		}
+		return nil
+	}
+	if !g.json() {
+		fmt.Fprintf(out, "verified %d units: %d passed, %d failed", len(reqs), len(reqs)-len(failed), len(failed))
+		if len(failed) > 0 {
+			fmt.Fprintf(out, " (%s)", strings.Join(failed, ", "))
+		}
+		fmt.Fprintln(out)
+	}
+	return batchExit(codes, len(reqs), errw)
+}
+
+// printVerify writes one line per check, then the unit's verdict.
+func printVerify(w io.Writer, r *station.VerifyReport) {
+	width := 0
+	for _, ch := range r.Checks {
+		width = max(width, len(ch.Name))
+	}
+	for _, ch := range r.Checks {
+		verdict := "PASS"
+		if !ch.Passed {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "%s  %-*s  %s\n", verdict, width, ch.Name, ch.Detail)
+	}
+	passed := len(r.Checks) - len(r.Failed())
+	if r.Passed {
+		fmt.Fprintf(w, "unit %s: PASS (%d/%d checks)\n", r.Serial, passed, len(r.Checks))
+	} else {
+		fmt.Fprintf(w, "unit %s: FAIL (%d/%d checks; failed: %s)\n", r.Serial, passed, len(r.Checks), strings.Join(r.Failed(), ", "))
+	}
+}

@@ -1,0 +1,841 @@
+package station
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/store"
+	"github.com/factory-id/station/tpmops"
+)
+
+// The verify checks, in the order they run and are reported (contract,
+// "station verify checks").
+const (
+	CheckRecord      = "record"
+	CheckEK          = "ek"
+	CheckEKCert      = "ek-cert"
+	CheckSRK         = "srk"
+	CheckOwnership   = "ownership"
+	CheckDeviceKey   = "device-key"
+	CheckCertificate = "certificate"
+	CheckFlash       = "flash"
+	CheckDPS         = "dps-attestation"
+	CheckNoLeaks     = "no-leaks"
+)
+
+// VerifyChecks lists every check name in report order.
+var VerifyChecks = []string{CheckRecord, CheckEK, CheckEKCert, CheckSRK, CheckOwnership,
+	CheckDeviceKey, CheckCertificate, CheckFlash, CheckDPS, CheckNoLeaks}
+
+// VerifyRequest names the unit to verify and, optionally, where it is.
+type VerifyRequest struct {
+	Serial string
+	// TPM is the unit's TPM address; empty: tpm.address of the config.
+	TPM string
+	// Device is an already open TPM (station demo's simulators); TPM is
+	// then only recorded. Verify does not close it.
+	Device *tpmops.TPM
+	// Flash is the unit's flash target list; empty: the one recorded at
+	// provisioning, else flash.target of the config.
+	Flash string
+	// Operator is who runs the verify (audit); empty: station.operator.
+	Operator string
+	// Now is the verify time (zero: the current time).
+	Now time.Time
+}
+
+// Check is one verify check's outcome.
+type Check struct {
+	Name   string `json:"name"`
+	Passed bool   `json:"passed"`
+	Detail string `json:"detail"`
+}
+
+// VerifyReport is the outcome of verifying one unit: Passed only when every
+// check passed.
+type VerifyReport struct {
+	Serial string  `json:"serial"`
+	Passed bool    `json:"passed"`
+	Checks []Check `json:"checks"`
+}
+
+// Failed returns the names of the failed checks.
+func (r *VerifyReport) Failed() []string {
+	var out []string
+	for _, c := range r.Checks {
+		if !c.Passed {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// ErrVerifyFailed is returned (wrapped) with a report whose checks did not
+// all pass.
+var ErrVerifyFailed = errors.New("unit failed verification")
+
+// dpsKeyHandle is where the DPS SDKs persist the key of the attestation
+// challenge; verify persists its test key there only when it is free.
+const dpsKeyHandle tpm2.TPMHandle = 0x81000100
+
+// verifier runs the checks of one unit.
+type verifier struct {
+	env  *Env
+	req  VerifyRequest
+	now  time.Time
+	unit *store.Unit
+	tpm  *tpmops.TPM
+	rep  *VerifyReport
+	// What the checks learn and later checks use.
+	ekPub      crypto.PublicKey
+	certSource string
+	revokedCAs map[string]store.Revocation
+	// unreachable is the first check error that says the TPM stopped
+	// answering: the report is then not a verdict on the unit.
+	unreachable error
+	// transientsBefore are the transient handles loaded when verify began.
+	transientsBefore map[tpm2.TPMHandle]bool
+	ctx              context.Context
+}
+
+// Verify re-proves everything on a provisioned unit (contract: station
+// verify checks) and appends the report to the audit log. It only reads
+// the unit: the one thing it writes is the temporary DPS key of the
+// dps-attestation check, which it removes again.
+//
+// The returned error is nil when every check passed; it wraps
+// ErrVerifyFailed when a check failed (the report says which), and
+// tpmops.ErrUnreachable (retryable) when the TPM cannot be opened or stops
+// answering. The report is returned in every case where the unit was
+// examined.
+func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, error) {
+	if req.Serial == "" {
+		return nil, errors.New("verify: no serial")
+	}
+	v := &verifier{env: env, req: req, now: req.Now, rep: &VerifyReport{Serial: req.Serial}, ctx: ctx}
+	if v.now.IsZero() {
+		v.now = time.Now()
+	}
+	cfg := env.Config
+	if v.req.Operator == "" {
+		v.req.Operator = cfg.Station.Operator
+	}
+
+	// The record, and what else the station knows (revoked CAs).
+	err := env.DB.View(func(tx *bolt.Tx) error {
+		u, err := store.GetUnit(tx, req.Serial)
+		if err != nil {
+			return err
+		}
+		v.unit = u
+		v.revokedCAs, err = store.RevokedCAs(tx)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("verify %s: reading the record: %w", req.Serial, err)
+	}
+
+	addr := req.TPM
+	if addr == "" {
+		addr = cfg.TPM.Address
+	}
+	if v.unit == nil {
+		v.add(CheckRecord, "", fmt.Errorf("no unit %s in the station database", req.Serial))
+	} else {
+		v.run(CheckRecord, v.checkRecord)
+	}
+	if v.unit != nil {
+		v.tpm = req.Device
+		if v.tpm == nil {
+			tp, err := tpmops.Open(addr)
+			if err != nil {
+				return nil, fmt.Errorf("verify %s: %w", req.Serial, err)
+			}
+			defer tp.Close()
+			v.tpm = tp
+		}
+		if hs, err := v.tpm.Transients(); err == nil {
+			v.transientsBefore = map[tpm2.TPMHandle]bool{}
+			for _, h := range hs {
+				v.transientsBefore[h] = true
+			}
+		}
+		v.run(CheckEK, v.checkEK)
+		v.run(CheckEKCert, v.checkEKCert)
+		v.run(CheckSRK, v.checkSRK)
+		v.run(CheckOwnership, v.checkOwnership)
+		v.run(CheckDeviceKey, v.checkDeviceKey)
+		v.run(CheckCertificate, v.checkCertificate)
+		v.run(CheckFlash, v.checkFlash)
+		v.run(CheckDPS, v.checkDPS)
+		v.run(CheckNoLeaks, v.checkNoLeaks)
+	}
+	for _, name := range VerifyChecks {
+		if v.find(name) == nil {
+			v.add(name, "", errors.New("not checked: the unit has no record"))
+		}
+	}
+	v.sort()
+	v.rep.Passed = len(v.rep.Failed()) == 0
+
+	if err := v.audit(); err != nil {
+		return v.rep, fmt.Errorf("verify %s: recording the result in the audit log: %w", req.Serial, err)
+	}
+	if v.unreachable != nil {
+		return v.rep, fmt.Errorf("verify %s: %w", req.Serial, v.unreachable)
+	}
+	if !v.rep.Passed {
+		return v.rep, fmt.Errorf("unit %s: %w: %s", req.Serial, ErrVerifyFailed, strings.Join(v.rep.Failed(), ", "))
+	}
+	return v.rep, nil
+}
+
+// verifyAudit is the audit payload of a verify: the report and where the
+// unit was reached. It holds no secret.
+type verifyAudit struct {
+	*VerifyReport
+	TPM   string `json:"tpm,omitempty"`
+	Flash string `json:"flash,omitempty"`
+}
+
+func (v *verifier) audit() error {
+	p := verifyAudit{VerifyReport: v.rep, TPM: v.req.TPM, Flash: v.flashSpec()}
+	if p.TPM == "" {
+		p.TPM = v.env.Config.TPM.Address
+	}
+	return v.env.DB.Update(func(tx *bolt.Tx) error {
+		_, err := v.env.Log.Append(tx, audit.Event{Serial: v.req.Serial, Type: audit.EventVerify, Operator: v.req.Operator, Payload: p})
+		return err
+	})
+}
+
+func (v *verifier) run(name string, fn func() (string, error)) {
+	if err := v.ctx.Err(); err != nil {
+		v.add(name, "", fmt.Errorf("not checked: verify interrupted (%v)", err))
+		return
+	}
+	detail, err := fn()
+	if err != nil && v.unreachable == nil && errors.Is(err, tpmops.ErrUnreachable) {
+		v.unreachable = fmt.Errorf("check %s: %w", name, err)
+	}
+	v.add(name, detail, err)
+}
+
+func (v *verifier) add(name, detail string, err error) {
+	c := Check{Name: name, Passed: err == nil, Detail: detail}
+	if err != nil {
+		c.Detail = err.Error()
+	}
+	v.rep.Checks = append(v.rep.Checks, c)
+}
+
+func (v *verifier) find(name string) *Check {
+	for i := range v.rep.Checks {
+		if v.rep.Checks[i].Name == name {
+			return &v.rep.Checks[i]
+		}
+	}
+	return nil
+}
+
+// sort puts the checks in contract order.
+func (v *verifier) sort() {
+	out := make([]Check, 0, len(VerifyChecks))
+	for _, name := range VerifyChecks {
+		if c := v.find(name); c != nil {
+			out = append(out, *c)
+		}
+	}
+	v.rep.Checks = out
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func handleHex(h uint32) string { return fmt.Sprintf("0x%08x", h) }
+
+// record: the unit exists, finished provisioning, and its record is
+// self-consistent (the hashes and the registration ID derive from what it
+// holds).
+func (v *verifier) checkRecord() (string, error) {
+	u := v.unit
+	switch u.Status {
+	case store.StatusProvisioned, store.StatusRevoked:
+	default:
+		var pending []string
+		for _, s := range u.Steps {
+			if s.State != store.StepDone {
+				pending = append(pending, s.Name+" "+s.State)
+			}
+		}
+		return "", fmt.Errorf("provisioning not finished (status %s; %s)", u.Status, strings.Join(pending, ", "))
+	}
+	var missing []string
+	for what, b := range map[string][]byte{"EK": u.EKPublic, "SRK": u.SRKPublic, "device key": u.DeviceKeyPublic, "certificate": u.Cert} {
+		if len(b) == 0 {
+			missing = append(missing, what)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("record lacks: %s", strings.Join(missing, ", "))
+	}
+	if got := sha256Hex(u.EKPublic); u.EKSHA256 != "" && got != u.EKSHA256 {
+		return "", fmt.Errorf("record's EK hashes to %s, the record says %s", got, u.EKSHA256)
+	}
+	if got := sha256Hex(u.Cert); got != u.CertSHA256 {
+		return "", fmt.Errorf("record's certificate hashes to %s, the record says %s", got, u.CertSHA256)
+	}
+	if u.Attestation == "tpm" {
+		if got := enroll.RegistrationID(u.EKPublic); got != u.RegistrationID {
+			return "", fmt.Errorf("registration ID %q is not the one the EK gives (%s)", u.RegistrationID, got)
+		}
+	}
+	if !hasEscrow(u, "lockout") {
+		return "", errors.New("no applied lockout-auth escrow in the record")
+	}
+	return fmt.Sprintf("provisioned %s by station %s; attestation %s, registration ID %s",
+		u.ProvisionedAt.UTC().Format(time.RFC3339), u.StationID, u.Attestation, u.RegistrationID), nil
+}
+
+func hasEscrow(u *store.Unit, hierarchy string) bool {
+	for _, e := range u.Escrows {
+		if e.Hierarchy == hierarchy && !e.Pending && e.JWE != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *verifier) ekAlg() tpmops.Alg {
+	if a, err := tpmops.ParseAlg(v.unit.EKType); err == nil {
+		return a
+	}
+	if a, err := tpmops.ParseAlg(v.env.Config.TPM.EK); err == nil {
+		return a
+	}
+	return tpmops.RSA2048
+}
+
+// publicKey decodes TPM2B_PUBLIC bytes into a Go public key.
+func publicKey(tpm2b []byte) (*tpm2.TPMTPublic, crypto.PublicKey, error) {
+	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](tpm2b)
+	if err != nil {
+		return nil, nil, err
+	}
+	area, err := pub.Contents()
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := tpm2.Pub(*area)
+	if err != nil {
+		return nil, nil, err
+	}
+	return area, k, nil
+}
+
+// ek: the key persisted at the EK handle is the recorded EK, and the key the
+// standard template gives on this TPM.
+func (v *verifier) checkEK() (string, error) {
+	_, recorded, err := publicKey(v.unit.EKPublic)
+	if err != nil {
+		return "", fmt.Errorf("recorded EK: %w", err)
+	}
+	v.ekPub = recorded
+	alg := v.ekAlg()
+	_, handle, err := tpmops.EKTemplate(alg)
+	if err != nil {
+		return "", err
+	}
+	k, err := v.tpm.ReadPublic(handle)
+	if errors.Is(err, tpmops.ErrHandleEmpty) {
+		return "", fmt.Errorf("no EK persisted at %s: the DPS SDKs would create a key of their own that no enrollment knows", handleHex(uint32(handle)))
+	}
+	if err != nil {
+		return "", err
+	}
+	if !bytes.Equal(k.Public, v.unit.EKPublic) {
+		return "", fmt.Errorf("the key at %s (SHA-256 %s) is not the recorded EK (%s)", handleHex(uint32(handle)), sha256Hex(k.Public), sha256Hex(v.unit.EKPublic))
+	}
+	// The handle is occupied, so EnsureEK only compares (it persists nothing).
+	if _, _, err := v.tpm.EnsureEK(alg, nil); err != nil {
+		if errors.Is(err, tpmops.ErrBadAuth) {
+			return "", fmt.Errorf("cannot re-derive the standard %s EK to compare: the endorsement hierarchy refused an empty auth", alg)
+		}
+		return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK of this TPM: %w", handleHex(uint32(handle)), alg, err)
+	}
+	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(handle)), sha256Hex(k.Public)), nil
+}
+
+// ek-cert: the EK certificate in NV chains to a configured vendor root and
+// certifies the recorded EK.
+func (v *verifier) checkEKCert() (string, error) {
+	cfg := v.env.Config
+	der, err := v.tpm.ReadEKCert(v.ekAlg())
+	if errors.Is(err, tpmops.ErrNoEKCert) || errors.Is(err, tpmops.ErrHandleEmpty) {
+		if !cfg.TPM.RequireEKCert {
+			return "no EK certificate in NV (tpm.require_ek_cert is false)", nil
+		}
+		return "", fmt.Errorf("no EK certificate in NV: %w", err)
+	}
+	if err != nil {
+		return "", err
+	}
+	roots, inters, err := tpmops.LoadVendorRoots(cfg.Path(cfg.TPM.VendorRoots))
+	if err != nil {
+		return "", err
+	}
+	if v.ekPub == nil {
+		if _, v.ekPub, err = publicKey(v.unit.EKPublic); err != nil {
+			return "", fmt.Errorf("recorded EK: %w", err)
+		}
+	}
+	c, err := tpmops.VerifyEKCert(der, v.ekPub, roots, inters, v.now)
+	if err != nil {
+		return "", err
+	}
+	detail := fmt.Sprintf("issued by %q, chains to a TPM vendor root, certifies the recorded EK", c.Issuer.CommonName)
+	if len(v.unit.EKCert) > 0 && !bytes.Equal(v.unit.EKCert, der) {
+		detail += " (differs from the certificate recorded at provisioning)"
+	}
+	return detail, nil
+}
+
+// srkHandle is the recorded SRK handle, else the standard one for tpm.srk.
+func (v *verifier) srkHandle() tpm2.TPMHandle {
+	if v.unit.SRKHandle != 0 {
+		return tpm2.TPMHandle(v.unit.SRKHandle)
+	}
+	alg, err := tpmops.ParseAlg(v.env.Config.TPM.SRK)
+	if err != nil {
+		alg = tpmops.RSA2048
+	}
+	_, h, _ := tpmops.SRKTemplate(alg)
+	return h
+}
+
+// srk: the recorded SRK is persisted at its handle, with the storage-key
+// attributes the DPS SDKs need.
+func (v *verifier) checkSRK() (string, error) {
+	h := v.srkHandle()
+	k, err := v.tpm.ReadPublic(h)
+	if errors.Is(err, tpmops.ErrHandleEmpty) {
+		return "", fmt.Errorf("no SRK persisted at %s", handleHex(uint32(h)))
+	}
+	if err != nil {
+		return "", err
+	}
+	if !bytes.Equal(k.Name, v.unit.SRKName) || (len(v.unit.SRKPublic) > 0 && !bytes.Equal(k.Public, v.unit.SRKPublic)) {
+		return "", fmt.Errorf("the key at %s (name %x) is not the recorded SRK (name %x)", handleHex(uint32(h)), k.Name, v.unit.SRKName)
+	}
+	area, _, err := publicKey(k.Public)
+	if err != nil {
+		return "", err
+	}
+	a := area.ObjectAttributes
+	if !(a.FixedTPM && a.FixedParent && a.SensitiveDataOrigin && a.UserWithAuth && a.Restricted && a.Decrypt) || a.SignEncrypt {
+		return "", fmt.Errorf("the SRK at %s is not a restricted storage key (attributes %#08x)", handleHex(uint32(h)), tpm2AttrBits(area))
+	}
+	detail := fmt.Sprintf("recorded SRK at %s", handleHex(uint32(h)))
+	if h != tpmops.SRKHandleRSA {
+		detail += " (note: the Azure C SDK reads its SRK at 0x81000001)"
+	}
+	return detail, nil
+}
+
+func tpm2AttrBits(area *tpm2.TPMTPublic) uint32 {
+	b := tpm2.Marshal(area.ObjectAttributes)
+	if len(b) != 4 {
+		return 0
+	}
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// ownerAuthEscrowed reports the unit's owner auth policy.
+func (v *verifier) ownerAuthEscrowed() bool {
+	p := v.unit.OwnerAuthPolicy
+	if p == "" {
+		p = v.env.Config.Ownership.OwnerAuth
+	}
+	return p == "escrow"
+}
+
+// ownership: lockout auth set, owner auth as the policy says, endorsement
+// auth empty, not in lockout, dictionary-attack parameters as configured.
+func (v *verifier) checkOwnership() (string, error) {
+	p, err := v.tpm.Permanent()
+	if err != nil {
+		return "", err
+	}
+	var probs []string
+	if !p.LockoutAuthSet {
+		probs = append(probs, "lockout auth is not set (anyone can clear the TPM)")
+	}
+	if p.EndorsementAuthSet {
+		probs = append(probs, "endorsement auth is set (DPS's PolicySecret on the endorsement hierarchy will fail)")
+	}
+	escrow := v.ownerAuthEscrowed()
+	switch {
+	case escrow && !p.OwnerAuthSet:
+		probs = append(probs, "owner auth is empty but the policy is escrow")
+	case !escrow && p.OwnerAuthSet:
+		probs = append(probs, "owner auth is set but the policy is empty (the DPS SDKs persist their key with an empty owner auth)")
+	}
+	if escrow && !hasEscrow(v.unit, "owner") {
+		probs = append(probs, "no applied owner-auth escrow in the record")
+	}
+	if p.InLockout {
+		probs = append(probs, "the TPM is in dictionary-attack lockout")
+	}
+	da, err := v.tpm.DAParams()
+	if err != nil {
+		return "", err
+	}
+	o := v.env.Config.Ownership
+	if want := (tpmops.DAParams{MaxTries: o.DAMaxTries, RecoverySeconds: o.DARecoverySeconds, LockoutRecoverySeconds: o.DALockoutRecoverySeconds}); want.MaxTries != 0 && da != want {
+		probs = append(probs, fmt.Sprintf("dictionary-attack parameters %d/%ds/%ds, the config says %d/%ds/%ds",
+			da.MaxTries, da.RecoverySeconds, da.LockoutRecoverySeconds, want.MaxTries, want.RecoverySeconds, want.LockoutRecoverySeconds))
+	}
+	if len(probs) > 0 {
+		return "", errors.New(strings.Join(probs, "; "))
+	}
+	owner := "empty"
+	if escrow {
+		owner = "set (escrowed)"
+	}
+	return fmt.Sprintf("lockout auth set, owner auth %s, endorsement auth empty; DA %d tries, %ds, %ds",
+		owner, da.MaxTries, da.RecoverySeconds, da.LockoutRecoverySeconds), nil
+}
+
+// device-key: the recorded key is at its handle, cannot leave the TPM,
+// matches the recorded certificate, and signs a fresh challenge that verifies under
+// the certificate's public key.
+func (v *verifier) checkDeviceKey() (string, error) {
+	u := v.unit
+	h := tpm2.TPMHandle(u.DeviceKeyHandle)
+	if h == 0 {
+		h = tpm2.TPMHandle(v.env.Config.TPM.DeviceKeyHandle)
+	}
+	k, err := v.tpm.ReadPublic(h)
+	if errors.Is(err, tpmops.ErrHandleEmpty) {
+		return "", fmt.Errorf("no device key at %s", handleHex(uint32(h)))
+	}
+	if err != nil {
+		return "", err
+	}
+	if !bytes.Equal(k.Public, u.DeviceKeyPublic) {
+		return "", fmt.Errorf("the key at %s is not the recorded device key", handleHex(uint32(h)))
+	}
+	area, _, err := publicKey(k.Public)
+	if err != nil {
+		return "", err
+	}
+	a := area.ObjectAttributes
+	if !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
+		return "", fmt.Errorf("the device key can leave the TPM or was imported (fixedTPM %v, fixedParent %v, sensitiveDataOrigin %v)",
+			a.FixedTPM, a.FixedParent, a.SensitiveDataOrigin)
+	}
+	if !a.SignEncrypt || a.Decrypt {
+		return "", errors.New("the device key is not a sign-only key")
+	}
+	// The recorded certificate: whether the unit holds that certificate is
+	// the certificate check's question.
+	cert, err := x509.ParseCertificate(u.Cert)
+	if err != nil {
+		return "", fmt.Errorf("recorded certificate: %w", err)
+	}
+	certPub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return "", errors.New("the certificate's key is not an ECDSA key")
+	}
+	if !certPub.Equal(k.Pub) {
+		return "", fmt.Errorf("the recorded certificate is not for the key at %s", handleHex(uint32(h)))
+	}
+	signer, err := v.tpm.Signer(k)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, 32)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	digest := sha256.Sum256(append([]byte("station verify device-key challenge\x00"), nonce...))
+	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("signing a fresh challenge: %w", err)
+	}
+	if !ecdsa.VerifyASN1(certPub, digest[:], sig) {
+		return "", errors.New("the TPM's signature of a fresh challenge does not verify under the certificate's key")
+	}
+	return fmt.Sprintf("key at %s is fixedTPM|fixedParent|sensitiveDataOrigin, sign-only; signed a fresh 32-byte challenge that verifies under the certificate's key", handleHex(uint32(h))), nil
+}
+
+// flashSpec is the flash target list verify reads.
+func (v *verifier) flashSpec() string {
+	if v.req.Flash != "" {
+		return v.req.Flash
+	}
+	if v.unit != nil && v.unit.FlashTarget != "" {
+		return v.unit.FlashTarget
+	}
+	return v.env.Config.Flash.Target
+}
+
+// unitBundle reads the bundle the unit holds on a dir: target of spec (the
+// single-file image), nil if there is none.
+func (v *verifier) unitBundle() (*flash.Bundle, string) {
+	for _, t := range strings.Split(v.flashSpec(), ",") {
+		p, ok := strings.CutPrefix(strings.TrimSpace(t), "dir:")
+		if !ok || flash.ValidSerial(v.unit.Serial) != nil {
+			continue
+		}
+		p = strings.ReplaceAll(p, "{serial}", v.unit.Serial)
+		data, err := os.ReadFile(filepath.Join(p, flash.DirImage))
+		if err != nil {
+			continue
+		}
+		if b, err := flash.ParseImage(data); err == nil {
+			return b, "dir:" + p
+		}
+	}
+	return nil, ""
+}
+
+// certificate: the certificate the unit holds (its flashed bundle; the
+// record's where the target cannot be read here) chains to the pinned root
+// now and through the warehouse period, names the registration ID, is the
+// recorded certificate, and neither it nor its issuer is revoked.
+func (v *verifier) checkCertificate() (string, error) {
+	u := v.unit
+	cfg := v.env.Config
+	v.certSource = "the record's"
+	der := u.Cert
+	chainDER := u.Chain
+	if b, where := v.unitBundle(); b != nil {
+		v.certSource = "the one on " + where
+		der = b.CertDER()
+		if cs, err := certgen.ParseCertificates(b.ChainPEM); err == nil && len(cs) > 0 {
+			chainDER = nil
+			for _, c := range cs {
+				chainDER = append(chainDER, c.Raw)
+			}
+		}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", fmt.Errorf("certificate (%s): %w", v.certSource, err)
+	}
+	var chain []*x509.Certificate
+	inter := x509.NewCertPool()
+	for _, d := range chainDER {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return "", fmt.Errorf("chain certificate: %w", err)
+		}
+		chain = append(chain, c)
+		inter.AddCert(c)
+	}
+	var probs []string
+	if got := certgen.Fingerprint(cert); got != u.CertSHA256 {
+		probs = append(probs, fmt.Sprintf("certificate SHA-256 %s is not the recorded %s", got, u.CertSHA256))
+	}
+	if got := certgen.SerialHex(cert); got != u.CertSerial {
+		probs = append(probs, fmt.Sprintf("certificate serial %s is not the recorded %s", got, u.CertSerial))
+	}
+	if cert.Subject.CommonName != u.RegistrationID {
+		probs = append(probs, fmt.Sprintf("CN %q is not the registration ID %q", cert.Subject.CommonName, u.RegistrationID))
+	}
+	root, err := certgen.ReadCertificate(cfg.Path(cfg.PKI.Root))
+	if err != nil {
+		return "", fmt.Errorf("pinned root: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	warehouse := time.Duration(cfg.PKI.Warehouse)
+	for _, at := range []time.Time{v.now, v.now.Add(warehouse)} {
+		if _, err := cert.Verify(x509.VerifyOptions{
+			Roots: roots, Intermediates: inter, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}); err != nil {
+			probs = append(probs, fmt.Sprintf("does not chain to the pinned root at %s: %v", at.UTC().Format(time.RFC3339), err))
+			break
+		}
+	}
+	if u.Revocation != nil {
+		probs = append(probs, fmt.Sprintf("unit revoked %s: %s", u.Revocation.At.UTC().Format(time.RFC3339), u.Revocation.Reason))
+	}
+	for _, c := range chain {
+		if r, ok := v.revokedCAs[sha256Hex(c.Raw)]; ok {
+			probs = append(probs, fmt.Sprintf("issuer %q revoked %s: %s", c.Subject.CommonName, r.At.UTC().Format(time.RFC3339), r.Reason))
+		}
+	}
+	if len(probs) > 0 {
+		return "", fmt.Errorf("certificate (%s): %s", v.certSource, strings.Join(probs, "; "))
+	}
+	return fmt.Sprintf("%s: CN = registration ID, serial %s, chains to the pinned root now and at +%s (not after %s), not revoked",
+		v.certSource, u.CertSerial, warehouse, cert.NotAfter.UTC().Format(time.RFC3339)), nil
+}
+
+// flash: every target's firmware and bundle read back and hashed against
+// the record.
+func (v *verifier) checkFlash() (string, error) {
+	u := v.unit
+	spec := v.flashSpec()
+	if spec == "" || (u.FlashTarget == "" && u.BundleSHA256 == "") {
+		return "", errors.New("the unit was not flashed at provisioning (no flash target was configured): no firmware or credential bundle to read back")
+	}
+	digest, err := hex.DecodeString(u.BundleSHA256)
+	if err != nil || len(digest) != sha256.Size {
+		return "", fmt.Errorf("record has no bundle hash (%q)", u.BundleSHA256)
+	}
+	if u.FirmwareSHA256 == "" {
+		return "", errors.New("record has no firmware hash")
+	}
+	targets, err := flash.Open(spec, v.env.Config.Flash, flash.TPMDevice(v.tpm))
+	if err != nil {
+		return "", err
+	}
+	job := flash.Job{
+		Serial:   u.Serial,
+		Firmware: &flash.Firmware{SHA256: u.FirmwareSHA256},
+		Bundle:   &flash.Bundle{Serial: u.Serial, Digest: digest},
+	}
+	if v.env.Signer != nil {
+		job.StationKey = v.env.Signer.Public()
+	}
+	var names []string
+	for _, t := range targets {
+		if err := t.ReadBack(v.ctx, job); err != nil {
+			return "", err
+		}
+		names = append(names, t.Name())
+	}
+	return fmt.Sprintf("%s: firmware SHA-256 %s and bundle SHA-256 %s read back as recorded", strings.Join(names, ", "), u.FirmwareSHA256, u.BundleSHA256), nil
+}
+
+// dps-attestation: the station plays DPS. With the recorded (enrolled) EK
+// and the SRK the TPM holds, it builds the challenge DPS sends; the TPM
+// activates and imports it as the SDKs do, persists it where they do under
+// the owner auth the device's DPS client has, and signs the SAS
+// string-to-sign; the station checks the HMAC. The key is removed again.
+func (v *verifier) checkDPS() (string, error) {
+	u := v.unit
+	cfg := v.env.Config
+	if u.Attestation != "tpm" {
+		return fmt.Sprintf("not applicable: %s attestation (device-key and certificate prove it)", u.Attestation), nil
+	}
+	_, ekHandle, err := tpmops.EKTemplate(v.ekAlg())
+	if err != nil {
+		return "", err
+	}
+	srkHandle := v.srkHandle()
+	srk, err := v.tpm.ReadPublic(srkHandle)
+	if err != nil {
+		return "", fmt.Errorf("reading the SRK the device would send: %w", err)
+	}
+	hmacKey := make([]byte, 32)
+	if _, err := rand.Read(hmacKey); err != nil {
+		return "", err
+	}
+	defer clear(hmacKey)
+	ak, err := tpmops.MakeDPSChallenge(u.EKPublic, srk.Public, hmacKey)
+	if err != nil {
+		return "", fmt.Errorf("making the challenge: %w", err)
+	}
+	d := tpmops.DPSDevice{EK: ekHandle, SRK: srkHandle}
+	var persistNote string
+	if v.ownerAuthEscrowed() {
+		// The device's client would be given its owner auth, which only the
+		// escrow holder can decrypt: import and sign without persisting.
+		persistNote = "not persisted (owner auth is escrowed; station cannot use it)"
+	} else {
+		d.Persist, persistNote, err = v.dpsPersistHandle()
+		if err != nil {
+			return "", err
+		}
+	}
+	_, toSign := enroll.SASStringToSign(cfg.DPS.IDScope, u.RegistrationID, v.now.Add(time.Hour).Unix())
+	sig, err := v.tpm.DPSSign(ak, d, []byte(toSign))
+	if err != nil {
+		return "", err
+	}
+	want := hmac.New(sha256.New, hmacKey)
+	want.Write([]byte(toSign))
+	if !hmac.Equal(sig, want.Sum(nil)) {
+		return "", errors.New("the TPM's HMAC of the SAS string-to-sign differs from DPS's")
+	}
+	detail := fmt.Sprintf("credential for EK %s and SRK %s activated, HMAC key imported, %s, SAS signature verified; key removed",
+		handleHex(uint32(ekHandle)), handleHex(uint32(srkHandle)), persistNote)
+	if ekHandle != tpmops.EKHandleRSA || srkHandle != tpmops.SRKHandleRSA {
+		detail += " (note: the Azure C and Node SDKs read the EK at 0x81010001 and the SRK at 0x81000001, RSA)"
+	}
+	return detail, nil
+}
+
+// dpsPersistHandle picks where to persist the test key: 0x81000100, as the
+// SDKs do, when free; else (something is there, which verify leaves alone:
+// the SDKs would evict it) the first free handle after it, which exercises
+// the same owner authorization.
+func (v *verifier) dpsPersistHandle() (tpm2.TPMHandle, string, error) {
+	for h := dpsKeyHandle; h < dpsKeyHandle+0x100; h++ {
+		_, err := v.tpm.ReadPublic(h)
+		if errors.Is(err, tpmops.ErrHandleEmpty) {
+			if h == dpsKeyHandle {
+				return h, "persisted at 0x81000100 with an empty owner auth", nil
+			}
+			return h, fmt.Sprintf("persisted at %s with an empty owner auth (0x81000100 already holds a key, left untouched)", handleHex(uint32(h))), nil
+		}
+		if err != nil {
+			return 0, "", err
+		}
+	}
+	return 0, "", errors.New("no free persistent handle in 0x81000100-0x810001ff")
+}
+
+// no-leaks: no transient object or session left in the TPM.
+func (v *verifier) checkNoLeaks() (string, error) {
+	hs, err := v.tpm.Transients()
+	if err != nil {
+		return "", err
+	}
+	if len(hs) > 0 {
+		var ours, before []string
+		for _, h := range hs {
+			if v.transientsBefore[h] {
+				before = append(before, handleHex(uint32(h)))
+			} else {
+				ours = append(ours, handleHex(uint32(h)))
+			}
+		}
+		var parts []string
+		if len(ours) > 0 {
+			parts = append(parts, fmt.Sprintf("left by this verify: %s", strings.Join(ours, " ")))
+		}
+		if len(before) > 0 {
+			parts = append(parts, fmt.Sprintf("already loaded before verify began: %s", strings.Join(before, " ")))
+		}
+		return "", fmt.Errorf("%d transient objects or sessions in the TPM (%s)", len(hs), strings.Join(parts, "; "))
+	}
+	return "no transient objects or sessions loaded", nil
+}
