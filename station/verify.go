@@ -712,7 +712,7 @@ func (v *verifier) checkFlash() (string, error) {
 	if u.FirmwareSHA256 == "" {
 		return "", errors.New("record has no firmware hash")
 	}
-	targets, err := flash.Open(spec, v.env.Config.Flash, flash.TPMDevice(v.tpm))
+	targets, err := flash.Open(spec, v.env.Config.Flash, v.tpm)
 	if err != nil {
 		return "", err
 	}
