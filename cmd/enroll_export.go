@@ -14,7 +14,6 @@ import (
 )
 
 func init() {
-	addClass(station.ErrGroupKey, ExitUsage)
 }
 
 type enrollExportOptions struct {

@@ -2,21 +2,16 @@ package station
 
 import (
 	"crypto"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 )
-
-// ErrGroupKey means the symmetric-key group key could not be read.
-var ErrGroupKey = errors.New("cannot read the symmetric-key group key")
 
 // ExportOptions are the flags of `station enroll export`.
 type ExportOptions struct {
@@ -141,33 +136,20 @@ func filterPayload(f enroll.Filter) map[string]any {
 	return m
 }
 
-// GroupKey reads dps.group_key ("env:NAME" or a file) and decodes it from
-// base64, as DPS shows it. The key is never stored or logged.
+// GroupKey reads dps.group_key ("env:NAME", or a file resolved against the
+// config's folder) with certgen.LoadGroupKey. The key is never stored or
+// logged; errors are *configs.Error naming the key.
 func GroupKey(cfg *configs.Config, getenv func(string) string) ([]byte, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
 	ref := cfg.DPS.GroupKey
-	var text string
-	switch {
-	case ref == "":
-		return nil, &configs.Error{Key: "dps.group_key", Err: fmt.Errorf("%w: not set", ErrGroupKey)}
-	case strings.HasPrefix(ref, "env:"):
-		name := strings.TrimPrefix(ref, "env:")
-		if text = getenv(name); text == "" {
-			return nil, &configs.Error{Key: "dps.group_key", Err: fmt.Errorf("%w: $%s is empty", ErrGroupKey, name)}
-		}
-	default:
-		b, err := os.ReadFile(cfg.Path(ref))
-		if err != nil {
-			return nil, &configs.Error{Key: "dps.group_key", Err: fmt.Errorf("%w: %v", ErrGroupKey, err)}
-		}
-		text = string(b)
+	if p := cfg.File(configs.KeyGroupKey); p != "" {
+		ref = p
 	}
-	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
-	if err != nil || len(k) < 16 || len(k) > 64 {
-		// Never echo the value.
-		return nil, &configs.Error{Key: "dps.group_key", Err: fmt.Errorf("%w: not base64 of 16 to 64 bytes", ErrGroupKey)}
+	k, err := certgen.LoadGroupKey(ref, getenv)
+	if err != nil {
+		return nil, &configs.Error{Key: string(configs.KeyGroupKey), Err: err}
 	}
 	return k, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/flash"
 )
 
@@ -34,6 +35,19 @@ func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
 	}
 	if p.firmware != nil {
 		b.FirmwareSHA256 = p.firmware.SHA256
+	}
+	if r.u.Attestation == "symmetric-key" {
+		// The per-device key, derived from the group key, reaches the unit
+		// only sealed under its SRK: only that TPM can unseal it.
+		key, err := certgen.DeviceKey(p.groupKey, r.u.RegistrationID)
+		if err != nil {
+			return nil, err
+		}
+		b.SealedKey, err = r.tpm.Seal(r.srk, key)
+		clear(key)
+		if err != nil {
+			return nil, err
+		}
 	}
 	nb, err := flash.NewBundle(b)
 	if err != nil {
@@ -64,14 +78,18 @@ func (r *unitRun) stepFlash(ctx context.Context) ([]audit.Event, error) {
 		return nil, err
 	}
 	job := flash.Job{Serial: r.u.Serial, Firmware: r.p.firmware, Bundle: b, Force: r.req.Force, StationKey: r.p.env.Signer.Public()}
-	details := map[string]any{}
+	var details []map[string]string
 	r.u.Flash = map[string]string{}
 	for _, t := range targets {
 		res, err := t.Write(ctx, job)
 		if err != nil {
 			return nil, err
 		}
-		details[t.Name()] = res.Detail
+		d := map[string]string{"target": t.Name()}
+		for k, v := range res.Detail {
+			d[k] = v
+		}
+		details = append(details, d)
 		r.u.Flash[t.Name()] = b.DigestHex()
 	}
 	r.u.FlashTarget = spec

@@ -76,6 +76,7 @@ func trustSwtpm(t testing.TB, ca *swtpmtest.CA) func(*configs.Config) {
 }
 
 // simUnit opens a simulated TPM manufactured by the line's demo vendor.
+// Only one simulator can be open in a process: close it before the next.
 func (l *testLine) simUnit() *tpmops.TPM {
 	l.t.Helper()
 	tpm, err := tpmops.Open("sim")

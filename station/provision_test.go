@@ -349,9 +349,11 @@ func TestDemo(t *testing.T) {
 
 func TestIssuanceCeiling(t *testing.T) {
 	l := newTestLine(t, func(c *configs.Config) { c.PKI.MaxIssued = 1 })
-	if _, err := l.provision(Request{Serial: "CEIL-1", TPM: l.simUnit(), TPMAddr: "sim"}); err != nil {
+	first := l.simUnit()
+	if _, err := l.provision(Request{Serial: "CEIL-1", TPM: first, TPMAddr: "sim"}); err != nil {
 		t.Fatal(err)
 	}
+	first.Close() // one simulator at a time
 	tpm := l.simUnit()
 	_, err := l.provision(Request{Serial: "CEIL-2", TPM: tpm, TPMAddr: "sim"})
 	if !errors.Is(err, certgen.ErrPolicy) {

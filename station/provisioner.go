@@ -66,9 +66,9 @@ func NewProvisioner(env *Env, getenv func(string) string) (*Provisioner, error) 
 		}
 	}
 	if cfg.DPS.Attestation == "symmetric-key" {
-		if p.groupKey, err = certgen.LoadGroupKey(cfg.DPS.GroupKey, getenv); err != nil {
+		if p.groupKey, err = GroupKey(cfg, getenv); err != nil {
 			p.Close()
-			return nil, &configs.Error{Key: string(configs.KeyGroupKey), Err: err}
+			return nil, err
 		}
 	}
 	return p, nil
