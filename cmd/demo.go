@@ -49,7 +49,10 @@ folder by default) with a station.yaml to look around with.`,
 			if err != nil {
 				return err
 			}
-			failed := slices.IndexFunc(rep.Results, func(r *station.Result) bool { return r.Result != station.ResultPass }) >= 0
+			failed := slices.IndexFunc(rep.Results, func(r *station.Result) bool {
+				vr := rep.Verified[r.Serial]
+				return r.Result != station.ResultPass || vr == nil || !vr.Passed
+			}) >= 0
 			if g.json() {
 				for _, r := range rep.Results {
 					if err := writeJSON(c.OutOrStdout(), r); err != nil {
@@ -58,13 +61,17 @@ folder by default) with a station.yaml to look around with.`,
 				}
 			} else {
 				w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "SERIAL\tREGISTRATION ID\tTIME\tRESULT")
+				fmt.Fprintln(w, "SERIAL\tREGISTRATION ID\tTIME\tRESULT\tQA VERIFY")
 				for _, r := range rep.Results {
 					res := "PASS"
 					if r.Result != station.ResultPass {
 						res = "FAIL at " + r.FailedStep + ": " + r.Error
 					}
-					fmt.Fprintf(w, "%s\t%s\t%.0f ms\t%s\n", r.Serial, r.RegistrationID, r.TotalMs, res)
+					qa := "-"
+					if vr := rep.Verified[r.Serial]; vr != nil {
+						qa = fmt.Sprintf("%d/%d checks pass", len(vr.Checks)-len(vr.Failed()), len(vr.Checks))
+					}
+					fmt.Fprintf(w, "%s\t%s\t%.0f ms\t%s\t%s\n", r.Serial, r.RegistrationID, r.TotalMs, res, qa)
 				}
 				w.Flush()
 				fmt.Fprintf(c.OutOrStdout(), "\nEverything is in %s. Look around:\n  station --config %s units list\n  station --config %s audit verify\n",

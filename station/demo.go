@@ -37,6 +37,8 @@ type DemoReport struct {
 	Dir     string
 	Config  string // the station.yaml it wrote: use it with --config to look around
 	Results []*Result
+	// Verified holds QA's verdict on each unit (station verify), by serial.
+	Verified map[string]*VerifyReport
 }
 
 // Demo runs the whole line on in-process simulated TPMs: a throwaway
@@ -67,13 +69,16 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 		return nil, err
 	}
 	defer prov.Close()
-	rep := &DemoReport{Dir: o.Dir, Config: filepath.Join(o.Dir, "station.yaml")}
+	rep := &DemoReport{Dir: o.Dir, Config: filepath.Join(o.Dir, "station.yaml"), Verified: map[string]*VerifyReport{}}
 	for i := 1; i <= o.Units; i++ {
 		serial := fmt.Sprintf("DEMO-%04d", i)
 		if o.Progress != nil {
 			o.Progress(serial)
 		}
-		res, err := demoUnit(ctx, prov, vendor, serial, filepath.Join(o.Dir, "units", serial))
+		res, vr, err := demoUnit(ctx, prov, vendor, serial, filepath.Join(o.Dir, "units", serial))
+		if vr != nil {
+			rep.Verified[serial] = vr
+		}
 		if res == nil {
 			res = &Result{Serial: serial, Result: ResultFail}
 		}
@@ -92,30 +97,36 @@ type demoVendor struct {
 }
 
 // demoUnit manufactures one simulated TPM (EK certificate in NV, like a
-// vendor's) and provisions it.
-func demoUnit(ctx context.Context, prov *Provisioner, v *demoVendor, serial, flashDir string) (*Result, error) {
+// vendor's), provisions it, and has QA verify it.
+func demoUnit(ctx context.Context, prov *Provisioner, v *demoVendor, serial, flashDir string) (*Result, *VerifyReport, error) {
 	tpm, err := tpmops.Open("sim")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer tpm.Close()
 	alg := tpmops.Alg(prov.env.Config.TPM.EK)
 	ek, _, err := tpm.EnsureEK(alg, nil)
 	if err != nil {
-		return nil, fmt.Errorf("vendor: reading the EK: %w", err)
+		return nil, nil, fmt.Errorf("vendor: reading the EK: %w", err)
 	}
 	der, err := v.ekCert(ek.Pub, serial)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := tpm.ProvisionEKCert(alg, der); err != nil {
-		return nil, fmt.Errorf("vendor: writing the EK certificate: %w", err)
+		return nil, nil, fmt.Errorf("vendor: writing the EK certificate: %w", err)
 	}
 	// The unit's storage, as a fixture would mount it.
 	if err := os.MkdirAll(flashDir, 0o700); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return prov.Provision(ctx, Request{Serial: serial, TPM: tpm, TPMAddr: "sim", FlashSpec: "dir:" + flashDir})
+	flashSpec := "dir:" + flashDir
+	res, err := prov.Provision(ctx, Request{Serial: serial, TPM: tpm, TPMAddr: "sim", FlashSpec: flashSpec})
+	if err != nil {
+		return res, nil, err
+	}
+	vr, _ := Verify(ctx, prov.env, VerifyRequest{Serial: serial, Device: tpm, TPM: "sim", Flash: flashSpec})
+	return res, vr, nil
 }
 
 func (v *demoVendor) ekCert(pub crypto.PublicKey, serial string) ([]byte, error) {

@@ -341,6 +341,9 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo unit %s: %s at %s: %s", r.Serial, r.Result, r.FailedStep, r.Error)
 		}
 		ids[r.RegistrationID] = true
+		if vr := rep.Verified[r.Serial]; vr == nil || !vr.Passed {
+			t.Errorf("demo unit %s does not pass station verify: %+v", r.Serial, vr)
+		}
 	}
 	if len(ids) != 3 {
 		t.Errorf("demo units share registration IDs: %v", ids)

@@ -224,7 +224,10 @@ func (v *verifier) audit() error {
 		p.TPM = v.env.Config.TPM.Address
 	}
 	return v.env.DB.Update(func(tx *bolt.Tx) error {
-		_, err := v.env.Log.Append(tx, audit.Event{Serial: v.req.Serial, Type: audit.EventVerify, Operator: v.req.Operator, Payload: p})
+		if _, err := v.env.Log.Append(tx, audit.Event{Serial: v.req.Serial, Type: audit.EventVerify, Operator: v.req.Operator, Payload: p}); err != nil {
+			return err
+		}
+		_, err := v.env.Log.Checkpoint(tx) // every verdict is signed as it is recorded
 		return err
 	})
 }
