@@ -271,15 +271,15 @@ func sectionName(typeName string) string {
 	return strings.ToLower(typeName)
 }
 
-// applyEnv sets every scalar key named by a STATION_<SECTION>_<KEY> variable.
-// STATION_CONFIG is the config file's path and not a key.
+// applyEnv sets every scalar key named by a non-empty STATION_<SECTION>_<KEY>
+// variable. STATION_CONFIG is the config file's path and not a key.
 func applyEnv(c *Config, env []string) error {
 	v := reflect.ValueOf(c).Elem()
 	t := v.Type()
 	for _, kv := range env {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, "STATION_") || name == "STATION_CONFIG" {
-			continue
+		if !ok || val == "" || !strings.HasPrefix(name, "STATION_") || name == "STATION_CONFIG" {
+			continue // an empty variable means "not set"
 		}
 		rest := strings.ToLower(strings.TrimPrefix(name, "STATION_"))
 		matched := false

@@ -91,13 +91,14 @@ func TestEnvOverrides(t *testing.T) {
 		"STATION_OWNERSHIP_DA_MAX_TRIES=10",
 		"STATION_CA_KEY_PASSWORD=not-a-config-key",
 		"STATION_CONFIG=" + p,
+		"STATION_TPM_EK=", // empty: not set
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.TPM.Address != "swtpm://127.0.0.1:2321" || c.TPM.DeviceKeyHandle != 0x81000020 ||
 		c.PKI.Warehouse.D() != 30*24*time.Hour || len(c.DPS.IoTHubs) != 2 || c.DPS.IoTHubs[1] != "b.azure-devices.net" ||
-		c.Ownership.OwnerAuth != "escrow" || c.Ownership.DAMaxTries != 10 {
+		c.Ownership.OwnerAuth != "escrow" || c.Ownership.DAMaxTries != 10 || c.TPM.EK != "rsa2048" {
 		t.Fatalf("overrides not applied: %+v", c)
 	}
 }

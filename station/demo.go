@@ -49,6 +49,12 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoReport, error) {
 	if o.Units < 1 {
 		return nil, fmt.Errorf("demo needs at least one unit")
 	}
+	// Absolute, so the station.yaml it writes means the same from anywhere.
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	o.Dir = dir
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
 	}
