@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
@@ -129,6 +130,9 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 	}()
 	if err := ValidateSerial(req.Serial); err != nil {
 		return res, err
+	}
+	if r.flashSpec() != "" && p.firmware == nil {
+		return res, &configs.Error{Key: string(configs.KeyFirmware), Err: errors.New("flashing needs the release image and its published SHA-256 (firmware.sha256): the credential bundle carries the firmware's hash")}
 	}
 	if err := r.load(); err != nil {
 		return res, err
