@@ -9,13 +9,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/station"
-	"github.com/factory-id/station/tpmops"
 )
 
 func init() {
 	register(newVerifyCommand)
 	addClass(station.ErrVerifyFailed, ExitFailed)
-	addClass(tpmops.ErrUnreachable, ExitEnvironment)
 }
 
 type verifyOptions struct {

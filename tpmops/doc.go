@@ -32,4 +32,13 @@
 //     carries a Hint() for the operator.
 //   - Never probes the lockout auth (it is dictionary-attack protected);
 //     the owner auth probe (OwnerAuthIsEmpty) is DA-exempt.
+//   - FlushStale clears only volatile handles a killed client left on a TPM
+//     without a resource manager, so a resumed run starts clean.
+//   - Seal wraps data (a symmetric-key unit's device key) as a fixedTPM,
+//     fixedParent object under the SRK: only that TPM can unseal it.
+//   - The DPS challenge (dps.go) is built in software exactly as the service
+//     builds it (credential to the EK for the SRK's name, HMAC key duplicated
+//     to the SRK) and answered on the TPM exactly as the device SDKs answer
+//     it; the key it persists for the test is removed again, and a key found
+//     at 0x81000100 is never touched.
 package tpmops
