@@ -74,8 +74,8 @@ folder by default) with a station.yaml to look around with.`,
 					fmt.Fprintf(w, "%s\t%s\t%.0f ms\t%s\t%s\n", r.Serial, r.RegistrationID, r.TotalMs, res, qa)
 				}
 				w.Flush()
-				fmt.Fprintf(c.OutOrStdout(), "\nEverything is in %s. Look around:\n  station --config %s units list\n  station --config %s audit verify\n",
-					rep.Dir, rep.Config, rep.Config)
+				fmt.Fprintf(c.OutOrStdout(), "\nEverything is in %s. Look around (`make build` puts station in bin/):\n  station --config %s units list\n  station --config %s units show %s\n  station --config %s audit verify\n",
+					rep.Dir, rep.Config, rep.Config, rep.Results[0].Serial, rep.Config)
 			}
 			if failed {
 				return silentError{ExitFailed}

@@ -154,11 +154,11 @@ func printResult(w io.Writer, r *station.Result) {
 	case station.ResultAlready:
 		fmt.Fprintf(w, "PASS  %s  %s  already provisioned: nothing changed\n", r.Serial, r.RegistrationID)
 	default:
-		step := r.FailedStep
-		if step == "" {
-			step = "start"
+		if r.FailedStep == "" {
+			fmt.Fprintf(w, "FAIL  %s  before any step\n", r.Serial)
+			return
 		}
-		fmt.Fprintf(w, "FAIL  %s  at step %s\n", r.Serial, step)
+		fmt.Fprintf(w, "FAIL  %s  at step %s\n", r.Serial, r.FailedStep)
 	}
 }
 
