@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -162,4 +163,49 @@ func escrowKey(t testing.TB, dir string) any {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestBatchParallel provisions a tray of swtpm units on three fixtures at
+// once (the race-instrumented binary under make test): one JSON line per
+// unit, all pass, and the audit log has no gaps.
+func TestBatchParallel(t *testing.T) {
+	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	l := newLine(t, vendor)
+	var csv strings.Builder
+	csv.WriteString("serial,tpm,flash\n")
+	for i := 0; i < 4; i++ {
+		inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
+		d := filepath.Join(l.dir, "units", fmt.Sprintf("TRAY-%d", i))
+		os.MkdirAll(d, 0o700)
+		fmt.Fprintf(&csv, "TRAY-%d,%s,dir:%s\n", i, inst.Addr, d)
+	}
+	tray := filepath.Join(t.TempDir(), "tray.csv")
+	os.WriteFile(tray, []byte(csv.String()), 0o600)
+	out, errOut, code := l.run("-o", "json", "provision", "--batch", tray, "--parallel", "3")
+	if code != 0 {
+		t.Fatalf("batch: exit %d\n%s%s", code, out, errOut)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r struct {
+			Serial, Result string
+			ExitCode       int `json:"exit_code"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("stdout line %q is not JSON: %v", line, err)
+		}
+		if r.Result != "pass" || r.ExitCode != 0 {
+			t.Errorf("unit %s: %s (exit %d)", r.Serial, r.Result, r.ExitCode)
+		}
+		seen[r.Serial] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("%d units reported, want 4:\n%s", len(seen), out)
+	}
+	if !strings.Contains(errOut, "4 passed, 0 failed") {
+		t.Errorf("no batch summary on stderr: %s", errOut)
+	}
+	if _, errOut, code := l.run("audit", "verify"); code != 0 {
+		t.Errorf("audit verify after a parallel batch: exit %d: %s", code, errOut)
+	}
 }
