@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/station"
 )
 
@@ -36,9 +37,10 @@ func newInitCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			keyRef := certgen.RedactURI(cfg.Path(cfg.Station.SigningKey)) // never print a PIN
 			if g.json() {
 				return writeJSON(c.OutOrStdout(), map[string]any{
-					"station": cfg.Station.ID, "db": cfg.Station.DB, "signing_key": cfg.Path(cfg.Station.SigningKey),
+					"station": cfg.Station.ID, "db": cfg.Station.DB, "signing_key": keyRef,
 					"created": created, "public_key": string(pub),
 				})
 			}
@@ -47,7 +49,7 @@ func newInitCommand(g *globals) *cobra.Command {
 				state = "initialized"
 			}
 			fmt.Fprintf(c.OutOrStdout(), "station %s %s\n  database:    %s\n  signing key: %s\n\nGive auditors the public key (station audit pubkey):\n%s",
-				cfg.Station.ID, state, cfg.Station.DB, cfg.Path(cfg.Station.SigningKey), pub)
+				cfg.Station.ID, state, cfg.Station.DB, keyRef, pub)
 			return nil
 		},
 	}

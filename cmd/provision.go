@@ -188,7 +188,7 @@ func readBatch(path string) ([]station.Request, error) {
 	r.FieldsPerRecord = -1
 	r.TrimLeadingSpace = true
 	var reqs []station.Request
-	seen := map[string]int{}
+	seen, seenTPM := map[string]int{}, map[string]int{}
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -215,7 +215,10 @@ func readBatch(path string) ([]station.Request, error) {
 		if prev, dup := seen[req.Serial]; dup {
 			return nil, usageErrorf("batch file %s line %d: serial %s already on line %d", path, line, req.Serial, prev)
 		}
-		seen[req.Serial] = line
+		if prev, dup := seenTPM[req.TPMAddr]; dup {
+			return nil, usageErrorf("batch file %s line %d: TPM %s already on line %d (one unit per TPM)", path, line, req.TPMAddr, prev)
+		}
+		seen[req.Serial], seenTPM[req.TPMAddr] = line, line
 		reqs = append(reqs, req)
 	}
 	if len(reqs) == 0 {

@@ -114,6 +114,10 @@ type FlashTool struct {
 	Timeout  Duration `yaml:"timeout"`
 	Retries  int      `yaml:"retries"`
 	Port     string   `yaml:"port"`
+	// Env names the environment variables the tool may see beyond the
+	// basic set (PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR, TERM); nothing
+	// else of the station's environment reaches it.
+	Env []string `yaml:"env"`
 }
 
 // Handle is a TPM handle written as hex ("0x81000010").

@@ -104,6 +104,11 @@ func (c *Config) Validate() error {
 		if t.Retries < 0 {
 			return bad("flash.tools."+name+".retries", "must not be negative")
 		}
+		for _, v := range t.Env {
+			if strings.HasPrefix(v, "STATION_") || (strings.HasPrefix(c.DPS.GroupKey, "env:") && v == strings.TrimPrefix(c.DPS.GroupKey, "env:")) {
+				return bad("flash.tools."+name+".env", "%s may carry a secret (a password or the group key): a flashing tool never sees it", v)
+			}
+		}
 	}
 	return nil
 }

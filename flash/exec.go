@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -300,12 +301,12 @@ func (e *execTarget) withRetries(ctx context.Context, phase string, detail map[s
 }
 
 // run starts the tool in its own process group with argv (never a shell),
-// the station's environment minus STATION_* variables (which may carry
-// passwords), and kills the whole group when ctx ends or the tool exits, so
+// only the basic environment plus the variables its config names (never the
+// station's passwords or group key, whatever they are called), and kills the whole group when ctx ends or the tool exits, so
 // no helper process it forked survives it.
 func (e *execTarget) run(ctx context.Context, argv []string, stdout, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, e.tool.Command, argv...)
-	cmd.Env = toolEnv()
+	cmd.Env = toolEnv(e.tool.Env)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -320,10 +321,22 @@ func (e *execTarget) run(ctx context.Context, argv []string, stdout, stderr io.W
 	return err
 }
 
-func toolEnv() []string {
+// baseEnv is what every tool sees of the station's environment.
+var baseEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM"}
+
+// toolEnv is an allowlist: the base variables, LC_*, and those the tool's
+// config names. A denylist would leak any secret held under a name nobody
+// thought of (a group key in $DPS_GROUP_KEY), and a tool's output goes into
+// the audit trail.
+func toolEnv(extra []string) []string {
+	allowed := map[string]bool{}
+	for _, n := range append(slices.Clone(baseEnv), extra...) {
+		allowed[n] = true
+	}
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "STATION_") {
+		name, _, _ := strings.Cut(kv, "=")
+		if (allowed[name] || strings.HasPrefix(name, "LC_")) && !strings.HasPrefix(name, "STATION_") {
 			env = append(env, kv)
 		}
 	}

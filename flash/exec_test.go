@@ -73,6 +73,7 @@ func newRig(t *testing.T, mode string) *rig {
 		Readback: []string{"read", "-device", r.dev},
 		Timeout:  configs.Duration(10 * time.Second),
 		Port:     "/dev/ttyFAKE0",
+		Env:      []string{"FAKEFLASHER_MODE", "FAKEFLASHER_ARGV_LOG", "FAKEFLASHER_ENV_LOG", "FAKEFLASHER_PIDS", "FAKEFLASHER_STATE", "FAKEFLASHER_FLAKY_N", "FAKEFLASHER_CHATTY"},
 	}
 	t.Setenv("FAKEFLASHER_MODE", mode)
 	t.Setenv("FAKEFLASHER_ARGV_LOG", r.argvLog)
@@ -455,13 +456,17 @@ func TestExecEnvironmentFiltered(t *testing.T) {
 	r := newRig(t, "ok")
 	t.Setenv("STATION_PKI_KEY_PASSWORD", "hunter2")
 	t.Setenv("STATION_CA_KEY_PASSWORD", "hunter3")
+	t.Setenv("DPS_GROUP_KEY", "group-key-under-any-name") // a secret under a name no denylist knows
 	tg := r.target(t, "exec:ff")
 	if _, err := tg.Write(context.Background(), f.job(t, "SN-0210")); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(r.envLog)
-	if strings.Contains(string(b), "STATION_") {
-		t.Fatalf("the tool saw station variables:\n%s", b)
+	if strings.Contains(string(b), "STATION_") || strings.Contains(string(b), "group-key-under-any-name") {
+		t.Fatalf("the tool saw station secrets:\n%s", b)
+	}
+	if !strings.Contains(string(b), "FAKEFLASHER_MODE=") {
+		t.Fatalf("a variable the tool's config names did not reach it:\n%s", b)
 	}
 	if !strings.Contains(string(b), "--") {
 		t.Fatal("the env log is empty: the check proves nothing")

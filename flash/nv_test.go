@@ -283,8 +283,8 @@ func TestNVWeakIndexFailsCheck(t *testing.T) {
 		{"not write-locked", nvWant, false, false},
 		{"no write-define", func() tpm2.TPMANV { a := nvWant; a.WriteDefine = false; return a }(), false, false},
 		{"auth-writable and locked", func() tpm2.TPMANV { a := nvWant; a.AuthWrite = true; return a }(), true, true},
-		{"no owner read", func() tpm2.TPMANV { a := nvWant; a.OwnerRead = false; return a }(), true, false},
-		{"dictionary-attack protected", func() tpm2.TPMANV { a := nvWant; a.NoDA = false; return a }(), true, false},
+		{"no owner read", func() tpm2.TPMANV { a := nvWant; a.OwnerRead = false; return a }(), true, true},
+		{"dictionary-attack protected", func() tpm2.TPMANV { a := nvWant; a.NoDA = false; return a }(), true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eachNV(t, func(t *testing.T, e *nvEnv) {
@@ -431,4 +431,23 @@ func TestAllTargets(t *testing.T) {
 	if names := []string{ts[0].Name(), ts[1].Name(), ts[2].Name()}; names[0] != "dir:"+root || names[1] != "exec:ff" || names[2] != "tpm-nv" {
 		t.Errorf("targets %v", names)
 	}
+}
+
+// --force replaces another unit's certificate, never an index station could
+// not have made: another application's data survives it.
+func TestNVForceNeverRemovesForeignIndex(t *testing.T) {
+	f := newFixture(t)
+	eachNV(t, func(t *testing.T, e *nvEnv) {
+		settings := []byte("another application's settings....")
+		defineRaw(t, e, tpm2.TPMANV{OwnerWrite: true, OwnerRead: true}, settings, false)
+		j := f.job(t, "SN-0303")
+		j.Force = true
+		if _, err := e.target(t).Write(context.Background(), j); err == nil {
+			t.Fatal("--force overwrote an NV index station did not create")
+		}
+		got, err := e.tpm.NVRead(DefaultNVIndex)
+		if err != nil || !bytes.Equal(got, settings) {
+			t.Fatalf("the foreign index now holds %q (%v)", got, err)
+		}
+	})
 }

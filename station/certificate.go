@@ -21,12 +21,21 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 		return nil, err
 	}
 	p, cfg := r.p, r.p.env.Config
+	// Reserve this signature against pki.max_issued in a write transaction
+	// before signing, so parallel fixtures cannot all pass the ceiling at
+	// once. A slot reserved for a signature that is then not recorded stays
+	// used: the ceiling bounds signatures made, the safe side.
 	counter := issuedKey(sha256hex(p.issuer.Cert.Raw))
 	var issued int
-	p.env.DB.View(func(tx *bolt.Tx) error {
+	if err := p.env.DB.Update(func(tx *bolt.Tx) error {
 		issued = parseCount(store.GetMeta(tx, counter))
-		return nil
-	})
+		if max := cfg.PKI.MaxIssued; max > 0 && issued >= max {
+			return nil // certgen refuses it below, with its message
+		}
+		return store.PutMeta(tx, counter, fmtCount(issued+1))
+	}); err != nil {
+		return nil, err
+	}
 	signer, err := r.tpm.Signer(r.devKey)
 	if err != nil {
 		return nil, err
@@ -61,9 +70,6 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 	r.u.CertSerial = certgen.SerialHex(cert)
 	r.u.CertSHA256 = sha256hex(cert.Raw)
 	r.u.NotAfter = cert.NotAfter.UTC()
-	r.extra = append(r.extra, func(tx *bolt.Tx) error {
-		return store.PutMeta(tx, counter, fmtCount(parseCount(store.GetMeta(tx, counter))+1))
-	})
 	return []audit.Event{{Type: "provision.certificate", Payload: map[string]any{
 		"cert_serial": r.u.CertSerial, "cert_sha256": r.u.CertSHA256, "subject_cn": cert.Subject.CommonName,
 		"not_before": cert.NotBefore.UTC(), "not_after": r.u.NotAfter, "issuer": cert.Issuer.String(),

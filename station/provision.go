@@ -197,9 +197,6 @@ type unitRun struct {
 
 	ek, srk, devKey tpmops.Key
 	perm            tpmops.Permanent
-
-	// extra holds writes a step wants in the transaction that records it.
-	extra []func(*bolt.Tx) error
 }
 
 func (r *unitRun) load() error {
@@ -302,15 +299,13 @@ func (r *unitRun) finish(step string, t0 time.Time, d time.Duration, events []au
 	for i := range events {
 		events[i].Payload = withMs(events[i].Payload, ms(d))
 	}
-	extra := r.extra
-	r.extra = nil
-	if step == StepRecord {
-		extra = append(extra, func(tx *bolt.Tx) error {
-			_, err := r.p.env.Log.Checkpoint(tx)
-			return err
-		})
+	if step != StepRecord {
+		return r.commit(events)
 	}
-	return r.commit(events, extra...)
+	return r.commit(events, func(tx *bolt.Tx) error {
+		_, err := r.p.env.Log.Checkpoint(tx) // a signed checkpoint after every unit
+		return err
+	})
 }
 
 func withMs(payload any, ms float64) any {

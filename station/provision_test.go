@@ -7,11 +7,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,4 +368,40 @@ func TestIssuanceCeiling(t *testing.T) {
 		t.Fatalf("refused unit recorded as %+v", u)
 	}
 	noLeaks(t, tpm)
+}
+
+// Parallel fixtures cannot all slip under the ceiling: with max_issued 2,
+// three units provisioned at once get exactly two certificates.
+func TestIssuanceCeilingParallel(t *testing.T) {
+	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	l := newTestLine(t, func(c *configs.Config) {
+		trustSwtpm(t, vendor)(c)
+		c.PKI.MaxIssued = 2
+	})
+	insts := make([]*swtpmtest.Instance, 3)
+	for i := range insts {
+		insts[i] = swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
+	}
+	errs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for i, inst := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = l.provision(Request{Serial: fmt.Sprintf("PAR-%d", i), TPMAddr: inst.Addr})
+		}()
+	}
+	wg.Wait()
+	passed := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			passed++
+		case !errors.Is(err, certgen.ErrPolicy):
+			t.Errorf("PAR-%d: %v, want a ceiling refusal", i, err)
+		}
+	}
+	if passed != 2 {
+		t.Fatalf("%d certificates issued under max_issued 2", passed)
+	}
 }

@@ -142,11 +142,13 @@ func (t *TPM) NVDefineWrite(index uint32, data []byte, ownerAuth []byte, attrs N
 	return nil
 }
 
-// stationIndex reports whether an NV index has the attributes NVDefineWrite
-// gives its indices: owner-written, ordinary, no platform, auth or policy
-// writes.
+// stationIndex reports whether an NV index has exactly the attributes
+// NVDefineWrite gives its indices (OWNERWRITE|OWNERREAD|AUTHREAD|NO_DA,
+// ordinary, WRITEDEFINE optional), whatever its state (written, locked).
+// Any other index is someone else's, and station never rewrites or removes it.
 func stationIndex(a tpm2.TPMANV) bool {
-	return a.OwnerWrite && !a.PPWrite && !a.AuthWrite && !a.PolicyWrite && a.NT == tpm2.TPMNTOrdinary
+	a.Written, a.WriteLocked, a.ReadLocked, a.WriteDefine = false, false, false, false
+	return a == tpm2.TPMANV{OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true, NT: tpm2.TPMNTOrdinary}
 }
 
 // NVUndefine removes an owner NV index of the kind NVDefineWrite makes (to

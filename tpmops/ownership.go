@@ -187,17 +187,10 @@ func (t *TPM) ChangeAuth(h Hierarchy, oldAuth, newAuth []byte, saltKey Key) erro
 	if len(newAuth) > 32 {
 		return fmt.Errorf("new %s auth longer than 32 bytes", h)
 	}
-	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](saltKey.Public)
+	enc, err := encryptIn(saltKey)
 	if err != nil {
-		return fmt.Errorf("salt key public: %w", err)
+		return err
 	}
-	pubArea, err := pub.Contents()
-	if err != nil {
-		return fmt.Errorf("salt key public: %w", err)
-	}
-	enc := tpm2.HMAC(tpm2.TPMAlgSHA256, 16,
-		tpm2.Salted(saltKey.Handle, *pubArea),
-		tpm2.AESEncryption(128, tpm2.EncryptIn))
 	_, err = tpm2.HierarchyChangeAuth{
 		AuthHandle: tpm2.AuthHandle{Handle: hh, Auth: tpm2.PasswordAuth(oldAuth)},
 		NewAuth:    tpm2.TPM2BAuth{Buffer: newAuth},
@@ -243,4 +236,22 @@ func (t *TPM) OwnerAuthIsEmpty() (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("probing the owner auth: %w", err)
+}
+
+// encryptIn returns a one-shot HMAC session salted to saltKey (whose public
+// area the caller trusts) that encrypts a command's first parameter with
+// AES-128-CFB: how a secret travels to the TPM without crossing the bus in
+// clear.
+func encryptIn(saltKey Key) (tpm2.Session, error) {
+	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](saltKey.Public)
+	if err != nil {
+		return nil, fmt.Errorf("salt key public: %w", err)
+	}
+	pubArea, err := pub.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("salt key public: %w", err)
+	}
+	return tpm2.HMAC(tpm2.TPMAlgSHA256, 16,
+		tpm2.Salted(saltKey.Handle, *pubArea),
+		tpm2.AESEncryption(128, tpm2.EncryptIn)), nil
 }

@@ -25,10 +25,15 @@ var sealTemplate = tpm2.TPMTPublic{
 
 // Seal wraps data (at most 128 bytes) under the SRK as a sealed data object
 // and returns its TPM2B_PUBLIC followed by its TPM2B_PRIVATE: only this TPM
-// can unseal it. Nothing stays loaded.
+// can unseal it. The data travels to the TPM encrypted (a session salted to
+// the SRK encrypts TPM2_Create's sensitive parameter). Nothing stays loaded.
 func (t *TPM) Seal(srk Key, data []byte) ([]byte, error) {
 	if len(data) == 0 || len(data) > 128 {
 		return nil, fmt.Errorf("sealing %d bytes: want 1 to 128", len(data))
+	}
+	enc, err := encryptIn(srk)
+	if err != nil {
+		return nil, err
 	}
 	rsp, err := tpm2.Create{
 		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: tpm2.TPM2BName{Buffer: srk.Name}, Auth: tpm2.PasswordAuth(nil)},
@@ -36,7 +41,7 @@ func (t *TPM) Seal(srk Key, data []byte) ([]byte, error) {
 			Data: tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: data}),
 		}},
 		InPublic: tpm2.New2B(sealTemplate),
-	}.Execute(t.tr)
+	}.Execute(t.tr, enc)
 	if err != nil {
 		return nil, fmt.Errorf("sealing under %#x: %w", uint32(srk.Handle), classify(err))
 	}

@@ -14,9 +14,15 @@ func TestSealUnseal(t *testing.T) {
 			t.Fatal(err)
 		}
 		secret := bytes.Repeat([]byte{7, 1, 9}, 11)
+		bus := &spy{next: e.tpm.tr.inner}
+		e.tpm.tr.inner = bus
 		blob, err := e.tpm.Seal(srk, secret)
+		e.tpm.tr.inner = bus.next
 		if err != nil {
 			t.Fatal(err)
+		}
+		if bus.sawBytes(secret) {
+			t.Fatal("the secret crossed the bus in clear")
 		}
 		if bytes.Contains(blob, secret) {
 			t.Fatal("the sealed blob holds the secret in clear")

@@ -66,10 +66,8 @@ func logArgv() {
 		appendLine(p, string(line))
 	}
 	if p := os.Getenv("FAKEFLASHER_ENV_LOG"); p != "" {
-		for _, kv := range os.Environ() {
-			if strings.HasPrefix(kv, "STATION_") {
-				appendLine(p, kv)
-			}
+		for _, kv := range os.Environ() { // everything the tool was given
+			appendLine(p, kv)
 		}
 		appendLine(p, "--")
 	}
