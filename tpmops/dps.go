@@ -519,19 +519,23 @@ func (k *DPSKey) Remove() error {
 		t.flush(k.Handle)
 		return nil
 	}
-	return t.evictPersistent(k.Handle, k.ownerAuth)
+	return t.evictPersistent(k.Handle, k.name.Buffer, k.ownerAuth)
 }
 
-// evictPersistent evicts the persistent object at handle (owner auth). Only
-// for the key DPSKey.Remove persisted itself: this package never evicts keys
-// it did not make, so this stays unexported.
-func (t *TPM) evictPersistent(handle tpm2.TPMHandle, ownerAuth []byte) error {
+// evictPersistent evicts the persistent object at handle (owner auth) if
+// it is still the object named want. Only for the key DPSKey.Remove
+// persisted itself: this package never evicts keys it did not make, so this
+// stays unexported, and a different key found at the handle is left alone.
+func (t *TPM) evictPersistent(handle tpm2.TPMHandle, want, ownerAuth []byte) error {
 	if uint32(handle)>>24 != uint32(tpm2.TPMHTPersistent) {
 		return fmt.Errorf("%#x is not a persistent handle", uint32(handle))
 	}
 	name, err := t.objectName(handle)
 	if err != nil {
 		return fmt.Errorf("evicting %#x: %w", uint32(handle), err)
+	}
+	if !bytes.Equal(name.Buffer, want) {
+		return fmt.Errorf("evicting %#x: %w (not the key this verify persisted)", uint32(handle), ErrForeignKey)
 	}
 	if _, err := (tpm2.EvictControl{
 		Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)},

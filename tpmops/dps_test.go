@@ -300,7 +300,11 @@ func TestDPSPersistHandleOccupied(t *testing.T) {
 		d, ekPub, srkPub := dpsUnit(t, e, false)
 		before := dpsPersistPrimary(t, e.tpm, tpm2.TPMRHOwner, tpm2.ECCSRKTemplate, d.Persist)
 		t.Cleanup(func() {
-			if err := e.tpm.evictPersistent(d.Persist, nil); err != nil {
+			name, err := e.tpm.objectName(d.Persist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.tpm.evictPersistent(d.Persist, name.Buffer, nil); err != nil {
 				t.Error(err)
 			}
 		})
