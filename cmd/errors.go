@@ -42,6 +42,7 @@ var classes = []struct {
 	code   int
 }{
 	{store.ErrBusy, ExitEnvironment},
+	{store.ErrNotFound, ExitUsage}, // an unknown serial is bad input
 }
 
 // addClass registers a library sentinel; called from init in the files that
@@ -69,6 +70,8 @@ func Exit(err error, w io.Writer) int {
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintf(w, "hint: %s\n", h.Hint())
+	} else if errors.Is(err, store.ErrBusy) {
+		fmt.Fprintln(w, "hint: another station command holds the database: wait for it to finish and retry")
 	}
 	return code(err)
 }

@@ -25,6 +25,7 @@ func init() {
 	addClass(tpmops.ErrUntrustedEKCert, ExitPolicy)
 	addClass(tpmops.ErrNoEKCert, ExitPolicy)
 	addClass(tpmops.ErrForeignKey, ExitPolicy)
+	addClass(tpmops.ErrBadAddress, ExitUsage)
 	addClass(tpmops.ErrUnreachable, ExitEnvironment)
 	addClass(tpmops.ErrLockout, ExitEnvironment)
 	addClass(certgen.ErrPolicy, ExitPolicy)

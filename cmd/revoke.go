@@ -37,7 +37,7 @@ intermediate is listed. Recorded in the audit log.`,
 				return usageErrorf("give exactly one of --serial or --ca-cert")
 			}
 			if o.reason == "" {
-				return usageErrorf("--reason is required")
+				o.reason = "no reason given" // recorded as such; --reason is for the auditor
 			}
 			ro := station.RevokeOptions{Serial: o.serial, Reason: o.reason}
 			if o.caCert != "" {
@@ -88,6 +88,6 @@ intermediate is listed. Recorded in the audit log.`,
 	f := c.Flags()
 	f.StringVar(&o.serial, "serial", "", "the unit's serial")
 	f.StringVar(&o.caCert, "ca-cert", "", "the compromised intermediate's certificate (PEM or DER)")
-	f.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
+	f.StringVar(&o.reason, "reason", "", "why (recorded in the audit log; strongly advised)")
 	return c
 }

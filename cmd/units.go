@@ -13,7 +13,6 @@ import (
 
 func init() {
 	register(newUnitsCommand)
-	addClass(store.ErrNotFound, ExitFailed)
 }
 
 func newUnitsCommand(g *globals) *cobra.Command {
