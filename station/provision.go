@@ -139,19 +139,25 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 	}
 	if r.u != nil {
 		res.RegistrationID = r.u.RegistrationID
-		switch r.u.Status {
-		case store.StatusProvisioned:
-			res.Result = ResultAlready
-			return res, nil
-		case store.StatusRevoked:
+		if r.u.Status == store.StatusRevoked {
 			return res, &StepError{req.Serial, StepEK, ErrRevoked}
 		}
-		res.Resumed = true
 	}
 	if err := r.open(); err != nil {
 		return res, &StepError{req.Serial, StepEK, err}
 	}
 	defer r.close()
+	if r.u != nil && r.u.EKPublic != nil {
+		// The serial is recorded: the unit on the fixture must be that unit.
+		if err := r.sameTPM(); err != nil {
+			return res, &StepError{req.Serial, StepEK, err}
+		}
+		if r.u.Status == store.StatusProvisioned {
+			res.Result = ResultAlready
+			return res, nil
+		}
+		res.Resumed = true
+	}
 	if err := r.preflight(); err != nil {
 		return res, r.fail(StepEK, err)
 	}
@@ -236,6 +242,45 @@ func (r *unitRun) close() {
 	}
 }
 
+// sameTPM checks that the TPM holds the recorded EK at its standard handle
+// (a ReadPublic: no key is created).
+func (r *unitRun) sameTPM() error {
+	_, h, err := tpmops.EKTemplate(tpmops.Alg(r.u.EKType))
+	if err != nil {
+		return err
+	}
+	k, err := r.tpm.ReadPublic(h)
+	if err != nil && !errors.Is(err, tpmops.ErrHandleEmpty) {
+		return err
+	}
+	if err != nil || !bytes.Equal(k.Public, r.u.EKPublic) {
+		return fmt.Errorf("%w (recorded EK %s, not the one at %s on this TPM): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), handleStr(h))
+	}
+	return nil
+}
+
+// recordedElsewhere returns the serial another unit was provisioned under
+// when this TPM's persisted EK is already recorded, or "".
+func (r *unitRun) recordedElsewhere() string {
+	_, h, err := tpmops.EKTemplate(tpmops.Alg(r.p.env.Config.TPM.EK))
+	if err != nil {
+		return ""
+	}
+	k, err := r.tpm.ReadPublic(h)
+	if err != nil {
+		return ""
+	}
+	var serial string
+	r.p.env.DB.View(func(tx *bolt.Tx) error {
+		serial = store.SerialByEK(tx, sha256hex(k.Public))
+		return nil
+	})
+	if serial == r.req.Serial {
+		return ""
+	}
+	return serial
+}
+
 // preflight clears what a killed run left loaded, and refuses a TPM that
 // someone else owns before anything is written.
 func (r *unitRun) preflight() error {
@@ -259,6 +304,11 @@ func (r *unitRun) preflight() error {
 	if r.u != nil {
 		for _, e := range r.u.Escrows {
 			ours[e.Hierarchy] = true
+		}
+	}
+	if (perm.LockoutAuthSet && !ours["lockout"]) || (perm.OwnerAuthSet && !ours["owner"]) {
+		if other := r.recordedElsewhere(); other != "" {
+			return fmt.Errorf("%w (unit %s)", ErrDuplicateEK, other)
 		}
 	}
 	if perm.LockoutAuthSet && !ours["lockout"] {

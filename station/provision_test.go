@@ -304,8 +304,8 @@ func TestDuplicateEKRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := l.provision(Request{Serial: "DUP-B", TPMAddr: inst.Addr})
-	if !errors.Is(err, ErrDuplicateEK) && !errors.Is(err, ErrOwnedElsewhere) {
-		t.Fatalf("second serial on the same TPM: %v, want a refusal", err)
+	if !errors.Is(err, ErrDuplicateEK) || !strings.Contains(err.Error(), "DUP-A") {
+		t.Fatalf("second serial on the same TPM: %v, want ErrDuplicateEK naming DUP-A", err)
 	}
 	if l.unit("DUP-B") != nil {
 		t.Error("the duplicate unit was recorded")
@@ -403,5 +403,40 @@ func TestIssuanceCeilingParallel(t *testing.T) {
 	}
 	if passed != 2 {
 		t.Fatalf("%d certificates issued under max_issued 2", passed)
+	}
+}
+
+// A recorded serial on another TPM is a duplicate serial (exit 3), whether
+// the unit is finished or half-done, and the other TPM is not changed.
+func TestSerialOnAnotherTPM(t *testing.T) {
+	a := swtpmtest.Start(t, swtpmtest.Options{})
+	l := newTestLine(t, trustSwtpm(t, a.CA))
+	b := swtpmtest.Start(t, swtpmtest.Options{VendorCA: a.CA})
+	if _, err := l.provision(Request{Serial: "SER-1", TPMAddr: a.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	// SER-2, on its own TPM, stops at the flash step: its storage is not mounted.
+	c := swtpmtest.Start(t, swtpmtest.Options{VendorCA: a.CA})
+	if _, err := l.provision(Request{Serial: "SER-2", TPMAddr: c.Addr, FlashSpec: "dir:" + filepath.Join(l.dir, "absent")}); err == nil {
+		t.Fatal("flash to an absent folder passed")
+	}
+	if u := l.unit("SER-2"); u == nil || !u.StepDone(StepCertificate) || u.StepDone(StepFlash) {
+		t.Fatalf("SER-2 should be recorded half-done: %+v", u)
+	}
+	for _, serial := range []string{"SER-1", "SER-2"} {
+		if _, err := l.provision(Request{Serial: serial, TPMAddr: b.Addr}); !errors.Is(err, ErrSerialOtherTPM) {
+			t.Errorf("%s on another TPM: %v, want ErrSerialOtherTPM", serial, err)
+		}
+	}
+	tpm, err := tpmops.Open(b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpm.Close()
+	if p, err := tpm.Permanent(); err != nil || p.LockoutAuthSet {
+		t.Errorf("the other TPM was changed: %+v %v", p, err)
+	}
+	if _, err := tpm.ReadPublic(0x81000010); !errors.Is(err, tpmops.ErrHandleEmpty) {
+		t.Errorf("a device key was made on the other TPM: %v", err)
 	}
 }
