@@ -131,14 +131,22 @@ func redactAddr(addr string) string {
 // transport/tcp): write a command, read the 10-byte response header, then the
 // rest of the response. One connection for the TPM's lifetime.
 type streamTransport struct {
-	mu   sync.Mutex
-	conn net.Conn
+	mu       sync.Mutex
+	conn     net.Conn
+	answered bool // the TPM has answered on this connection
 }
 
 const (
 	maxResponse     = 1 << 20
 	commandDeadline = 2 * time.Minute // discrete TPMs take seconds for RSA keys
 )
+
+// firstAnswerDeadline bounds the wait for the first answer on a new
+// connection. swtpm serves one client at a time and silently queues the
+// next: a TPM that does not answer a first (cheap) command within it is
+// busy with another client, and the caller gets ErrUnreachable (retryable)
+// instead of hanging.
+var firstAnswerDeadline = 5 * time.Second
 
 func dialStream(network, address string) (transport.TPM, io.Closer, error) {
 	conn, err := net.DialTimeout(network, address, dialTimeout)
@@ -167,7 +175,20 @@ func (s *streamTransport) Send(cmd []byte) ([]byte, error) {
 }
 
 func (s *streamTransport) roundTrip(cmd []byte) ([]byte, error) {
-	_ = s.conn.SetDeadline(time.Now().Add(commandDeadline))
+	deadline := commandDeadline
+	if !s.answered {
+		deadline = firstAnswerDeadline
+	}
+	_ = s.conn.SetDeadline(time.Now().Add(deadline))
+	rsp, err := s.exchange(cmd)
+	if err != nil && !s.answered && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, fmt.Errorf("no answer within %s: the TPM is busy with another client (or hung): %w", deadline, err)
+	}
+	s.answered = s.answered || err == nil
+	return rsp, err
+}
+
+func (s *streamTransport) exchange(cmd []byte) ([]byte, error) {
 	if _, err := s.conn.Write(cmd); err != nil {
 		return nil, fmt.Errorf("sending command: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +160,34 @@ func repeat(v uint32, n int) []uint32 {
 		out[i] = v
 	}
 	return out
+}
+
+// A swtpm busy with another client queues us silently: the first command
+// must come back as ErrUnreachable (retryable, exit 5) within the first-answer
+// deadline instead of hanging until the other client leaves.
+func TestOpenBusyTPM(t *testing.T) {
+	inst := swtpmtest.Start(t, swtpmtest.Options{})
+	holder, err := Open(inst.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.Permanent(); err != nil { // the holder is being served
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { firstAnswerDeadline = d }(firstAnswerDeadline)
+	firstAnswerDeadline = 300 * time.Millisecond
+	second, err := Open(inst.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	start := time.Now()
+	_, err = second.Permanent()
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("second client: %v, want ErrUnreachable saying busy", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s to report a busy TPM", d)
+	}
 }
