@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/station"
 )
 
 func init() {
@@ -69,6 +70,22 @@ func enrollParseTime(flag, s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, usageErrorf("%s %q: want RFC 3339 (2026-03-01T08:00:00Z) or a date (2026-03-01)", flag, s)
+}
+
+// ownStationKey is this station's public key, the key a check trusts when
+// no --key is given (its own exports, checked on the station). Without a
+// usable station configuration it is the no-key error: a key inside the
+// export would prove nothing.
+func ownStationKey(g *globals) (crypto.PublicKey, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, enrollNoKeyError()
+	}
+	pub, err := station.LoadSigningKey(cfg)
+	if err != nil {
+		return nil, enrollNoKeyError()
+	}
+	return pub, nil
 }
 
 func enrollNoKeyError() error {

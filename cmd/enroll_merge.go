@@ -20,8 +20,8 @@ func newEnrollMergeCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "merge DIR... --out DIR --key PUB.pem [--key PUB.pem...]",
 		Short: "Combine many stations' exports into one, reporting units seen at more than one station",
-		Long: `Verify every export against the trusted station keys (--key, one per station;
-each export must be signed by one of them), report registration IDs, EKs,
+		Long: `Verify every export against the trusted station keys (--key, one per station,
+and this station's own key; each export must be signed by one of them), report registration IDs, EKs,
 serials and certificates found at more than one station (clones), and write one
 combined dps-bulk export signed by this station's key, with duplicates.json.
 Enabled enrollments involved in a duplicate are left out of the combined export;
@@ -32,10 +32,12 @@ written), 4 when an input does not verify.`,
 			if o.out == "" {
 				return usageErrorf("--out is required")
 			}
-			if len(o.keys) == 0 {
-				return enrollNoKeyError()
-			}
 			var trusted []crypto.PublicKey
+			if own, err := ownStationKey(g); err == nil {
+				trusted = append(trusted, own)
+			} else if len(o.keys) == 0 {
+				return err
+			}
 			for _, k := range o.keys {
 				pub, err := enrollReadPublicKey("--key", k)
 				if err != nil {

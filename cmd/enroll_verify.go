@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"crypto"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -18,16 +20,22 @@ func newEnrollVerifyExportCommand(g *globals) *cobra.Command {
 		Use:   "verify-export DIR --key PUB.pem",
 		Short: "Check a signed export: signature, every file's hash, nothing missing or added",
 		Long: `Check an export folder against the station public key given with --key (and
-only that key): manifest.sig over manifest.json, then every file's size and
+only that key; without --key, this station's own key): manifest.sig over manifest.json, then every file's size and
 SHA-256, that no listed file is missing and no other file was added, and that
 each bulk operation holds 1 to 10 enrollments in the manifest's mode.
 Exit 4 when anything does not verify.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if o.key == "" {
-				return enrollNoKeyError()
+			if fi, err := os.Stat(args[0]); err != nil || !fi.IsDir() {
+				return usageErrorf("%s is not an export folder", args[0])
 			}
-			pub, err := enrollReadPublicKey("--key", o.key)
+			var pub crypto.PublicKey
+			var err error
+			if o.key == "" {
+				pub, err = ownStationKey(g)
+			} else {
+				pub, err = enrollReadPublicKey("--key", o.key)
+			}
 			if err != nil {
 				return err
 			}
@@ -48,7 +56,7 @@ Exit 4 when anything does not verify.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&o.key, "key", "", "the exporting station's public key (PEM), the only key trusted")
+	c.Flags().StringVar(&o.key, "key", "", "the exporting station's public key (PEM), the only key trusted (default: this station's)")
 	return c
 }
 
