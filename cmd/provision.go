@@ -103,14 +103,24 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 	if o.parallel > 1 && usesSimulator(reqs, cfg.TPM.Address) {
 		return usageErrorf("the in-process simulator (sim) serves one unit at a time: use --parallel 1")
 	}
+	// With -o json every unit gets its object on stdout, even when the
+	// station cannot start (the error itself goes to stderr, once).
+	failAll := func(err error) error {
+		if g.json() {
+			for _, r := range reqs {
+				writeJSON(c.OutOrStdout(), provisionJSON{Result: &station.Result{Serial: r.Serial, Result: station.ResultFail, Error: err.Error(), StepsMs: map[string]float64{}}, ExitCode: code(err)})
+			}
+		}
+		return err
+	}
 	env, err := station.OpenEnv(cfg, g.version)
 	if err != nil {
-		return err
+		return failAll(err)
 	}
 	defer env.Close()
 	prov, err := station.NewProvisioner(env, g.getenv)
 	if err != nil {
-		return err
+		return failAll(err)
 	}
 	defer prov.Close()
 

@@ -95,6 +95,10 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 		rep, err := station.Verify(ctx(c), env, station.VerifyRequest{
 			Serial: r.Serial, TPM: r.TPMAddr, Flash: r.FlashSpec, Operator: env.Operator(),
 		})
+		if rep == nil && err != nil && g.json() {
+			// One object per unit on stdout, whatever happened to it.
+			rep = &station.VerifyReport{Serial: r.Serial, Checks: []station.Check{}, Error: err.Error()}
+		}
 		if rep != nil {
 			if g.json() {
 				if werr := writeJSON(out, rep); werr != nil {

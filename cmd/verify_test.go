@@ -129,4 +129,14 @@ func TestVerifyCommand(t *testing.T) {
 			t.Errorf("station %v: exit %d, want %d\n%s", tc.args, code, tc.code, errOut)
 		}
 	}
+	// -o json: the unreachable unit still gets its one object on stdout.
+	out, _, code = l.run("-o", "json", "verify", "--serial", good.serial, "--tpm", "swtpm://127.0.0.1:1")
+	var unreachable struct {
+		Serial string
+		Passed bool
+		Error  string
+	}
+	if err := json.Unmarshal([]byte(out), &unreachable); err != nil || code != 5 || unreachable.Serial != good.serial || unreachable.Passed || unreachable.Error == "" {
+		t.Errorf("-o json with an unreachable TPM: exit %d, stdout %q (%v)", code, out, err)
+	}
 }

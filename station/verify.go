@@ -77,6 +77,9 @@ type VerifyReport struct {
 	Serial string  `json:"serial"`
 	Passed bool    `json:"passed"`
 	Checks []Check `json:"checks"`
+	// Error says why no check could run (the TPM unreachable, the run
+	// interrupted); empty when the checks speak for themselves.
+	Error string `json:"error,omitempty"`
 }
 
 // Failed returns the names of the failed checks.
