@@ -10,19 +10,28 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/softhsmtest"
 )
 
 // A provisioned unit authenticates to a TLS server that requires client
 // certificates chained to the pinned root, with the private key never
-// leaving its TPM: the handshake's CertificateVerify is signed by TPM2_Sign.
+// leaving its TPM (the handshake's CertificateVerify is signed by
+// TPM2_Sign), its leaf issued by a line intermediate whose key never leaves
+// its HSM (SoftHSM2).
 func TestTLSClientKeyInTPM(t *testing.T) {
-	l := newTestLine(t, nil)
+	tk := softhsmtest.New(t, "line")
+	l := newTestLine(t, func(c *configs.Config) { hsmLine(t, c, tk) })
+	if !l.prov.issuer.InHSM() {
+		t.Fatal("the line intermediate's key is not in the HSM")
+	}
 	tpm := l.simUnit()
 	if _, err := l.provision(Request{Serial: "TLS-1", TPM: tpm, TPMAddr: "sim"}); err != nil {
 		t.Fatal(err)
@@ -107,4 +116,33 @@ func serverCert(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+// hsmLine replaces the line's PKI with a root and a line intermediate whose
+// key is generated inside the SoftHSM2 token.
+func hsmLine(t *testing.T, c *configs.Config, tk *softhsmtest.Token) {
+	t.Helper()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := certgen.NewRoot(rootKey, certgen.CAOptions{Subject: "HSM Test Root", Validity: 10 * 365 * 24 * time.Hour, PathLen: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := tk.URI("07", "line")
+	lineKey, err := certgen.CreateKey(uri, certgen.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lineKey.Close()
+	line, err := certgen.NewIntermediate(root, rootKey, lineKey.Signer.Public(), certgen.CAOptions{Subject: "HSM Line CA", Validity: 5 * 365 * 24 * time.Hour, PathLen: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "root.crt"), certgen.EncodeCertificates(root), 0o644)
+	os.WriteFile(filepath.Join(dir, "line.crt"), certgen.EncodeCertificates(line), 0o644)
+	c.PKI.Root, c.PKI.IssuerCert, c.PKI.Chain = filepath.Join(dir, "root.crt"), filepath.Join(dir, "line.crt"), ""
+	c.PKI.IssuerKey = uri
 }
