@@ -1,11 +1,8 @@
 package cmd
 
 import (
-	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 
@@ -35,10 +32,7 @@ func init() {
 }
 
 type provisionOptions struct {
-	serial   string
-	tpm      string
-	flash    string
-	batch    string
+	unitFlags
 	parallel int
 	force    bool
 }
@@ -58,22 +52,13 @@ are allowed); --parallel N runs N fixtures at once.`,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
-	f.StringVar(&o.serial, "serial", "", "the unit's serial number")
-	f.StringVar(&o.tpm, "tpm", "", "the unit's TPM (overrides tpm.address): sim[:SEED], swtpm://HOST:PORT, unix:///PATH, /dev/tpmrm0")
-	f.StringVar(&o.flash, "flash", "", "flash target(s) (overrides flash.target): dir:PATH, exec:NAME, tpm-nv, comma-separated")
-	f.StringVar(&o.batch, "batch", "", "CSV file of units: serial,tpm[,flash]")
+	o.add(f, "flash target(s) (overrides flash.target): dir:PATH, exec:NAME, tpm-nv, comma-separated")
 	f.IntVar(&o.parallel, "parallel", 1, "with --batch: how many fixtures to run at once")
 	f.BoolVar(&o.force, "force", false, "overwrite a flash target that holds another unit's bundle")
 	return c
 }
 
 func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
-	if (o.serial == "") == (o.batch == "") {
-		return usageErrorf("give exactly one of --serial or --batch")
-	}
-	if o.batch != "" && (o.tpm != "" || o.flash != "") {
-		return usageErrorf("--tpm and --flash go in the batch file's columns, not with --batch")
-	}
 	if o.parallel < 1 {
 		return usageErrorf("--parallel must be at least 1")
 	}
@@ -81,24 +66,12 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	reqs := []station.Request{{Serial: o.serial, TPMAddr: o.tpm, FlashSpec: o.flash, Force: o.force}}
-	if o.batch != "" {
-		if reqs, err = readBatch(o.batch); err != nil {
-			return err
-		}
-		for i := range reqs {
-			reqs[i].Force = o.force
-		}
+	reqs, err := o.requests(cfg)
+	if err != nil {
+		return err
 	}
-	for _, r := range reqs {
-		if err := station.ValidateSerial(r.Serial); err != nil {
-			return err
-		}
-		if r.FlashSpec != "" {
-			if err := cfg.CheckTargets(r.FlashSpec); err != nil {
-				return err
-			}
-		}
+	for i := range reqs {
+		reqs[i].Force = o.force
 	}
 	if o.parallel > 1 && usesSimulator(reqs, cfg.TPM.Address) {
 		return usageErrorf("the in-process simulator (sim) serves one unit at a time: use --parallel 1")
@@ -184,58 +157,6 @@ func usesSimulator(reqs []station.Request, def string) bool {
 		}
 	}
 	return false
-}
-
-// readBatch parses serial,tpm[,flash] rows. A first row starting with
-// "serial" is a header; blank lines and # comments are skipped.
-func readBatch(path string) ([]station.Request, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, usageErrorf("reading batch file: %v", err)
-	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.Comment = '#'
-	r.FieldsPerRecord = -1
-	r.TrimLeadingSpace = true
-	var reqs []station.Request
-	seen, seenTPM := map[string]int{}, map[string]int{}
-	for {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, usageErrorf("batch file %s: %v", path, err)
-		}
-		line, _ := r.FieldPos(0)
-		if len(reqs) == 0 && len(seen) == 0 && strings.EqualFold(strings.TrimSpace(rec[0]), "serial") {
-			seen[""] = line
-			continue
-		}
-		if len(rec) < 2 || len(rec) > 3 || strings.TrimSpace(rec[1]) == "" {
-			return nil, usageErrorf("batch file %s line %d: want serial,tpm[,flash], got %d field(s)", path, line, len(rec))
-		}
-		req := station.Request{Serial: strings.TrimSpace(rec[0]), TPMAddr: strings.TrimSpace(rec[1])}
-		if len(rec) == 3 {
-			req.FlashSpec = strings.TrimSpace(rec[2])
-		}
-		if err := station.ValidateSerial(req.Serial); err != nil {
-			return nil, usageErrorf("batch file %s line %d: %v", path, line, err)
-		}
-		if prev, dup := seen[req.Serial]; dup {
-			return nil, usageErrorf("batch file %s line %d: serial %s already on line %d", path, line, req.Serial, prev)
-		}
-		if prev, dup := seenTPM[req.TPMAddr]; dup {
-			return nil, usageErrorf("batch file %s line %d: TPM %s already on line %d (one unit per TPM)", path, line, req.TPMAddr, prev)
-		}
-		seen[req.Serial], seenTPM[req.TPMAddr] = line, line
-		reqs = append(reqs, req)
-	}
-	if len(reqs) == 0 {
-		return nil, usageErrorf("batch file %s lists no units", path)
-	}
-	return reqs, nil
 }
 
 // runBatch provisions reqs on n workers and returns each unit's exit code.

@@ -17,10 +17,7 @@ func init() {
 }
 
 type verifyOptions struct {
-	serial string
-	tpm    string
-	flash  string
-	batch  string
+	unitFlags
 }
 
 func newVerifyCommand(g *globals) *cobra.Command {
@@ -42,39 +39,18 @@ With --batch, FILE.csv has one row per unit: serial,tpm[,flash] (as for provisio
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
-	f.StringVar(&o.serial, "serial", "", "the unit's serial number")
-	f.StringVar(&o.tpm, "tpm", "", "the unit's TPM (overrides tpm.address): sim[:SEED], swtpm://HOST:PORT, unix:///PATH, /dev/tpmrm0")
-	f.StringVar(&o.flash, "flash", "", "flash target(s) to read back (default: the ones recorded at provisioning)")
-	f.StringVar(&o.batch, "batch", "", "CSV file of units: serial,tpm[,flash]")
+	o.add(f, "flash target(s) to read back (default: the ones recorded at provisioning)")
 	return c
 }
 
 func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
-	if (o.serial == "") == (o.batch == "") {
-		return usageErrorf("give exactly one of --serial or --batch")
-	}
-	if o.batch != "" && (o.tpm != "" || o.flash != "") {
-		return usageErrorf("--tpm and --flash go in the batch file's columns, not with --batch")
-	}
 	cfg, err := g.config()
 	if err != nil {
 		return err
 	}
-	reqs := []station.Request{{Serial: o.serial, TPMAddr: o.tpm, FlashSpec: o.flash}}
-	if o.batch != "" {
-		if reqs, err = readBatch(o.batch); err != nil {
-			return err
-		}
-	}
-	for _, r := range reqs {
-		if err := station.ValidateSerial(r.Serial); err != nil {
-			return err
-		}
-		if r.FlashSpec != "" {
-			if err := cfg.CheckTargets(r.FlashSpec); err != nil {
-				return err
-			}
-		}
+	reqs, err := o.requests(cfg)
+	if err != nil {
+		return err
 	}
 	env, err := station.OpenEnv(cfg, g.version)
 	if err != nil {
