@@ -412,23 +412,13 @@ func (s *dbRecords) next() (uint64, []byte, error) {
 
 type dbCheckpoints struct{ dbRecords }
 
-type dbTree struct {
-	c       *bolt.Cursor
-	started bool
-}
+// dbTree walks the stored tree hashes; a malformed key ends the walk (the
+// verifier then reports the missing hash at the record it was checking).
+type dbTree struct{ dbRecords }
 
 func (s *dbTree) next() (uint64, []byte, bool) {
-	var k, v []byte
-	if !s.started {
-		k, v = s.c.First()
-		s.started = true
-	} else {
-		k, v = s.c.Next()
-	}
-	if len(k) != 8 {
-		return 0, nil, false
-	}
-	return binary.BigEndian.Uint64(k), v, true
+	seq, v, err := s.dbRecords.next()
+	return seq, v, err == nil
 }
 
 // Verify checks the audit log in db end to end against pub: every record's
@@ -452,7 +442,7 @@ func Verify(db *bolt.DB, pub crypto.PublicKey, anchor []byte) (*Report, error) {
 		if cps == nil {
 			return fmt.Errorf("the database has no audit log (run station init)")
 		}
-		v.stored = &dbTree{c: tree.Cursor()}
+		v.stored = &dbTree{dbRecords{c: tree.Cursor()}}
 		rep, err = v.run(&dbRecords{c: recs.Cursor()}, &dbCheckpoints{dbRecords{c: cps.Cursor()}})
 		if err != nil {
 			return err

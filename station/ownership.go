@@ -30,10 +30,9 @@ func (r *unitRun) stepOwnership() ([]audit.Event, error) {
 	if err := r.ensureSRK(); err != nil {
 		return nil, err
 	}
-	perm, err := r.tpm.Permanent()
-	if err != nil {
-		return nil, err
-	}
+	// Preflight read the auth bits on this connection and no step since
+	// touches a hierarchy auth: no second round trip.
+	perm := r.perm
 	da := tpmops.DAParams{MaxTries: cfg.DAMaxTries, RecoverySeconds: cfg.DARecoverySeconds, LockoutRecoverySeconds: cfg.DALockoutRecoverySeconds}
 	if !perm.LockoutAuthSet {
 		if err := r.tpm.SetDAParams(nil, da); err != nil {
