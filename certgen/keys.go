@@ -381,3 +381,19 @@ func checkPublicKey(pub crypto.PublicKey) error {
 	}
 	return nil
 }
+
+// NeedsPassword reports whether opening ref with OpenKey will ask for a
+// password: ref names an encrypted PEM file. Callers use it to ask every
+// password before the slow work (decrypting a key) begins. A file that cannot
+// be read gives false; OpenKey then reports the error.
+func NeedsPassword(ref string) bool {
+	if strings.HasPrefix(ref, "pkcs11:") {
+		return false
+	}
+	path, err := softPath(ref)
+	if err != nil {
+		return false
+	}
+	data, err := os.ReadFile(path)
+	return err == nil && IsEncryptedPEM(data)
+}

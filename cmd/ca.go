@@ -137,25 +137,22 @@ func (f *caKeyFlags) refuseOverwrite(keyFile string) error {
 	return nil
 }
 
-// makeKey creates the CA key where the flags say; password is asked first
-// when the key goes to a file.
-func (f *caKeyFlags) makeKey(c *cobra.Command, g *globals, kt certgen.KeyType) (key *certgen.Key, keyFile string, password []byte, err error) {
+// keyPassword checks where the new CA key goes (refusing an overwrite) and,
+// when it goes to a file, asks its password. Call it before any slow work, so
+// that every prompt comes first.
+func (f *caKeyFlags) keyPassword(pw *passwords) (keyFile string, password []byte, err error) {
 	if keyFile, err = f.keyFile(); err != nil {
-		return nil, "", nil, err
+		return "", nil, err
 	}
 	if err := f.refuseOverwrite(keyFile); err != nil {
-		return nil, "", nil, err
+		return "", nil, err
 	}
 	if keyFile != "" {
-		if password, err = newKeyPassword(c, g); err != nil {
-			return nil, "", nil, err
+		if password, err = pw.newKey(); err != nil {
+			return "", nil, err
 		}
 	}
-	key, err = certgen.CreateKey(f.keyURI, kt)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	return key, keyFile, password, nil
+	return keyFile, password, nil
 }
 
 // writeCA writes the key (when in a file) then DIR/ca.crt and the extra
@@ -251,35 +248,68 @@ func stdinTerminal(c *cobra.Command) (int, bool) {
 	return fd, term.IsTerminal(fd)
 }
 
-// newKeyPassword returns the password protecting a new CA key: from
+// passwords asks the passwords a command needs, each from its environment
+// variable or, on a terminal, at a prompt. From the first prompt until close
+// the terminal does not echo, so a line typed ahead is never shown. Commands
+// ask every password before the slow work (decrypting a key) begins.
+type passwords struct {
+	c       *cobra.Command
+	g       *globals
+	restore func()
+}
+
+func newPasswords(c *cobra.Command, g *globals) *passwords { return &passwords{c: c, g: g} }
+
+// close gives the terminal its echo back.
+func (p *passwords) close() {
+	if p.restore != nil {
+		p.restore()
+	}
+}
+
+// ask prompts on the terminal; missing is the error when there is none.
+func (p *passwords) ask(prompt string, missing error) ([]byte, error) {
+	fd, ok := stdinTerminal(p.c)
+	if !ok {
+		return nil, missing
+	}
+	if p.restore == nil {
+		p.restore = func() {}
+		if r, err := echoOff(fd); err == nil {
+			p.restore = r
+		}
+	}
+	w := p.c.ErrOrStderr()
+	fmt.Fprint(w, prompt)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(w)
+	if err != nil {
+		return nil, fmt.Errorf("reading password: %w", err)
+	}
+	return b, nil
+}
+
+// newKey returns the password protecting a new CA key: from
 // $STATION_CA_KEY_PASSWORD, else asked twice on the terminal. It is never
 // printed.
-func newKeyPassword(c *cobra.Command, g *globals) ([]byte, error) {
-	if v := g.getenv(envCAKeyPassword); v != "" {
+func (p *passwords) newKey() ([]byte, error) {
+	if v := p.g.getenv(envCAKeyPassword); v != "" {
 		if len(v) < certgen.MinPasswordLen {
 			return nil, usageErrorf("$%s is shorter than %d characters", envCAKeyPassword, certgen.MinPasswordLen)
 		}
 		return []byte(v), nil
 	}
-	fd, ok := stdinTerminal(c)
-	if !ok {
-		return nil, usageErrorf("no password for the new CA key: set %s (or run on a terminal to be asked)", envCAKeyPassword)
-	}
-	w := c.ErrOrStderr()
-	fmt.Fprint(w, "Password for the new CA key: ")
-	p1, err := term.ReadPassword(fd)
-	fmt.Fprintln(w)
+	p1, err := p.ask("Password for the new CA key: ",
+		usageErrorf("no password for the new CA key: set %s (or run on a terminal to be asked)", envCAKeyPassword))
 	if err != nil {
-		return nil, fmt.Errorf("reading password: %w", err)
+		return nil, err
 	}
 	if len(p1) < certgen.MinPasswordLen {
 		return nil, usageErrorf("the password must have at least %d characters", certgen.MinPasswordLen)
 	}
-	fmt.Fprint(w, "Same password again: ")
-	p2, err := term.ReadPassword(fd)
-	fmt.Fprintln(w)
+	p2, err := p.ask("Same password again: ", nil)
 	if err != nil {
-		return nil, fmt.Errorf("reading password: %w", err)
+		return nil, err
 	}
 	defer clear(p2)
 	if string(p1) != string(p2) {
@@ -289,26 +319,23 @@ func newKeyPassword(c *cobra.Command, g *globals) ([]byte, error) {
 	return p1, nil
 }
 
-// issuerPassword returns a func giving the password of an encrypted issuer
-// key: $STATION_CA_ISSUER_PASSWORD, else asked on the terminal; called only
-// when the key file is encrypted.
-func issuerPassword(c *cobra.Command, g *globals, envName string) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		if v := g.getenv(envName); v != "" {
-			return []byte(v), nil
-		}
-		fd, ok := stdinTerminal(c)
-		if !ok {
-			return nil, usageErrorf("the issuer key is encrypted: set %s (or run on a terminal to be asked)", envName)
-		}
-		fmt.Fprint(c.ErrOrStderr(), "Password of the issuer key: ")
-		p, err := term.ReadPassword(fd)
-		fmt.Fprintln(c.ErrOrStderr())
-		if err != nil {
-			return nil, fmt.Errorf("reading password: %w", err)
-		}
-		return p, nil
+// issuer asks now for the password of the issuer key ref when it is an
+// encrypted PEM ($STATION_CA_ISSUER_PASSWORD, else the terminal), and returns
+// it as the password func certgen.OpenKey calls.
+func (p *passwords) issuer(ref string) (func() ([]byte, error), error) {
+	if !certgen.NeedsPassword(ref) {
+		return nil, nil
 	}
+	pw := []byte(p.g.getenv(envCAIssuerPassword))
+	if len(pw) == 0 {
+		var err error
+		pw, err = p.ask("Password of the issuer key: ",
+			usageErrorf("the issuer key is encrypted: set %s (or run on a terminal to be asked)", envCAIssuerPassword))
+		if err != nil {
+			return nil, err
+		}
+	}
+	return func() ([]byte, error) { return pw, nil }, nil
 }
 
 // readIssuerChain reads --issuer-chain (may be empty) and --root (optional).

@@ -24,7 +24,13 @@ func newCAInitRootCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			key, keyFile, password, err := o.makeKey(c, g, kt)
+			pw := newPasswords(c, g)
+			keyFile, password, err := o.keyPassword(pw)
+			pw.close()
+			if err != nil {
+				return err
+			}
+			key, err := certgen.CreateKey(o.keyURI, kt)
 			if err != nil {
 				return err
 			}

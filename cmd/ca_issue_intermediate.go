@@ -57,20 +57,25 @@ pkcs11:/softkms: URI. With --root, the issuer must verify up to that root first.
 					return err
 				}
 			}
-			// Refuse an overwrite before asking for any password.
-			keyFile, err := o.keyFile()
+			// Every password is asked before the slow work (decrypting the
+			// issuer key), after the overwrite check.
+			pw := newPasswords(c, g)
+			defer pw.close()
+			issuerPW, err := pw.issuer(o.issuerKey)
 			if err != nil {
 				return err
 			}
-			if err := o.refuseOverwrite(keyFile); err != nil {
+			keyFile, password, err := o.keyPassword(pw)
+			if err != nil {
 				return err
 			}
-			issuerKey, err := certgen.OpenKey(o.issuerKey, issuerPassword(c, g, envCAIssuerPassword))
+			pw.close()
+			issuerKey, err := certgen.OpenKey(o.issuerKey, issuerPW)
 			if err != nil {
 				return err
 			}
 			defer issuerKey.Close()
-			key, keyFile, password, err := o.makeKey(c, g, kt)
+			key, err := certgen.CreateKey(o.keyURI, kt)
 			if err != nil {
 				return err
 			}

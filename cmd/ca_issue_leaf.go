@@ -49,7 +49,13 @@ func newCAIssueLeafCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return usageErrorf("--csr %s: %v", o.csr, err)
 			}
-			is, err := certgen.OpenIssuer(o.issuerCert, o.issuerKey, o.chain, o.root, issuerPassword(c, g, envCAIssuerPassword))
+			pw := newPasswords(c, g)
+			issuerPW, err := pw.issuer(o.issuerKey)
+			pw.close()
+			if err != nil {
+				return err
+			}
+			is, err := certgen.OpenIssuer(o.issuerCert, o.issuerKey, o.chain, o.root, issuerPW)
 			if err != nil {
 				return err
 			}

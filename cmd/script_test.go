@@ -11,6 +11,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/factory-id/station/internal/ptytest"
 	"github.com/factory-id/station/internal/softhsmtest"
 )
 
@@ -23,6 +24,9 @@ var scriptCommands = map[string]func(){
 		err := NewRootCommand("test").ExecuteContext(context.Background())
 		os.Exit(Exit(err, os.Stderr))
 	},
+	// pty DIALOG PROGRAM ARGS... runs PROGRAM on a pseudo-terminal, waiting
+	// for each prompt before typing (see ptytest.Run).
+	"pty": func() { os.Exit(ptytest.Run(os.Args[1:], os.Stdout, os.Stderr)) },
 }
 
 // scriptCmds are in-process script commands; test files add fixtures
