@@ -27,14 +27,14 @@ type Key struct {
 
 // Standard persistent handles (TCG Provisioning Guidance).
 const (
-	EKHandleRSA  tpm2.TPMHandle = 0x81010001
-	EKHandleECC  tpm2.TPMHandle = 0x81010002
+	EKHandleRSA tpm2.TPMHandle = 0x81010001
+	EKHandleECC tpm2.TPMHandle = 0x81010002
 	// EKHandleECCP384 is where swtpm_setup persists its ECC P-384 EK (the
 	// Provisioning Guidance reserves 0x81010000-0x810100FF for EKs but
 	// names no handle for this one).
 	EKHandleECCP384 tpm2.TPMHandle = 0x81010016
-	SRKHandleRSA tpm2.TPMHandle = 0x81000001
-	SRKHandleECC tpm2.TPMHandle = 0x81000002
+	SRKHandleRSA    tpm2.TPMHandle = 0x81000001
+	SRKHandleECC    tpm2.TPMHandle = 0x81000002
 	// DPSKeyHandle is where the Azure DPS SDKs persist the key DPS sends
 	// during TPM attestation: this package never persists anything there.
 	DPSKeyHandle tpm2.TPMHandle = 0x81000100
