@@ -252,7 +252,8 @@ func TestLoadVendorRoots(t *testing.T) {
 	bad := bytes.Clone(ca.issuer.Raw)
 	i := bytes.Index(bad, ca.issuer.SerialNumber.Bytes())
 	bad = append(append(bad[:i-2:i-2], 0x02, byte(len(ca.issuer.SerialNumber.Bytes())+1), 0x00), bad[i:]...) // non-minimal INTEGER
-	for _, off := range []int{2, 6} {                                                                        // the outer and TBS lengths (both 0x82 LL LL)
+	// Fix the outer and TBS lengths (both 0x82 LL LL).
+	for _, off := range []int{2, 6} {
 		if bad[off-1] != 0x82 {
 			t.Fatalf("unexpected DER length form at %d", off-1)
 		}
