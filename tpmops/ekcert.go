@@ -88,7 +88,27 @@ func (v *VendorRoots) Chain(cert *x509.Certificate, intermediates []*x509.Certif
 	if cerr != nil {
 		return nil, cerr
 	}
-	return chain, nil
+	return v.extend(chain, now), nil
+}
+
+// extend continues a chain that ends at an anchor through the folder's
+// own certificates up to a self-signed root, where they link: for the
+// report only, trust was settled at the anchor.
+func (v *VendorRoots) extend(chain []*x509.Certificate, now time.Time) []*x509.Certificate {
+	for len(chain) < maxChain {
+		last := chain[len(chain)-1]
+		if bytes.Equal(last.RawSubject, last.RawIssuer) {
+			return chain
+		}
+		i := slices.IndexFunc(v.Certs, func(p *x509.Certificate) bool {
+			return issuedBy(last, p) && !slices.ContainsFunc(chain, p.Equal) && link(last, p, now) == nil
+		})
+		if i < 0 {
+			return chain
+		}
+		chain = append(chain, v.Certs[i])
+	}
+	return chain
 }
 
 func (v *VendorRoots) build(c *x509.Certificate, inters []*x509.Certificate, now time.Time, path []*x509.Certificate) ([]*x509.Certificate, *ChainError) {
