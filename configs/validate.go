@@ -36,6 +36,9 @@ func (c *Config) Validate() error {
 	if c.TPM.EK != "rsa2048" && c.TPM.EK != "ecc-p256" && c.TPM.EK != "ecc-p384" {
 		return bad("tpm.ek", "%q: want rsa2048, ecc-p256 or ecc-p384", c.TPM.EK)
 	}
+	if c.TPM.EK == "ecc-p384" && c.DPS.Attestation == "tpm" {
+		return bad("tpm.ek", "ecc-p384 cannot attest to DPS: the DPS SDKs' TPM attestation uses the EK under a PolicySecret session, which the P-384 EK's policy B refuses; use x509 attestation or an rsa2048 EK")
+	}
 	if c.TPM.SRK != "rsa2048" && c.TPM.SRK != "ecc-p256" {
 		return bad("tpm.srk", "%q: want rsa2048 or ecc-p256", c.TPM.SRK)
 	}
