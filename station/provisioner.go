@@ -17,12 +17,12 @@ import (
 // vendor roots, the escrow key, the line intermediate, the firmware image.
 // It is safe for concurrent use by several fixtures.
 type Provisioner struct {
-	env          *Env
-	vendorRoots  *tpmops.VendorRoots
-	escrow       *Escrower
-	issuer       *certgen.Issuer
-	firmware     *flash.Firmware
-	groupKey     []byte
+	env         *Env
+	vendorRoots *tpmops.VendorRoots
+	escrow      *Escrower
+	issuer      *certgen.Issuer
+	firmware    *flash.Firmware
+	groupKey    []byte
 }
 
 // NewProvisioner checks the configuration's files and loads the shared
