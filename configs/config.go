@@ -47,7 +47,11 @@ type TPM struct {
 	SRK             string `yaml:"srk"`
 	DeviceKeyHandle Handle `yaml:"device_key_handle"`
 	VendorRoots     string `yaml:"vendor_roots"`
-	RequireEKCert   bool   `yaml:"require_ek_cert"`
+	// EKCertDir holds EK certificates fetched beforehand for TPMs with none
+	// in NV, each named by the hex SHA-256 of the EK's DER public key
+	// (docs/VENDOR-ROOTS.md); optional.
+	EKCertDir     string `yaml:"ek_cert_dir"`
+	RequireEKCert bool   `yaml:"require_ek_cert"`
 }
 
 // Ownership is the policy for the unit's hierarchy authorizations.
@@ -191,7 +195,7 @@ func Defaults() *Config {
 			EK:              "rsa2048",
 			SRK:             "rsa2048",
 			DeviceKeyHandle: 0x81000010,
-			VendorRoots:     "configs/tpm-vendor-roots/",
+			VendorRoots:     "/etc/station/tpm-vendor-roots/",
 			RequireEKCert:   true,
 		},
 		Ownership: Ownership{

@@ -26,11 +26,11 @@ func TestExampleLoads(t *testing.T) {
 	if c.Station.ID != "line1-st03" || c.TPM.DeviceKeyHandle != 0x81000010 || c.PKI.Warehouse.D() != 8760*time.Hour {
 		t.Fatalf("example parsed to %+v", c)
 	}
-	if got := c.File(KeyVendorRoots); got != "tpm-vendor-roots" {
+	if got := c.File(KeyVendorRoots); got != "/etc/station/tpm-vendor-roots/" {
 		t.Fatalf("vendor roots resolve to %q", got)
 	}
-	if err := c.CheckFiles([]FileKey{KeyVendorRoots}, nil); err != nil {
-		t.Fatalf("the shipped vendor roots: %v", err)
+	if c.TPM.EKCertDir != "" || c.File(KeyEKCertDir) != "" {
+		t.Fatalf("ek_cert_dir %q", c.TPM.EKCertDir)
 	}
 }
 
@@ -52,6 +52,8 @@ func TestLoadRejects(t *testing.T) {
 		{"escrow with tpm", "ownership:\n  owner_auth: escrow\n", nil, "ownership.owner_auth", "empty owner auth"},
 		{"bad owner policy", "ownership:\n  owner_auth: random\n", nil, "ownership.owner_auth", "want empty or escrow"},
 		{"bad ek", "tpm:\n  ek: rsa1024\n", nil, "tpm.ek", "rsa2048"},
+		{"p384 srk", "tpm:\n  srk: ecc-p384\n", nil, "tpm.srk", "rsa2048 or ecc-p256"},
+		{"p384 ek with tpm attestation", "tpm:\n  ek: ecc-p384\n", nil, "tpm.ek", "x509 attestation"},
 		{"x509 without pattern", "dps:\n  attestation: x509\n", nil, "dps.registration_id", "pattern"},
 		{"pattern without serial", "dps:\n  attestation: x509\n  registration_id: line1\n", nil, "dps.registration_id", "same registration ID"},
 		{"symmetric without group key", "dps:\n  attestation: symmetric-key\n  registration_id: \"{serial}\"\n", nil, "dps.group_key", "group key"},

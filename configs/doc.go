@@ -8,6 +8,7 @@
 // named by the config are checked by the command that needs them
 // (CheckProvision), so `station init` works before the PKI exists.
 //
-// The folder tpm-vendor-roots/ is the default trust bundle: real TPM
-// vendors' EK CA certificates.
+// No TPM vendor certificate ships with station: tpm.vendor_roots names the
+// folder of the CA certificates the operator's TPM vendors publish
+// (docs/VENDOR-ROOTS.md).
 package configs

@@ -33,10 +33,14 @@ func (c *Config) Validate() error {
 	if c.Station.SigningKey == "" {
 		return bad("station.signing_key", "must name the audit signing key (PEM file or kms URI)")
 	}
-	for _, k := range []struct{ key, val string }{{"tpm.ek", c.TPM.EK}, {"tpm.srk", c.TPM.SRK}} {
-		if k.val != "rsa2048" && k.val != "ecc-p256" {
-			return bad(k.key, "%q: want rsa2048 or ecc-p256", k.val)
-		}
+	if c.TPM.EK != "rsa2048" && c.TPM.EK != "ecc-p256" && c.TPM.EK != "ecc-p384" {
+		return bad("tpm.ek", "%q: want rsa2048, ecc-p256 or ecc-p384", c.TPM.EK)
+	}
+	if c.TPM.EK == "ecc-p384" && c.DPS.Attestation == "tpm" {
+		return bad("tpm.ek", "ecc-p384 cannot attest to DPS: the DPS SDKs' TPM attestation uses the EK under a PolicySecret session, which the P-384 EK's policy B refuses; use x509 attestation or an rsa2048 EK")
+	}
+	if c.TPM.SRK != "rsa2048" && c.TPM.SRK != "ecc-p256" {
+		return bad("tpm.srk", "%q: want rsa2048 or ecc-p256", c.TPM.SRK)
 	}
 	h := c.TPM.DeviceKeyHandle
 	if h < 0x81000000 || h > 0x817fffff {
@@ -148,6 +152,7 @@ type FileKey string
 // The file-valued keys.
 const (
 	KeyVendorRoots FileKey = "tpm.vendor_roots"
+	KeyEKCertDir   FileKey = "tpm.ek_cert_dir"
 	KeyEscrowKey   FileKey = "ownership.escrow_public_key"
 	KeyIssuerCert  FileKey = "pki.issuer_cert"
 	KeyIssuerKey   FileKey = "pki.issuer_key"
@@ -172,7 +177,7 @@ func (c *Config) CheckProvision() error {
 	if c.TPM.RequireEKCert {
 		required = append(required, KeyVendorRoots)
 	}
-	optional := []FileKey{KeyChain, KeyFirmware}
+	optional := []FileKey{KeyChain, KeyFirmware, KeyEKCertDir}
 	if c.DPS.Attestation == "symmetric-key" {
 		required = append(required, KeyGroupKey)
 	}
@@ -216,6 +221,8 @@ func (c *Config) raw(k FileKey) string {
 	switch k {
 	case KeyVendorRoots:
 		return c.TPM.VendorRoots
+	case KeyEKCertDir:
+		return c.TPM.EKCertDir
 	case KeyEscrowKey:
 		return c.Ownership.EscrowPublicKey
 	case KeyIssuerCert:

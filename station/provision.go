@@ -462,16 +462,24 @@ func (r *unitRun) stepEK() ([]audit.Event, error) {
 		return nil, err
 	}
 	r.ek = ek
-	certDER, err := r.tpm.ReadEKCert(alg)
+	// The certificate that certifies this very EK: from NV (any index),
+	// else from the offline folder; the TPM's own intermediates help chain.
+	found, nvChain, err := r.tpm.FindEKCert(ek.Pub, cfg.File(configs.KeyEKCertDir))
 	switch {
 	case errors.Is(err, tpmops.ErrNoEKCert) && !cfg.TPM.RequireEKCert:
-		certDER = nil
+	case errors.Is(err, tpmops.ErrUntrustedEKCert) && !cfg.TPM.RequireEKCert:
 	case err != nil:
 		return nil, err
 	}
-	var issuer string
-	if certDER != nil {
-		c, err := tpmops.VerifyEKCert(certDER, ek.Pub, r.p.vendorRoots, r.p.vendorInters, time.Now())
+	var (
+		certDER []byte
+		issuer  string
+	)
+	certInfo := map[string]any{}
+	if found != nil {
+		certDER = found.DER
+		certInfo = map[string]any{"source": found.Source, "tcg_header": found.Header, "padding": found.Padding, "nv_intermediates": len(nvChain)}
+		c, err := tpmops.VerifyEKCert(certDER, ek.Pub, r.p.vendorRoots, nvChain, time.Now())
 		if err != nil && cfg.TPM.RequireEKCert {
 			return nil, err
 		}
@@ -514,7 +522,7 @@ func (r *unitRun) stepEK() ([]audit.Event, error) {
 	r.u.EKType, r.u.EKPublic, r.u.EKSHA256, r.u.EKCert = cfg.TPM.EK, ek.Public, ekHash, certDER
 	return []audit.Event{{Type: "provision.ek", Payload: map[string]any{
 		"ek_sha256": ekHash, "ek_type": cfg.TPM.EK, "ek_cert": certDER != nil, "ek_cert_issuer": issuer,
-		"ek_cert_sha256": hashOrEmpty(certDER), "persisted_now": persisted, "registration_id": regID,
+		"ek_cert_sha256": hashOrEmpty(certDER), "ek_cert_found": certInfo, "persisted_now": persisted, "registration_id": regID,
 	}}}, nil
 }
 

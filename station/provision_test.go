@@ -233,8 +233,10 @@ func TestProvisionRefusals(t *testing.T) {
 		want    error
 	}{
 		{name: "EK certificate from an untrusted vendor", opts: swtpmtest.Options{VendorCA: otherVendor}, want: tpmops.ErrUntrustedEKCert},
-		{name: "EK certificate against the real vendor bundle", mutate: func(c *configs.Config) {
-			c.TPM.VendorRoots, _ = filepath.Abs("../configs/tpm-vendor-roots")
+		{name: "EK certificate whose issuing CA is not in the roots folder", mutate: func(c *configs.Config) {
+			if err := os.Remove(filepath.Join(c.TPM.VendorRoots, "issuer.pem")); err != nil {
+				panic(err)
+			}
 		}, want: tpmops.ErrUntrustedEKCert},
 		{name: "no EK certificate", opts: swtpmtest.Options{NoEKCert: true}, want: tpmops.ErrNoEKCert},
 		{name: "foreign key at the EK handle", opts: swtpmtest.Options{Blank: true},

@@ -1,7 +1,6 @@
 package station
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,13 +17,12 @@ import (
 // vendor roots, the escrow key, the line intermediate, the firmware image.
 // It is safe for concurrent use by several fixtures.
 type Provisioner struct {
-	env          *Env
-	vendorRoots  *x509.CertPool
-	vendorInters *x509.CertPool
-	escrow       *Escrower
-	issuer       *certgen.Issuer
-	firmware     *flash.Firmware
-	groupKey     []byte
+	env         *Env
+	vendorRoots *tpmops.VendorRoots
+	escrow      *Escrower
+	issuer      *certgen.Issuer
+	firmware    *flash.Firmware
+	groupKey    []byte
 }
 
 // NewProvisioner checks the configuration's files and loads the shared
@@ -37,7 +35,7 @@ func NewProvisioner(env *Env, getenv func(string) string) (*Provisioner, error) 
 	p := &Provisioner{env: env}
 	var err error
 	if cfg.TPM.VendorRoots != "" {
-		p.vendorRoots, p.vendorInters, err = tpmops.LoadVendorRoots(cfg.File(configs.KeyVendorRoots))
+		p.vendorRoots, err = tpmops.LoadVendorRoots(cfg.File(configs.KeyVendorRoots))
 		if err != nil {
 			return nil, &configs.Error{Key: string(configs.KeyVendorRoots), Err: err}
 		}

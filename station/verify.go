@@ -22,6 +22,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/store"
@@ -394,35 +395,34 @@ func (v *verifier) checkEK() (string, error) {
 	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(handle)), sha256Hex(k.Public)), nil
 }
 
-// ek-cert: the EK certificate in NV chains to a configured vendor root and
-// certifies the recorded EK.
+// ek-cert: the certificate of the recorded EK (in NV, else in
+// tpm.ek_cert_dir) chains to a configured vendor root, through the TPM's
+// own intermediates where it stores them.
 func (v *verifier) checkEKCert() (string, error) {
 	cfg := v.env.Config
-	der, err := v.tpm.ReadEKCert(v.ekAlg())
-	if errors.Is(err, tpmops.ErrNoEKCert) || errors.Is(err, tpmops.ErrHandleEmpty) {
-		if !cfg.TPM.RequireEKCert {
-			return "no EK certificate in NV (tpm.require_ek_cert is false)", nil
-		}
-		return "", fmt.Errorf("no EK certificate in NV: %w", err)
-	}
-	if err != nil {
-		return "", err
-	}
-	roots, inters, err := tpmops.LoadVendorRoots(cfg.Path(cfg.TPM.VendorRoots))
-	if err != nil {
-		return "", err
-	}
+	var err error
 	if v.ekPub == nil {
 		if _, v.ekPub, err = publicKey(v.unit.EKPublic); err != nil {
 			return "", fmt.Errorf("recorded EK: %w", err)
 		}
 	}
-	c, err := tpmops.VerifyEKCert(der, v.ekPub, roots, inters, v.now)
+	found, nvChain, err := v.tpm.FindEKCert(v.ekPub, cfg.File(configs.KeyEKCertDir))
+	if errors.Is(err, tpmops.ErrNoEKCert) && !cfg.TPM.RequireEKCert {
+		return "no EK certificate (tpm.require_ek_cert is false)", nil
+	}
 	if err != nil {
 		return "", err
 	}
-	detail := fmt.Sprintf("issued by %q, chains to a TPM vendor root, certifies the recorded EK", c.Issuer.CommonName)
-	if len(v.unit.EKCert) > 0 && !bytes.Equal(v.unit.EKCert, der) {
+	roots, err := tpmops.LoadVendorRoots(cfg.Path(cfg.TPM.VendorRoots))
+	if err != nil {
+		return "", err
+	}
+	c, err := tpmops.VerifyEKCert(found.DER, v.ekPub, roots, nvChain, v.now)
+	if err != nil {
+		return "", err
+	}
+	detail := fmt.Sprintf("%s, issued by %q, chains to a TPM vendor root, certifies the recorded EK", found.Source, c.Issuer.CommonName)
+	if len(v.unit.EKCert) > 0 && !bytes.Equal(v.unit.EKCert, found.DER) {
 		detail += " (differs from the certificate recorded at provisioning)"
 	}
 	return detail, nil

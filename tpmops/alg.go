@@ -4,16 +4,18 @@ package tpmops
 // tpm.srk.
 type Alg string
 
-// The supported key algorithms.
+// The supported key algorithms. ECCP384 is an EK algorithm only (tpm.ek;
+// there is no ECC P-384 SRK template).
 const (
 	RSA2048 Alg = "rsa2048"
 	ECCP256 Alg = "ecc-p256"
+	ECCP384 Alg = "ecc-p384"
 )
 
 // ParseAlg checks s names a supported algorithm.
 func ParseAlg(s string) (Alg, error) {
 	switch Alg(s) {
-	case RSA2048, ECCP256:
+	case RSA2048, ECCP256, ECCP384:
 		return Alg(s), nil
 	}
 	return "", errUnknownAlg(s)
@@ -22,5 +24,5 @@ func ParseAlg(s string) (Alg, error) {
 type errUnknownAlg string
 
 func (e errUnknownAlg) Error() string {
-	return "unknown key algorithm " + string(e) + " (want rsa2048 or ecc-p256)"
+	return "unknown key algorithm " + string(e) + " (want rsa2048, ecc-p256 or ecc-p384)"
 }

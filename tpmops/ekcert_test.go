@@ -5,19 +5,21 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/factory-id/station/internal/swtpmtest"
 )
 
-// poolOf builds (roots, intermediates) from PEM files written to a folder,
-// through LoadVendorRoots as the station does.
-func rootsFrom(t *testing.T, pems ...[]byte) (*x509.CertPool, *x509.CertPool) {
+// rootsFrom builds a roots folder from PEM files and loads it through
+// LoadVendorRoots as the station does.
+func rootsFrom(t testing.TB, pems ...[]byte) *VendorRoots {
 	t.Helper()
 	dir := t.TempDir()
 	for i, p := range pems {
@@ -25,11 +27,25 @@ func rootsFrom(t *testing.T, pems ...[]byte) (*x509.CertPool, *x509.CertPool) {
 			t.Fatal(err)
 		}
 	}
-	roots, inter, err := LoadVendorRoots(dir)
+	roots, err := LoadVendorRoots(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return roots, inter
+	return roots
+}
+
+// pemCert parses one PEM certificate.
+func pemCert(t testing.TB, p []byte) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(p)
+	if b == nil {
+		t.Fatal("no PEM block")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func certPEM(c *x509.Certificate) []byte {
@@ -51,31 +67,37 @@ func TestEKCertSwtpm(t *testing.T) {
 	if _, err := e.tpm.ReadEKCert(ECCP256); !errors.Is(err, ErrNoEKCert) {
 		t.Fatalf("ECC P-256 EK cert on swtpm (it writes P-384 only): %v, want ErrNoEKCert", err)
 	}
-	vendorRoots, vendorInter, err := LoadVendorRoots("../configs/tpm-vendor-roots")
+	vendorRoots, err := LoadVendorRoots(sharedTestdata(t, "tpm-vendor-cas"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	other := swtpmtest.NewCA(t)
-	oRoots, oInter := rootsFrom(t, other.RootPEM, other.IssuerPEM)
-	roots, inter := rootsFrom(t, sw.CA.RootPEM, sw.CA.IssuerPEM)
+	oRoots := rootsFrom(t, other.RootPEM, other.IssuerPEM)
+	roots := rootsFrom(t, sw.CA.RootPEM, sw.CA.IssuerPEM)
+	rootOnly := rootsFrom(t, sw.CA.RootPEM)
+	issuerOnly := rootsFrom(t, sw.CA.IssuerPEM)
+	issuer := []*x509.Certificate{pemCert(t, sw.CA.IssuerPEM)}
 	srk, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name        string
-		roots, int  *x509.CertPool
+		roots       *VendorRoots
+		int         []*x509.Certificate
 		key         any
 		now         time.Time
 		wantTrusted bool
 	}{
-		{"swtpm CA", roots, inter, ek.Pub, time.Now(), true},
-		{"vendor bundle", vendorRoots, vendorInter, ek.Pub, time.Now(), false},
-		{"another swtpm CA", oRoots, oInter, ek.Pub, time.Now(), false},
+		{"swtpm CA", roots, nil, ek.Pub, time.Now(), true},
+		{"root, intermediate from the TPM", rootOnly, issuer, ek.Pub, time.Now(), true},
+		{"intermediate alone as anchor", issuerOnly, nil, ek.Pub, time.Now(), true},
+		{"vendor bundle", vendorRoots, nil, ek.Pub, time.Now(), false},
+		{"another swtpm CA", oRoots, issuer, ek.Pub, time.Now(), false},
 		{"no roots", nil, nil, ek.Pub, time.Now(), false},
-		{"root without its intermediate", roots, nil, ek.Pub, time.Now(), false},
-		{"key is not the EK", roots, inter, srk.Pub, time.Now(), false},
-		{"not yet valid", roots, inter, ek.Pub, time.Now().Add(-20 * 365 * 24 * time.Hour), false},
+		{"root without its intermediate", rootOnly, nil, ek.Pub, time.Now(), false},
+		{"key is not the EK", roots, nil, srk.Pub, time.Now(), false},
+		{"not yet valid", roots, nil, ek.Pub, time.Now().Add(-20 * 365 * 24 * time.Hour), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cert, err := VerifyEKCert(der, tc.key, tc.roots, tc.int, tc.now)
@@ -99,7 +121,7 @@ func TestEKCertProvisionSim(t *testing.T) {
 	e := &env{name: "sim"}
 	openChecked(t, e, "sim")
 	ca := newTestCA(t)
-	roots, inter := rootsFrom(t, certPEM(ca.root), certPEM(ca.issuer))
+	roots := rootsFrom(t, certPEM(ca.root), certPEM(ca.issuer))
 	for _, alg := range []Alg{RSA2048, ECCP256} {
 		t.Run(string(alg), func(t *testing.T) {
 			if _, err := e.tpm.ReadEKCert(alg); !errors.Is(err, ErrNoEKCert) {
@@ -138,7 +160,7 @@ func TestEKCertProvisionSim(t *testing.T) {
 			if !a.PPWrite || !a.AuthRead || !a.OwnerRead || !a.PPRead || !a.NoDA || !a.PlatformCreate || !a.Written || a.OwnerWrite || a.AuthWrite {
 				t.Fatalf("EK cert NV attributes %+v", a)
 			}
-			if _, err := VerifyEKCert(got, ek.Pub, roots, inter, time.Now()); err != nil {
+			if _, err := VerifyEKCert(got, ek.Pub, roots, nil, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -149,7 +171,8 @@ func TestEKCertProvisionSim(t *testing.T) {
 // SAN holding directoryName/otherName entries is tolerated.
 func TestVerifyEKCertExtensions(t *testing.T) {
 	ca := newTestCA(t)
-	roots, inter := rootsFrom(t, certPEM(ca.root), certPEM(ca.issuer))
+	roots := rootsFrom(t, certPEM(ca.root))
+	inter := []*x509.Certificate{ca.issuer}
 	ekKey := testKey(t)
 	registeredIDSAN, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true,
 		Bytes: mustMarshal(t, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 8, Bytes: []byte{0x2a, 0x03}})})
@@ -188,15 +211,14 @@ func TestVerifyEKCertExtensions(t *testing.T) {
 }
 
 func TestLoadVendorRoots(t *testing.T) {
-	roots, inter, err := LoadVendorRoots("../configs/tpm-vendor-roots")
+	roots, err := LoadVendorRoots(sharedTestdata(t, "tpm-vendor-cas"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// 51 files, 45 distinct certificates (6 files repeat another under a
-	// second name): every one is a root or an intermediate.
-	n := poolLen(roots) + poolLen(inter)
-	if n != 45 {
-		t.Fatalf("%d certificates loaded, want 45", n)
+	// second name): every one is an anchor.
+	if len(roots.Certs) != 45 || len(roots.Skipped) != 0 {
+		t.Fatalf("%d certificates loaded, %d skipped; want 45 and 0", len(roots.Certs), len(roots.Skipped))
 	}
 	ca := newTestCA(t)
 	dir := t.TempDir()
@@ -204,25 +226,48 @@ func TestLoadVendorRoots(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "README.md"), []byte("notes"), 0o644)
 	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
 	os.WriteFile(filepath.Join(dir, "sub", "issuer.pem"), certPEM(ca.issuer), 0o644)
-	roots, inter, err = LoadVendorRoots(dir)
+	os.WriteFile(filepath.Join(dir, "sub", "again.pem"), certPEM(ca.issuer), 0o644)
+	roots, err = LoadVendorRoots(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if poolLen(roots) != 1 || poolLen(inter) != 1 {
-		t.Fatalf("roots %d, intermediates %d; want 1 and 1", poolLen(roots), poolLen(inter))
+	if len(roots.Certs) != 2 {
+		t.Fatalf("%d certificates, want 2 (a copy counts once)", len(roots.Certs))
 	}
 	// A lone intermediate (its root absent) is an anchor.
-	r2, _, err := LoadVendorRoots(filepath.Join(dir, "sub", "issuer.pem"))
-	if err != nil || poolLen(r2) != 1 {
+	r2, err := LoadVendorRoots(filepath.Join(dir, "sub", "issuer.pem"))
+	if err != nil || len(r2.Certs) != 1 {
 		t.Fatalf("lone intermediate: %v", err)
 	}
 	empty := t.TempDir()
-	if _, _, err := LoadVendorRoots(empty); err == nil {
+	if _, err := LoadVendorRoots(empty); err == nil {
 		t.Fatal("an empty folder gave vendor roots")
 	}
 	os.WriteFile(filepath.Join(empty, "junk.pem"), []byte("not a certificate"), 0o644)
-	if _, _, err := LoadVendorRoots(empty); err == nil {
-		t.Fatal("a junk file gave vendor roots")
+	if _, err := LoadVendorRoots(empty); err == nil || !strings.Contains(err.Error(), "junk.pem") {
+		t.Fatalf("a junk file gave vendor roots, or the error does not name it: %v", err)
+	}
+	// A certificate Go's parser rejects is set aside and named, and the
+	// rest of the folder still loads.
+	bad := bytes.Clone(ca.issuer.Raw)
+	i := bytes.Index(bad, ca.issuer.SerialNumber.Bytes())
+	bad = append(append(bad[:i-2:i-2], 0x02, byte(len(ca.issuer.SerialNumber.Bytes())+1), 0x00), bad[i:]...) // non-minimal INTEGER
+	// Fix the outer and TBS lengths (both 0x82 LL LL).
+	for _, off := range []int{2, 6} {
+		if bad[off-1] != 0x82 {
+			t.Fatalf("unexpected DER length form at %d", off-1)
+		}
+		binary.BigEndian.PutUint16(bad[off:], binary.BigEndian.Uint16(bad[off:])+1)
+	}
+	mixed := t.TempDir()
+	os.WriteFile(filepath.Join(mixed, "root.der"), ca.root.Raw, 0o644)
+	os.WriteFile(filepath.Join(mixed, "nonder.der"), bad, 0o644)
+	roots, err = LoadVendorRoots(mixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(roots.Certs) != 1 || len(roots.Skipped) != 1 || filepath.Base(roots.Skipped[0].File) != "nonder.der" {
+		t.Fatalf("certs %d, skipped %+v", len(roots.Certs), roots.Skipped)
 	}
 }
 
@@ -280,10 +325,4 @@ func FuzzUnwrapEKCert(f *testing.F) {
 			t.Fatalf("not idempotent: %v", err)
 		}
 	})
-}
-
-// poolLen counts a pool's certificates.
-func poolLen(p *x509.CertPool) int {
-	//lint:ignore SA1019 not a system pool: Subjects lists every certificate
-	return len(p.Subjects())
 }

@@ -1,6 +1,7 @@
 package tpmops
 
 import (
+	"crypto/x509"
 	"errors"
 	"os"
 	"testing"
@@ -40,30 +41,31 @@ func TestGoldenSwtpmEKCert(t *testing.T) {
 	}
 	root, _ := os.ReadFile("testdata/swtpm-localca-root.pem")
 	issuer, _ := os.ReadFile("testdata/swtpm-localca-issuer.pem")
-	roots, inter := rootsFrom(t, root, issuer)
+	roots := rootsFrom(t, root, issuer)
 	at := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
-	cert, err := VerifyEKCert(der, ek, roots, inter, at)
+	cert, err := VerifyEKCert(der, ek, roots, nil, at)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cert.Issuer.CommonName != "swtpm-localca" {
 		t.Fatalf("issuer %q", cert.Issuer.CommonName)
 	}
-	// The same certificate is refused by the real vendors' bundle, before
-	// it was issued, and for another key.
-	vr, vi, err := LoadVendorRoots("../configs/tpm-vendor-roots")
-	if err != nil {
+	// The issuer given as an untrusted intermediate (as a TPM stores it in
+	// NV) chains to the root alone.
+	rootOnly := rootsFrom(t, root)
+	if _, err := VerifyEKCert(der, ek, rootOnly, []*x509.Certificate{pemCert(t, issuer)}, at); err != nil {
 		t.Fatal(err)
 	}
+	// The same certificate is refused before it was issued, for another
+	// key, and without its issuer.
 	other := testKey(t).Public()
 	for name, check := range map[string]func() error{
-		"vendor bundle": func() error { _, err := VerifyEKCert(der, ek, vr, vi, at); return err },
 		"before issuance": func() error {
-			_, err := VerifyEKCert(der, ek, roots, inter, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+			_, err := VerifyEKCert(der, ek, roots, nil, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
 			return err
 		},
-		"another key":        func() error { _, err := VerifyEKCert(der, other, roots, inter, at); return err },
-		"issuer not trusted": func() error { _, err := VerifyEKCert(der, ek, roots, nil, at); return err },
+		"another key":        func() error { _, err := VerifyEKCert(der, other, roots, nil, at); return err },
+		"issuer not trusted": func() error { _, err := VerifyEKCert(der, ek, rootOnly, nil, at); return err },
 	} {
 		if err := check(); !errors.Is(err, ErrUntrustedEKCert) {
 			t.Errorf("%s: %v, want ErrUntrustedEKCert", name, err)

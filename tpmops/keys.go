@@ -27,10 +27,14 @@ type Key struct {
 
 // Standard persistent handles (TCG Provisioning Guidance).
 const (
-	EKHandleRSA  tpm2.TPMHandle = 0x81010001
-	EKHandleECC  tpm2.TPMHandle = 0x81010002
-	SRKHandleRSA tpm2.TPMHandle = 0x81000001
-	SRKHandleECC tpm2.TPMHandle = 0x81000002
+	EKHandleRSA tpm2.TPMHandle = 0x81010001
+	EKHandleECC tpm2.TPMHandle = 0x81010002
+	// EKHandleECCP384 is where swtpm_setup persists its ECC P-384 EK (the
+	// Provisioning Guidance reserves 0x81010000-0x810100FF for EKs but
+	// names no handle for this one).
+	EKHandleECCP384 tpm2.TPMHandle = 0x81010016
+	SRKHandleRSA    tpm2.TPMHandle = 0x81000001
+	SRKHandleECC    tpm2.TPMHandle = 0x81000002
 	// DPSKeyHandle is where the Azure DPS SDKs persist the key DPS sends
 	// during TPM attestation: this package never persists anything there.
 	DPSKeyHandle tpm2.TPMHandle = 0x81000100
@@ -38,15 +42,55 @@ const (
 	DefaultDeviceKeyHandle tpm2.TPMHandle = 0x81000010
 )
 
-// EKTemplate returns the TCG default EK template (L-1, unique zero-filled).
+// EKTemplate returns the TCG EK Credential Profile template for alg: L-1
+// (RSA-2048) and L-2 (ECC P-256) of the low range, unique zero-filled; H-3
+// (ECC P-384) of the high range, whose certificate is at 0x01C00016.
 func EKTemplate(alg Alg) (tpm2.TPMTPublic, tpm2.TPMHandle, error) {
 	switch alg {
 	case RSA2048:
 		return tpm2.RSAEKTemplate, EKHandleRSA, nil
 	case ECCP256:
 		return tpm2.ECCEKTemplate, EKHandleECC, nil
+	case ECCP384:
+		return eccP384EKTemplate, EKHandleECCP384, nil
 	}
 	return tpm2.TPMTPublic{}, 0, errUnknownAlg(alg)
+}
+
+// eccP384EKTemplate is template H-3 of the TCG EK Credential Profile
+// (section B.4.4.3): SHA-384 name, fixedTPM|fixedParent|
+// sensitiveDataOrigin|userWithAuth|adminWithPolicy|restricted|decrypt,
+// policy B for SHA-384, AES-256-CFB, NIST P-384, empty unique. Checked
+// against the key swtpm's P-384 EK certificate certifies (TestEKP384Swtpm).
+var eccP384EKTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgECC,
+	NameAlg: tpm2.TPMAlgSHA384,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM:            true,
+		FixedParent:         true,
+		SensitiveDataOrigin: true,
+		UserWithAuth:        true,
+		AdminWithPolicy:     true,
+		Restricted:          true,
+		Decrypt:             true,
+	},
+	AuthPolicy: tpm2.TPM2BDigest{Buffer: []byte{ // PolicyB, SHA-384
+		0xB2, 0x6E, 0x7D, 0x28, 0xD1, 0x1A, 0x50, 0xBC, 0x53, 0xD8, 0x82, 0xBC,
+		0xF5, 0xFD, 0x3A, 0x1A, 0x07, 0x41, 0x48, 0xBB, 0x35, 0xD3, 0xB4, 0xE4,
+		0xCB, 0x1C, 0x0A, 0xD9, 0xBD, 0xE4, 0x19, 0xCA, 0xCB, 0x47, 0xBA, 0x09,
+		0x69, 0x96, 0x46, 0x15, 0x0F, 0x9F, 0xC0, 0x00, 0xF3, 0xF8, 0x0E, 0x12,
+	}},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+		Symmetric: tpm2.TPMTSymDefObject{
+			Algorithm: tpm2.TPMAlgAES,
+			KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(256)),
+			Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
+		},
+		Scheme:  tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull},
+		CurveID: tpm2.TPMECCNistP384,
+		KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+	}),
+	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
 }
 
 // SRKTemplate returns the TCG SRK template the DPS SDKs also use (RSA-2048:
