@@ -2,6 +2,7 @@ package station
 
 import (
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -28,6 +29,9 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 	counter := issuedKey(sha256hex(p.issuer.Cert.Raw))
 	var issued int
 	if err := p.env.DB.Update(func(tx *bolt.Tx) error {
+		if err := p.issuerUsableIn(tx); err != nil { // revoked since the run began?
+			return err
+		}
 		issued = parseCount(store.GetMeta(tx, counter))
 		if max := cfg.PKI.MaxIssued; max > 0 && issued >= max {
 			return nil // certgen refuses it below, with its message
@@ -75,6 +79,34 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 		"not_before": cert.NotBefore.UTC(), "not_after": r.u.NotAfter, "issuer": cert.Issuer.String(),
 		"ek_sha256": r.u.EKSHA256,
 	}}}, nil
+}
+
+// issuerUsable refuses to issue from a line intermediate that `station
+// revoke --ca-cert` revoked, or that chains through a revoked CA: a leaf it
+// signs would be disabled in DPS from the start.
+func (p *Provisioner) issuerUsable() error {
+	return p.env.DB.View(p.issuerUsableIn)
+}
+
+func (p *Provisioner) issuerUsableIn(tx *bolt.Tx) error {
+	revoked, err := store.RevokedCAs(tx)
+	if err != nil || len(revoked) == 0 {
+		return err
+	}
+	for i, c := range append([]*x509.Certificate{p.issuer.Cert}, p.issuer.Chain...) {
+		sum := sha256hex(c.Raw)
+		rev, ok := revoked[sum]
+		if !ok {
+			continue
+		}
+		what := "the line intermediate (pki.issuer_cert " + p.env.Config.PKI.IssuerCert + ")"
+		if i > 0 {
+			what = "a CA above the line intermediate (in pki.chain " + p.env.Config.PKI.Chain + ")"
+		}
+		return fmt.Errorf("%w: %s %q, sha256 %s, was revoked on %s (%s): replace it with a new intermediate (pki.issuer_cert and pki.issuer_key) before provisioning",
+			ErrIssuerRevoked, what, c.Subject.String(), sum, rev.At.UTC().Format(time.RFC3339), rev.Reason)
+	}
+	return nil
 }
 
 // certSerialTaken reports whether a certificate serial is already recorded.

@@ -23,6 +23,8 @@ var hints = []struct {
 	{ErrDuplicateEK, "this TPM is already provisioned under another serial: check the label, or quarantine a possible clone"},
 	{ErrSerialOtherTPM, "the serial belongs to a unit with another TPM: check the label and the fixture"},
 	{ErrRevoked, "the unit is revoked and cannot be provisioned again"},
+	{ErrIssuerRevoked, "issue a new line intermediate (station ca issue-intermediate), point pki.issuer_cert and pki.issuer_key at it, then re-run provision"},
+	{ErrDuplicateRegID, "DPS would see two units under one registration ID: check the serial label (IDs differing only in case are the same ID), or change dps.registration_id"},
 	{store.ErrBusy, "another station process holds the database: wait for it and retry"},
 }
 

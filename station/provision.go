@@ -43,8 +43,10 @@ var (
 	ErrRefused        = errors.New("refused by policy")
 	ErrDuplicateEK    = fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused)
 	ErrSerialOtherTPM = fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused)
-	ErrOwnedElsewhere = fmt.Errorf("%w: the TPM's authorizations were set by someone else", ErrRefused)
+	ErrOwnedElsewhere = fmt.Errorf("%w: the unit is owned by someone else", ErrRefused)
 	ErrRevoked        = fmt.Errorf("%w: the unit is revoked", ErrRefused)
+	ErrDuplicateRegID = fmt.Errorf("%w: duplicate registration ID", ErrRefused)
+	ErrIssuerRevoked  = fmt.Errorf("%w: the issuing CA is revoked", ErrRefused)
 )
 
 // ErrBadSerial means a serial number is unusable (exit 2).
@@ -141,6 +143,21 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 		res.RegistrationID = r.u.RegistrationID
 		if r.u.Status == store.StatusRevoked {
 			return res, &StepError{req.Serial, StepEK, ErrRevoked}
+		}
+	}
+	// Refusals that need no TPM come before the TPM is opened, so a refused
+	// unit's TPM is left exactly as it came.
+	if r.u == nil || !r.u.StepDone(StepCertificate) {
+		if err := r.p.issuerUsable(); err != nil {
+			return res, r.fail(StepCertificate, err)
+		}
+	}
+	if r.u == nil && p.env.Config.DPS.Attestation != "tpm" {
+		// The registration ID comes from the serial: a clash is known now.
+		if id, err := p.registrationID(req.Serial, nil); err == nil {
+			if err := r.regIDFree(id); err != nil {
+				return res, r.fail(StepEK, err)
+			}
 		}
 	}
 	if err := r.open(); err != nil {
@@ -402,6 +419,13 @@ func (r *unitRun) commit(events []audit.Event, extra ...func(*bolt.Tx) error) er
 		if err := store.PutUnit(tx, r.u); err != nil {
 			return err
 		}
+		for _, e := range r.u.Escrows {
+			if !e.Pending { // applied: its sealed copy has served
+				if err := store.DeletePendingSeal(tx, r.u.Serial, e.Hierarchy); err != nil {
+					return err
+				}
+			}
+		}
 		for _, e := range events {
 			e.Serial, e.Operator = r.u.Serial, r.p.env.Operator()
 			if _, err := r.p.env.Log.Append(tx, e); err != nil {
@@ -425,6 +449,22 @@ func (r *unitRun) checkUnique(tx *bolt.Tx) error {
 	}
 	if s := store.SerialByCert(tx, r.u.CertSerial); r.u.CertSerial != "" && s != "" && s != r.u.Serial {
 		return fmt.Errorf("certificate serial %s is already recorded for unit %s", r.u.CertSerial, s)
+	}
+	return regIDFreeIn(tx, r.u.RegistrationID, r.u.Serial)
+}
+
+// regIDFree refuses a registration ID that DPS would take for another
+// unit's (DPS compares registration IDs case-insensitively).
+func (r *unitRun) regIDFree(id string) error {
+	return r.p.env.DB.View(func(tx *bolt.Tx) error { return regIDFreeIn(tx, id, r.req.Serial) })
+}
+
+func regIDFreeIn(tx *bolt.Tx, id, serial string) error {
+	if id == "" {
+		return nil
+	}
+	if s := store.SerialByRegistrationID(tx, id); s != "" && s != serial {
+		return fmt.Errorf("%w: %q is already the registration ID of unit %s (DPS does not tell IDs apart by case)", ErrDuplicateRegID, id, s)
 	}
 	return nil
 }
@@ -504,6 +544,9 @@ func (r *unitRun) stepEK() ([]audit.Event, error) {
 	}
 	regID, err := r.p.registrationID(r.req.Serial, ek.Public)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.regIDFree(regID); err != nil {
 		return nil, err
 	}
 	if r.u == nil {

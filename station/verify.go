@@ -511,6 +511,7 @@ func (v *verifier) checkOwnership() (string, error) {
 	if escrow && !hasEscrow(v.unit, "owner") {
 		probs = append(probs, "no applied owner-auth escrow in the record")
 	}
+	probs = append(probs, v.escrowProblems()...)
 	if p.InLockout {
 		probs = append(probs, "the TPM is in dictionary-attack lockout")
 	}

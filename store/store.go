@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,6 +32,9 @@ var (
 	bucketCerts = []byte("certs")       // certificate serial (hex) -> unit serial
 	bucketMeta  = []byte("meta")        // station-wide values
 	bucketCAs   = []byte("revoked-cas") // issuer SHA-256 hex -> Revocation JSON
+	// Created on first use, so databases made before them need no migration.
+	bucketRegIDs = []byte("regids")        // lower-case registration ID -> serial
+	bucketSeals  = []byte("pending-seals") // serial NUL hierarchy -> TPM-sealed pending auth
 )
 
 // DB is the open station database.
@@ -207,7 +211,95 @@ func PutUnit(tx *bolt.Tx, u *Unit) error {
 			return err
 		}
 	}
+	if u.RegistrationID != "" {
+		b, err := regIDIndex(tx)
+		if err != nil {
+			return err
+		}
+		// The first unit keeps the ID: callers refuse a second one
+		// (SerialByRegistrationID) before they write it.
+		if b.Get(regIDKey(u.RegistrationID)) == nil {
+			if err := b.Put(regIDKey(u.RegistrationID), []byte(u.Serial)); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// regIDKey is how the index spells a registration ID: DPS compares them
+// without regard to case, so "CASE-A" and "case-a" are one ID.
+func regIDKey(id string) []byte { return []byte(strings.ToLower(id)) }
+
+// regIDIndex returns the registration ID index, building it from the units
+// the first time (a database written before the index existed).
+func regIDIndex(tx *bolt.Tx) (*bolt.Bucket, error) {
+	if b := tx.Bucket(bucketRegIDs); b != nil {
+		return b, nil
+	}
+	b, err := tx.CreateBucket(bucketRegIDs)
+	if err != nil {
+		return nil, err
+	}
+	err = ForEachUnit(tx, func(u *Unit) error {
+		if u.RegistrationID == "" || b.Get(regIDKey(u.RegistrationID)) != nil {
+			return nil // the first unit in serial order keeps a duplicate made before the index
+		}
+		return b.Put(regIDKey(u.RegistrationID), []byte(u.Serial))
+	})
+	return b, err
+}
+
+// SerialByRegistrationID returns the serial recorded with a registration ID,
+// compared as DPS compares them (case-insensitively), or "".
+func SerialByRegistrationID(tx *bolt.Tx, id string) string {
+	if b := tx.Bucket(bucketRegIDs); b != nil {
+		return string(b.Get(regIDKey(id)))
+	}
+	// Not indexed yet (read-only transaction on an older database): scan.
+	var serial string
+	ForEachUnit(tx, func(u *Unit) error {
+		if serial == "" && strings.EqualFold(u.RegistrationID, id) {
+			serial = u.Serial
+		}
+		return nil
+	})
+	return serial
+}
+
+func sealKey(serial, hierarchy string) []byte { return []byte(serial + "\x00" + hierarchy) }
+
+// PutPendingSeal keeps, while a unit's escrow for hierarchy is pending, the
+// same auth value sealed to the unit's own TPM (only that TPM can unseal
+// it): what lets a resumed run prove the TPM holds the escrowed value. It
+// lives outside the unit record, so no listing or export carries it.
+func PutPendingSeal(tx *bolt.Tx, serial, hierarchy string, sealed []byte) error {
+	b, err := tx.CreateBucketIfNotExists(bucketSeals)
+	if err != nil {
+		return err
+	}
+	return b.Put(sealKey(serial, hierarchy), sealed)
+}
+
+// PendingSeal returns the sealed pending auth of serial's hierarchy, or nil.
+func PendingSeal(tx *bolt.Tx, serial, hierarchy string) []byte {
+	b := tx.Bucket(bucketSeals)
+	if b == nil {
+		return nil
+	}
+	if v := b.Get(sealKey(serial, hierarchy)); v != nil {
+		return append([]byte(nil), v...)
+	}
+	return nil
+}
+
+// DeletePendingSeal forgets a sealed pending auth (absent is not an error).
+func DeletePendingSeal(tx *bolt.Tx, serial, hierarchy string) error {
+	b := tx.Bucket(bucketSeals)
+	if b == nil {
+		return nil
+	}
+	return b.Delete(sealKey(serial, hierarchy))
 }
 
 // SerialByEK returns the serial recorded with an EK (hex SHA-256 of its
