@@ -128,6 +128,12 @@ func printVerify(w io.Writer, r *station.VerifyReport) {
 		}
 		fmt.Fprintf(w, "%s  %-*s  %s\n", verdict, width, ch.Name, ch.Detail)
 	}
+	for _, note := range r.Cleanup {
+		fmt.Fprintf(w, "note: %s\n", note)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "unit %s: %s\n", r.Serial, r.Error)
+	}
 	passed := len(r.Checks) - len(r.Failed())
 	if r.Passed {
 		fmt.Fprintf(w, "unit %s: PASS (%d/%d checks)\n", r.Serial, passed, len(r.Checks))
