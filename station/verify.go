@@ -140,7 +140,7 @@ type verifier struct {
 	transientsBefore map[tpm2.TPMHandle]bool
 	// wrongTPM says whose TPM is on the fixture when it is not this unit's.
 	wrongTPM string
-	ctx              context.Context
+	ctx      context.Context
 }
 
 // Verify re-proves everything on a provisioned unit (contract: station
