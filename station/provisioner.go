@@ -50,10 +50,10 @@ func NewProvisioner(env *Env, getenv func(string) string) (*Provisioner, error) 
 		keyRef = cfg.Path(keyRef)
 	}
 	password := func() ([]byte, error) {
-		if v := getenv("STATION_PKI_KEY_PASSWORD"); v != "" {
+		if v := getenv(configs.EnvPKIKeyPassword); v != "" {
 			return []byte(v), nil
 		}
-		return nil, &configs.Error{Key: string(configs.KeyIssuerKey), Err: errors.New("the key is encrypted: set STATION_PKI_KEY_PASSWORD")}
+		return nil, &configs.Error{Key: string(configs.KeyIssuerKey), Err: errors.New("the key is encrypted: set " + configs.EnvPKIKeyPassword)}
 	}
 	p.issuer, err = certgen.OpenIssuer(cfg.File(configs.KeyIssuerCert), keyRef, cfg.File(configs.KeyChain), cfg.File(configs.KeyRoot), password)
 	if err != nil {
