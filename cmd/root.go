@@ -14,6 +14,7 @@ import (
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
+	"github.com/factory-id/station/tpmops"
 )
 
 // globals are the flags every command shares.
@@ -82,6 +83,10 @@ func (g *globals) config() (*configs.Config, error) {
 	c, err := configs.Load(path, must, env)
 	if err != nil {
 		return nil, err
+	}
+	// The address's syntax belongs to tpmops (configs knows no TPM).
+	if err := tpmops.CheckAddress(c.TPM.Address); err != nil {
+		return nil, &configs.Error{Key: "tpm.address", Err: err}
 	}
 	if g.db != "" {
 		c.Station.DB = g.db

@@ -52,6 +52,12 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if cfg.DPS.Attestation == "tpm" {
+		// dps-attestation signs the ID scope into the SAS token.
+		if err := cfg.CheckIDScope(); err != nil {
+			return err
+		}
+	}
 	env, err := station.OpenEnv(cfg, g.version)
 	if err != nil {
 		return err

@@ -74,7 +74,7 @@ func TestLoadRejects(t *testing.T) {
 		{"long firmware version", "firmware:\n  version: " + strings.Repeat("v", 65) + "\n", nil, "firmware.version", "at most 64"},
 		{"group key in a STATION_ variable", "dps:\n  group_key: env:STATION_GROUP\n", nil, "dps.group_key", "outside STATION_"},
 		{"misspelt env override", "station:\n  id: a\n", []string{"STATION_TPM_ADRESS=sim"}, "", "$STATION_TPM_ADRESS"},
-		{"unknown env even when empty", "station:\n  id: a\n", []string{"STATION_TPM_ADRESS="}, "", "did you mean $STATION_TPM_ADDRESS"},
+		{"misspelt env names the real one", "station:\n  id: a\n", []string{"STATION_FIRMWARE_SHA265=00"}, "", "did you mean $STATION_FIRMWARE_SHA256"},
 		{"env bad handle", "station:\n  id: a\n", []string{"STATION_TPM_DEVICE_KEY_HANDLE=zz"}, "tpm.device_key_handle", "STATION_TPM_DEVICE_KEY_HANDLE"},
 		{"env bad bool", "station:\n  id: a\n", []string{"STATION_TPM_REQUIRE_EK_CERT=maybe"}, "tpm.require_ek_cert", "boolean"},
 		{"env policy", "station:\n  id: a\n", []string{"STATION_OWNERSHIP_OWNER_AUTH=escrow"}, "ownership.owner_auth", "escrow"},

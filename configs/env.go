@@ -45,17 +45,18 @@ func EnvKeys() []string {
 	return out
 }
 
-// CheckEnv refuses a STATION_* variable that is neither a config key nor
-// one of NonKeyEnv (a misspelt override such as STATION_TPM_ADRESS would
-// otherwise be ignored silently), naming it and the nearest known name.
+// CheckEnv refuses a non-empty STATION_* variable that is neither a config
+// key nor one of NonKeyEnv (a misspelt override such as STATION_TPM_ADRESS
+// would otherwise be ignored silently), naming it and the nearest known
+// name. An empty variable means "not set", as for the keys.
 func CheckEnv(env []string) error {
 	known := map[string]bool{}
 	for _, n := range append(EnvKeys(), NonKeyEnv...) {
 		known[n] = true
 	}
 	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "STATION_") || known[name] {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "STATION_") || val == "" || known[name] {
 			continue
 		}
 		msg := fmt.Sprintf("unknown environment variable $%s: not a config key (STATION_<SECTION>_<KEY>) or a variable station reads", name)

@@ -46,7 +46,7 @@ var (
 	ErrHandleEmpty error = &sentinel{"handle empty", ""}
 	// ErrLockout: the TPM is in dictionary-attack lockout.
 	ErrLockout error = &sentinel{"TPM in dictionary-attack lockout",
-		"wait for the TPM's recovery time, or reset the lockout with the unit's escrowed lockout auth"}
+		"too many failed authorizations: set the unit aside for QA (it recovers after its recovery time, or with the unit's escrowed lockout auth)"}
 	// ErrTPMBusy: the TPM is out of a resource (object or session slots,
 	// memory, NV write rate) or kept asking to be retried: nothing is wrong
 	// with the unit, and a later run (which flushes what a killed client
