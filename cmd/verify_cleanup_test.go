@@ -287,6 +287,19 @@ func TestVerifyCleansUpAfterKill(t *testing.T) {
 		}
 	})
 
+	t.Run("provision-clears-it-too", func(t *testing.T) {
+		// provision of the (finished) unit recognizes verify's leftover.
+		addr := provision("KILLV-3")
+		killVerifyAfterPersist(t, l, "KILLV-3", addr)
+		out, errOut, code := l.run("provision", "--serial", "KILLV-3", "--tpm", addr, "--verbose")
+		if code != 0 || !strings.Contains(errOut, "removed the DPS test key a killed verify") {
+			t.Fatalf("provision after the kill: exit %d\n%s%s", code, out, errOut)
+		}
+		if pers, trans := tpmState(t, addr); hasHandle(pers, dpsTestKeyHandle) || len(trans) != 0 {
+			t.Errorf("after provision: persistent %v, transient %v", pers, trans)
+		}
+	})
+
 	t.Run("foreign-key-kept", func(t *testing.T) {
 		// Killed after persisting; then someone else's tool evicts it and
 		// persists its own key there. The journal names station's key: the
