@@ -54,6 +54,31 @@ func ExpandSANURI(tmpl, serial, registrationID string) (*url.URL, error) {
 	return u, nil
 }
 
+// ErrShortLived means the issuing chain expires before the warehouse
+// period ends: every leaf would be refused, so it is a configuration
+// problem (replace the intermediate or shorten pki.warehouse), found before
+// any unit is touched. It wraps ErrPolicy.
+var ErrShortLived = fmt.Errorf("%w: the issuing chain expires before the warehouse period ends", ErrPolicy)
+
+// CheckLifetime returns the chain's first expiry (the issuer, the
+// intermediates above it, the root), which bounds every leaf, and an error
+// wrapping ErrShortLived when it comes before now+warehouse.
+func (is *Issuer) CheckLifetime(now time.Time, warehouse time.Duration) (time.Time, error) {
+	end, endBy := is.Cert.NotAfter, is.Cert
+	for _, c := range append(append([]*x509.Certificate{}, is.Chain...), is.Root) {
+		if c != nil && c.NotAfter.Before(end) {
+			end, endBy = c.NotAfter, c
+		}
+	}
+	shelfEnd := now.Add(warehouse)
+	if end.Before(shelfEnd) {
+		return end, withHint(fmt.Errorf("%w: %q expires %s, before the warehouse period ends (%s): units would leave the shelf with a dead certificate",
+			ErrShortLived, endBy.Subject.CommonName, end.UTC().Format(time.RFC3339), shelfEnd.UTC().Format(time.RFC3339)),
+			"issue a new line intermediate (station ca issue-intermediate) with a longer life, or shorten pki.warehouse")
+	}
+	return end, nil
+}
+
 // Issue applies the issuance policy to req and, when every check passes,
 // signs the device certificate. Refusals wrap ErrPolicy (and enroll's
 // ErrRegistrationID for a bad ID) and say what to do; an issuer that no
@@ -107,17 +132,9 @@ func (is *Issuer) Issue(req LeafRequest) (*x509.Certificate, error) {
 	}
 
 	// Validity window: the chain's first expiry bounds the leaf.
-	end, endBy := is.Cert.NotAfter, is.Cert
-	for _, c := range append(append([]*x509.Certificate{}, is.Chain...), is.Root) {
-		if c.NotAfter.Before(end) {
-			end, endBy = c.NotAfter, c
-		}
-	}
-	shelfEnd := now.Add(req.Warehouse)
-	if end.Before(shelfEnd) {
-		return nil, withHint(policyf("%q expires %s, before the warehouse period ends (%s): units would leave the shelf with a dead certificate",
-			endBy.Subject.CommonName, end.UTC().Format(time.RFC3339), shelfEnd.UTC().Format(time.RFC3339)),
-			"issue a new line intermediate (station ca issue-intermediate) with a longer life, or shorten pki.warehouse")
+	end, err := is.CheckLifetime(now, req.Warehouse)
+	if err != nil {
+		return nil, err
 	}
 	notAfter := now.Add(req.Warehouse).Add(req.Validity)
 	if notAfter.After(end) {

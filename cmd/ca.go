@@ -12,12 +12,13 @@ import (
 	"golang.org/x/term"
 
 	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/configs"
 )
 
 // Password variables of the ca commands (contract).
 const (
-	envCAKeyPassword    = "STATION_CA_KEY_PASSWORD"
-	envCAIssuerPassword = "STATION_CA_ISSUER_PASSWORD"
+	envCAKeyPassword    = configs.EnvCAKeyPassword
+	envCAIssuerPassword = configs.EnvCAIssuerPassword
 )
 
 func init() {

@@ -24,7 +24,8 @@ func init() {
 	addClass(tpmops.ErrForeignKey, ExitPolicy)
 	addClass(tpmops.ErrBadAddress, ExitUsage)
 	addClass(tpmops.ErrUnreachable, ExitEnvironment)
-	addClass(tpmops.ErrLockout, ExitEnvironment)
+	addClass(tpmops.ErrLockout, ExitPolicy) // set the unit aside: not retryable
+	addClass(tpmops.ErrTPMBusy, ExitEnvironment)
 	addClass(certgen.ErrPolicy, ExitPolicy)
 	addClass(certgen.ErrIssuer, ExitUsage)
 	addClass(flash.ErrFirmwareMismatch, ExitPolicy)

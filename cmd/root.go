@@ -14,6 +14,7 @@ import (
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
+	"github.com/factory-id/station/tpmops"
 )
 
 // globals are the flags every command shares.
@@ -43,7 +44,9 @@ func NewRootCommand(version string) *cobra.Command {
 			if g.output != "text" && g.output != "json" {
 				return usageErrorf("--output %q: want text or json", g.output)
 			}
-			return nil
+			// A misspelt STATION_* override is refused by every command,
+			// not only those that load the config.
+			return configs.CheckEnv(g.environ())
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -69,13 +72,10 @@ func register(f func(*globals) *cobra.Command) { commands = append(commands, f) 
 // config loads the configuration named by --config, $STATION_CONFIG or
 // ./station.yaml, then applies --db and --operator.
 func (g *globals) config() (*configs.Config, error) {
-	env := g.env
-	if env == nil {
-		env = os.Environ()
-	}
+	env := g.environ()
 	path, must := g.configPath, true
 	if path == "" {
-		path = lookup(env, "STATION_CONFIG")
+		path = lookup(env, configs.EnvConfig)
 	}
 	if path == "" {
 		path, must = "station.yaml", false
@@ -83,6 +83,10 @@ func (g *globals) config() (*configs.Config, error) {
 	c, err := configs.Load(path, must, env)
 	if err != nil {
 		return nil, err
+	}
+	// The address's syntax belongs to tpmops (configs knows no TPM).
+	if err := tpmops.CheckAddress(c.TPM.Address); err != nil {
+		return nil, &configs.Error{Key: "tpm.address", Err: err}
 	}
 	if g.db != "" {
 		c.Station.DB = g.db
@@ -93,6 +97,14 @@ func (g *globals) config() (*configs.Config, error) {
 		c.Station.Operator = g.operator
 	}
 	return c, nil
+}
+
+// environ is the command's environment (os.Environ unless a test set one).
+func (g *globals) environ() []string {
+	if g.env != nil {
+		return g.env
+	}
+	return os.Environ()
 }
 
 func (g *globals) json() bool { return g.output == "json" }

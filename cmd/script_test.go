@@ -76,7 +76,8 @@ func stationExe(t testing.TB) string {
 // included. Condition [softhsm]: SoftHSM2 is installed; each script then has
 // a token (label "station", PIN in $WORK/hsm/pin) and $HSM, the start of a
 // pkcs11: URI naming it (append ;id=%NN;object=NAME?pin-source=$WORK/hsm/pin).
-// $STATION_BIN names the station program (for scripts that need a terminal).
+// $STATIONBIN names the station program (for scripts that need a terminal;
+// not STATION_*, which station would refuse as a misspelt config override).
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/*/*.txtar")
 	if err != nil || len(files) == 0 {
@@ -91,7 +92,7 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			// No configuration from the developer's environment.
 			e.Setenv("STATION_CONFIG", "")
-			e.Setenv("STATION_BIN", "station")
+			e.Setenv("STATIONBIN", "station")
 			if !hsm {
 				return nil
 			}

@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/station"
+	"github.com/factory-id/station/tpmops"
 )
 
 // unitFlags are the flags naming the units a command works on (provision,
@@ -46,6 +49,11 @@ func (u *unitFlags) requests(cfg *configs.Config) ([]station.Request, error) {
 		if err := station.ValidateSerial(r.Serial); err != nil {
 			return nil, err
 		}
+		if r.TPMAddr != "" {
+			if err := tpmops.CheckAddress(r.TPMAddr); err != nil {
+				return nil, usageError{err}
+			}
+		}
 		if r.FlashSpec != "" {
 			if err := cfg.CheckTargets(r.FlashSpec); err != nil {
 				return nil, err
@@ -63,7 +71,13 @@ func readBatch(path string) ([]station.Request, error) {
 		return nil, usageErrorf("reading batch file: %v", err)
 	}
 	defer f.Close()
-	r := csv.NewReader(f)
+	// Spreadsheet programs start a UTF-8 CSV with a byte order mark; it is
+	// not part of the first serial (or of the "serial" header).
+	br := bufio.NewReader(f)
+	if bom, err := br.Peek(3); err == nil && string(bom) == "\ufeff" {
+		br.Discard(3)
+	}
+	r := csv.NewReader(br)
 	r.Comment = '#'
 	r.FieldsPerRecord = -1
 	r.TrimLeadingSpace = true
@@ -91,6 +105,9 @@ func readBatch(path string) ([]station.Request, error) {
 		}
 		if err := station.ValidateSerial(req.Serial); err != nil {
 			return nil, usageErrorf("batch file %s line %d: %v", path, line, err)
+		}
+		if err := tpmops.CheckAddress(req.TPMAddr); err != nil {
+			return nil, usageError{fmt.Errorf("batch file %s line %d: %w", path, line, err)}
 		}
 		if prev, dup := seen[req.Serial]; dup {
 			return nil, usageErrorf("batch file %s line %d: serial %s already on line %d", path, line, req.Serial, prev)

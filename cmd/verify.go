@@ -52,6 +52,12 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if cfg.DPS.Attestation == "tpm" {
+		// dps-attestation signs the ID scope into the SAS token.
+		if err := cfg.CheckIDScope(); err != nil {
+			return err
+		}
+	}
 	env, err := station.OpenEnv(cfg, g.version)
 	if err != nil {
 		return err
@@ -127,6 +133,12 @@ func printVerify(w io.Writer, r *station.VerifyReport) {
 			verdict = "FAIL"
 		}
 		fmt.Fprintf(w, "%s  %-*s  %s\n", verdict, width, ch.Name, ch.Detail)
+	}
+	for _, note := range r.Cleanup {
+		fmt.Fprintf(w, "note: %s\n", note)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "unit %s: %s\n", r.Serial, r.Error)
 	}
 	passed := len(r.Checks) - len(r.Failed())
 	if r.Passed {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,14 +233,15 @@ func hostnameOr(def string) string {
 func Load(path string, mustExist bool, env []string) (*Config, error) {
 	c := Defaults()
 	c.Dir = "."
+	if err := CheckEnv(env); err != nil {
+		return nil, err
+	}
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		c.Dir = filepath.Dir(path)
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-			return nil, &Error{Err: fmt.Errorf("%s: %w", path, cleanYAMLError(err))}
+		if err := decode(c, data); err != nil {
+			return nil, &Error{Err: fmt.Errorf("%s: %w", path, err)}
 		}
 	case errors.Is(err, os.ErrNotExist) && !mustExist:
 	default:
@@ -251,7 +253,49 @@ func Load(path string, mustExist bool, env []string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	c.resolvePaths()
 	return c, nil
+}
+
+// decode reads exactly one YAML document into c, strictly: an empty file
+// (or one holding only comments) and a second document ("---") are errors,
+// not a default configuration and a silently ignored tail.
+func decode(c *Config, data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var probe yaml.Node
+	if err := yaml.Unmarshal(data, &probe); err == nil && (probe.Kind == 0 || len(probe.Content) == 0 || probe.Content[0].Kind == yaml.ScalarNode && probe.Content[0].Tag == "!!null") {
+		return errors.New("the file is empty: a station config needs at least station.id (see configs/station.example.yaml)")
+	}
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("the file is empty: a station config needs at least station.id (see configs/station.example.yaml)")
+		}
+		return cleanYAMLError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("the file holds more than one YAML document (a second \"---\"): merge them into one")
+	}
+	return nil
+}
+
+// resolvePaths makes the folders of flash.target's dir: targets absolute
+// against the config file's folder, like every other path in the file
+// (the file-valued keys resolve through Path and File when read).
+func (c *Config) resolvePaths() {
+	if c.Flash.Target == "" {
+		return
+	}
+	parts := strings.Split(c.Flash.Target, ",")
+	for i, t := range parts {
+		t = strings.TrimSpace(t)
+		if p, ok := strings.CutPrefix(t, "dir:"); ok {
+			t = "dir:" + c.Path(p)
+		}
+		parts[i] = t
+	}
+	c.Flash.Target = strings.Join(parts, ",")
 }
 
 var yamlFieldRe = regexp.MustCompile(`field (\S+) not found in type configs\.(\w+)`)
@@ -280,13 +324,14 @@ func sectionName(typeName string) string {
 }
 
 // applyEnv sets every scalar key named by a non-empty STATION_<SECTION>_<KEY>
-// variable. STATION_CONFIG is the config file's path and not a key.
+// variable. The variables of NonKeyEnv are other inputs, and CheckEnv has
+// refused every other name.
 func applyEnv(c *Config, env []string) error {
 	v := reflect.ValueOf(c).Elem()
 	t := v.Type()
 	for _, kv := range env {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || val == "" || !strings.HasPrefix(name, "STATION_") || name == "STATION_CONFIG" {
+		if !ok || val == "" || !strings.HasPrefix(name, "STATION_") || slices.Contains(NonKeyEnv, name) {
 			continue // an empty variable means "not set"
 		}
 		rest := strings.ToLower(strings.TrimPrefix(name, "STATION_"))
@@ -308,9 +353,9 @@ func applyEnv(c *Config, env []string) error {
 				}
 			}
 		}
-		// Variables that are not config keys (STATION_CA_KEY_PASSWORD,
-		// STATION_PKI_KEY_PASSWORD...) are other inputs: ignore them here.
-		_ = matched
+		if !matched {
+			return &Error{Err: fmt.Errorf("unknown environment variable $%s", name)}
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -61,9 +62,24 @@ func TestLoadRejects(t *testing.T) {
 		{"image without hash", "firmware:\n  image: app.bin\n", nil, "firmware.sha256", "published"},
 		{"bad target", "flash:\n  target: ftp:x\n", nil, "flash.target", "dir:PATH"},
 		{"unknown tool", "flash:\n  target: exec:esp\n", nil, "flash.target", `no tool "esp"`},
-		{"env bad handle", "", []string{"STATION_TPM_DEVICE_KEY_HANDLE=zz"}, "tpm.device_key_handle", "STATION_TPM_DEVICE_KEY_HANDLE"},
-		{"env bad bool", "", []string{"STATION_TPM_REQUIRE_EK_CERT=maybe"}, "tpm.require_ek_cert", "boolean"},
-		{"env policy", "", []string{"STATION_OWNERSHIP_OWNER_AUTH=escrow"}, "ownership.owner_auth", "escrow"},
+		{"empty file", "", nil, "", "the file is empty"},
+		{"only comments", "# station config\n", nil, "", "the file is empty"},
+		{"null document", "~\n", nil, "", "the file is empty"},
+		{"second document", "station:\n  id: a\n---\nstation:\n  id: b\n", nil, "", "more than one YAML document"},
+		{"malformed id scope", "dps:\n  id_scope: scope one\n", nil, "dps.id_scope", "not a DPS ID scope"},
+		{"control character in firmware.version", "firmware:\n  version: \"1.0\\a\"\n", nil, "firmware.version", "control character"},
+		{"newline in operator", "station:\n  operator: \"a\\nb\"\n", nil, "station.operator", "control character"},
+		{"control character in a tool argument", "flash:\n  tools:\n    esp:\n      command: esptool\n      args: [\"a\\tb\"]\n", nil, "flash.tools.esp.args[0]", "control character"},
+		{"endpoint with scheme", "dps:\n  global_endpoint: https://global.azure-devices-provisioning.net/\n", nil, "dps.global_endpoint", "not a host name"},
+		{"empty endpoint", "dps:\n  global_endpoint: \"\"\n", nil, "dps.global_endpoint", "not a host name"},
+		{"bad hub", "dps:\n  iot_hubs: [\"hub one\"]\n", nil, "dps.iot_hubs[0]", "host name"},
+		{"long firmware version", "firmware:\n  version: " + strings.Repeat("v", 65) + "\n", nil, "firmware.version", "at most 64"},
+		{"group key in a STATION_ variable", "dps:\n  group_key: env:STATION_GROUP\n", nil, "dps.group_key", "outside STATION_"},
+		{"misspelt env override", "station:\n  id: a\n", []string{"STATION_TPM_ADRESS=sim"}, "", "$STATION_TPM_ADRESS"},
+		{"misspelt env names the real one", "station:\n  id: a\n", []string{"STATION_FIRMWARE_SHA265=00"}, "", "did you mean $STATION_FIRMWARE_SHA256"},
+		{"env bad handle", "station:\n  id: a\n", []string{"STATION_TPM_DEVICE_KEY_HANDLE=zz"}, "tpm.device_key_handle", "STATION_TPM_DEVICE_KEY_HANDLE"},
+		{"env bad bool", "station:\n  id: a\n", []string{"STATION_TPM_REQUIRE_EK_CERT=maybe"}, "tpm.require_ek_cert", "boolean"},
+		{"env policy", "station:\n  id: a\n", []string{"STATION_OWNERSHIP_OWNER_AUTH=escrow"}, "ownership.owner_auth", "escrow"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,9 +129,13 @@ func TestMissingFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("defaults without a file: %v", err)
 	}
+	var ce *Error
+	if err := c.CheckProvision(); !errors.As(err, &ce) || ce.Key != "dps.id_scope" {
+		t.Fatalf("CheckProvision without dps.id_scope = %v", err)
+	}
+	c.DPS.IDScope = "0ne00000A0A"
 	c.Ownership.EscrowPublicKey = "missing.pem"
 	c.PKI.IssuerCert, c.PKI.IssuerKey, c.PKI.Root = "a", "pkcs11:token=x;id=%01;object=k", "c"
-	var ce *Error
 	if err := c.CheckProvision(); !errors.As(err, &ce) || ce.Key != "ownership.escrow_public_key" {
 		t.Fatalf("CheckProvision = %v, want an error naming ownership.escrow_public_key", err)
 	}
@@ -136,4 +156,69 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal("Load accepted a config Validate rejects")
 		}
 	})
+}
+
+// Relative paths in the file resolve against its folder, flash.target's
+// dir: folders included; URIs and absolute paths stay.
+func TestRelativePaths(t *testing.T) {
+	p := writeConfig(t, "station:\n  id: a\n  db: state/station.db\nflash:\n  target: dir:units/{serial}, tpm-nv,dir:/mnt/abs\n")
+	dir := filepath.Dir(p)
+	c, err := Load(p, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "dir:" + filepath.Join(dir, "units/{serial}") + ",tpm-nv,dir:/mnt/abs"; c.Flash.Target != want {
+		t.Errorf("flash.target = %q, want %q", c.Flash.Target, want)
+	}
+	if got := c.Path(c.Station.DB); got != filepath.Join(dir, "state/station.db") {
+		t.Errorf("station.db resolves to %q", got)
+	}
+}
+
+// Every STATION_* name the code reads is in the one list (NonKeyEnv) or
+// is a config key: nothing else would get past CheckEnv.
+func TestEnvNamesKnown(t *testing.T) {
+	known := map[string]bool{}
+	for _, n := range append(EnvKeys(), NonKeyEnv...) {
+		known[n] = true
+	}
+	re := regexp.MustCompile(`"(STATION_[A-Z0-9_]*[A-Z0-9])"`)
+	root := ".."
+	found := 0
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && p != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllSubmatch(b, -1) {
+			found++
+			if !known[string(m[1])] {
+				t.Errorf("%s reads $%s, which is neither a config key nor in configs.NonKeyEnv", p, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Fatal("no STATION_* names found: the scan is broken")
+	}
+	if err := CheckEnv(append([]string{"PATH=/bin", "STATION_TPM_ADDRESS=sim"}, func() (out []string) {
+		for _, n := range NonKeyEnv {
+			out = append(out, n+"=x")
+		}
+		return
+	}()...)); err != nil {
+		t.Fatalf("CheckEnv refuses a known variable: %v", err)
+	}
 }

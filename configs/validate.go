@@ -5,11 +5,78 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 var stationIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// idScopeRe is a DPS ID scope: "0ne" and eight hex digits (0ne00000A0A).
+var idScopeRe = regexp.MustCompile(`^0[nN][eE][0-9A-Fa-f]{8}$`)
+
+// hostnameRe is a DNS host name of at least two labels (no scheme, port
+// or path): what the device's DPS client connects to.
+var hostnameRe = regexp.MustCompile(`^(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.(?i:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))+$`)
+
+// maxFirmwareVersion is the longest firmware.version the credential
+// bundle carries.
+const maxFirmwareVersion = 64
+
+// CheckIDScope requires dps.id_scope: the device's DPS client cannot
+// register without it, and verify signs it into the SAS token.
+func (c *Config) CheckIDScope() error {
+	if c.DPS.IDScope == "" {
+		return &Error{Key: "dps.id_scope", Err: errors.New("not set: the DPS instance's ID scope (0ne...), as the Azure portal shows it")}
+	}
+	return nil
+}
+
+// checkStrings refuses a control character in any string value of the
+// config (keys of maps included): such a value reaches certificates,
+// bundles, audit records and flashing tools' arguments.
+func checkStrings(v reflect.Value, key string) error {
+	switch v.Kind() {
+	case reflect.String:
+		if i := strings.IndexFunc(v.String(), func(r rune) bool { return unicode.IsControl(r) }); i >= 0 {
+			return &Error{Key: key, Err: fmt.Errorf("%q holds a control character (at byte %d)", v.String(), i)}
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			name := t.Field(i).Tag.Get("yaml")
+			if name == "-" || !t.Field(i).IsExported() {
+				continue
+			}
+			k := name
+			if key != "" {
+				k = key + "." + name
+			}
+			if err := checkStrings(v.Field(i), k); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			if err := checkStrings(v.Index(i), fmt.Sprintf("%s[%d]", key, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			k := fmt.Sprint(iter.Key().Interface())
+			if err := checkStrings(iter.Key(), key); err != nil {
+				return err
+			}
+			if err := checkStrings(iter.Value(), key+"."+k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // Reserved persistent handles the device key must not take: the EKs, the
 // SRKs, and 0x81000100 where the DPS SDKs import the key DPS sends.
@@ -23,6 +90,9 @@ var reservedHandles = map[Handle]string{
 func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return &Error{Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	if err := checkStrings(reflect.ValueOf(*c), ""); err != nil {
+		return err
 	}
 	if !stationIDRe.MatchString(c.Station.ID) {
 		return bad("station.id", "%q is not a station name (letters, digits, . _ -, at most 64)", c.Station.ID)
@@ -84,6 +154,23 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return bad("dps.attestation", "%q: want tpm, x509 or symmetric-key", c.DPS.Attestation)
+	}
+	if s := c.DPS.IDScope; s != "" && !idScopeRe.MatchString(s) {
+		return bad("dps.id_scope", "%q is not a DPS ID scope (0ne followed by 8 hex digits, e.g. 0ne00000A0A)", s)
+	}
+	if s := c.DPS.GlobalEndpoint; len(s) > 253 || !hostnameRe.MatchString(s) {
+		return bad("dps.global_endpoint", "%q is not a host name (e.g. global.azure-devices-provisioning.net; no scheme, port or path)", s)
+	}
+	for i, h := range c.DPS.IoTHubs {
+		if len(h) > 253 || !hostnameRe.MatchString(h) {
+			return bad(fmt.Sprintf("dps.iot_hubs[%d]", i), "%q is not an IoT hub host name (NAME.azure-devices.net)", h)
+		}
+	}
+	if v := c.Firmware.Version; len(v) > maxFirmwareVersion {
+		return bad("firmware.version", "%d characters: the credential bundle carries at most %d", len(v), maxFirmwareVersion)
+	}
+	if env, ok := strings.CutPrefix(c.DPS.GroupKey, "env:"); ok && (env == "" || strings.HasPrefix(env, "STATION_")) {
+		return bad("dps.group_key", "env:%s: name a variable outside STATION_* (those are config overrides, and never reach flashing tools)", env)
 	}
 	if c.DPS.Attestation == "symmetric-key" && c.DPS.GroupKey == "" {
 		return bad("dps.group_key", "symmetric-key attestation needs the group key (a file, or env:NAME)")
@@ -173,6 +260,9 @@ func (c *Config) File(k FileKey) string {
 
 // CheckProvision checks that every file provisioning reads is set and readable.
 func (c *Config) CheckProvision() error {
+	if err := c.CheckIDScope(); err != nil {
+		return err
+	}
 	required := []FileKey{KeyEscrowKey, KeyIssuerCert, KeyIssuerKey, KeyRoot}
 	if c.TPM.RequireEKCert {
 		required = append(required, KeyVendorRoots)

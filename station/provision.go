@@ -145,29 +145,42 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 			return res, &StepError{req.Serial, StepEK, ErrRevoked}
 		}
 	}
+	// From here on every failure is an attempt on the unit: audited, with
+	// how long the failed step took.
+	t0 := time.Now()
 	// Refusals that need no TPM come before the TPM is opened, so a refused
 	// unit's TPM is left exactly as it came.
 	if r.u == nil || !r.u.StepDone(StepCertificate) {
 		if err := r.p.issuerUsable(); err != nil {
-			return res, r.fail(StepCertificate, err)
+			return res, r.refuse(StepCertificate, t0, err)
 		}
 	}
 	if r.u == nil && p.env.Config.DPS.Attestation != "tpm" {
 		// The registration ID comes from the serial: a clash is known now.
 		if id, err := p.registrationID(req.Serial, nil); err == nil {
 			if err := r.regIDFree(id); err != nil {
-				return res, r.fail(StepEK, err)
+				return res, r.refuse(StepEK, t0, err)
 			}
 		}
 	}
 	if err := r.open(); err != nil {
-		return res, &StepError{req.Serial, StepEK, err}
+		return res, r.refuse(StepEK, t0, err)
 	}
 	defer r.close()
 	if r.u != nil && r.u.EKPublic != nil {
 		// The serial is recorded: the unit on the fixture must be that unit.
 		if err := r.sameTPM(); err != nil {
-			return res, &StepError{req.Serial, StepEK, err}
+			return res, r.refuse(StepEK, t0, err)
+		}
+		// What a killed verify or provision left on it goes first.
+		cleaned, err := clearLeftovers(r.p.env, r.tpm, r.u)
+		if err != nil {
+			return res, r.refuse(StepEK, t0, err)
+		}
+		for _, c := range cleaned {
+			if req.Progress != nil {
+				req.Progress(c)
+			}
 		}
 		if r.u.Status == store.StatusProvisioned {
 			res.Result = ResultAlready
@@ -176,14 +189,14 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 		res.Resumed = true
 	}
 	if err := r.preflight(); err != nil {
-		return res, r.fail(StepEK, err)
+		return res, r.fail(StepEK, t0, err)
 	}
 	for _, step := range Steps {
 		if r.u != nil && r.u.StepDone(step) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return res, r.fail(step, err)
+			return res, r.fail(step, time.Now(), err)
 		}
 		if req.Progress != nil {
 			req.Progress(step)
@@ -196,7 +209,7 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 		}
 		events, err := r.run(ctx, step)
 		if err != nil {
-			return res, r.fail(step, err)
+			return res, r.fail(step, t0, err)
 		}
 		d := time.Since(t0)
 		res.StepsMs[step] = ms(d)
@@ -387,13 +400,27 @@ func withMs(payload any, ms float64) any {
 	return m
 }
 
-// fail journals a failed step (if the unit is recorded) and audits it.
-func (r *unitRun) fail(step string, err error) error {
+// fail journals a failed step that began at t0 (if the unit is recorded)
+// and audits it, with how long it ran.
+func (r *unitRun) fail(step string, t0 time.Time, err error) error {
+	return r.failed(step, t0, err, true)
+}
+
+// refuse audits a failed attempt that never reached a step of the
+// timeline (the TPM unreachable, another unit on the fixture): the unit's
+// journal is left as it was.
+func (r *unitRun) refuse(step string, t0 time.Time, err error) error {
+	return r.failed(step, t0, err, false)
+}
+
+func (r *unitRun) failed(step string, t0 time.Time, err error, journal bool) error {
 	se := &StepError{Serial: r.req.Serial, Step: step, Err: err}
-	ev := audit.Event{Type: "provision.failed", Payload: map[string]any{"step": step, "error": err.Error()}}
-	if r.u != nil {
+	d := ms(time.Since(t0))
+	r.res.StepsMs[step] = d
+	ev := audit.Event{Type: "provision.failed", Payload: map[string]any{"step": step, "error": err.Error(), "ms": d}}
+	if r.u != nil && journal {
 		if s := r.u.Step(step); s != nil {
-			s.State, s.FinishedAt, s.Error = store.StepFailed, time.Now().UTC(), err.Error()
+			s.State, s.FinishedAt, s.Error, s.Millis = store.StepFailed, time.Now().UTC(), err.Error(), d
 		}
 		if cerr := r.commit([]audit.Event{ev}); cerr != nil {
 			return errors.Join(se, cerr)

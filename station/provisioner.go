@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
@@ -48,14 +49,21 @@ func NewProvisioner(env *Env, getenv func(string) string) (*Provisioner, error) 
 		keyRef = cfg.Path(keyRef)
 	}
 	password := func() ([]byte, error) {
-		if v := getenv("STATION_PKI_KEY_PASSWORD"); v != "" {
+		if v := getenv(configs.EnvPKIKeyPassword); v != "" {
 			return []byte(v), nil
 		}
-		return nil, &configs.Error{Key: string(configs.KeyIssuerKey), Err: errors.New("the key is encrypted: set STATION_PKI_KEY_PASSWORD")}
+		return nil, &configs.Error{Key: string(configs.KeyIssuerKey), Err: errors.New("the key is encrypted: set " + configs.EnvPKIKeyPassword)}
 	}
 	p.issuer, err = certgen.OpenIssuer(cfg.File(configs.KeyIssuerCert), keyRef, cfg.File(configs.KeyChain), cfg.File(configs.KeyRoot), password)
 	if err != nil {
 		return nil, err
+	}
+	// An issuer that dies before the warehouse period ends would refuse
+	// every unit at the certificate step, after its keys were made: say so
+	// now, as the configuration problem it is.
+	if _, err := p.issuer.CheckLifetime(time.Now(), cfg.PKI.Warehouse.D()); err != nil {
+		p.Close()
+		return nil, &configs.Error{Key: string(configs.KeyIssuerCert), Err: err}
 	}
 	if cfg.Firmware.Image != "" {
 		if p.firmware, err = flash.LoadFirmware(cfg.File(configs.KeyFirmware), cfg.Firmware.SHA256); err != nil {

@@ -79,8 +79,12 @@ type VerifyReport struct {
 	Passed bool    `json:"passed"`
 	Checks []Check `json:"checks"`
 	// Error says why no check could run (the TPM unreachable, the run
-	// interrupted); empty when the checks speak for themselves.
+	// interrupted, another unit's TPM on the fixture); empty when the checks
+	// speak for themselves.
 	Error string `json:"error,omitempty"`
+	// Cleanup lists what a killed earlier run had left on the TPM and this
+	// verify cleared first (stale transients, its DPS test key).
+	Cleanup []string `json:"cleanup,omitempty"`
 }
 
 // Failed returns the names of the failed checks.
@@ -97,6 +101,22 @@ func (r *VerifyReport) Failed() []string {
 // ErrVerifyFailed is returned (wrapped) with a report whose checks did not
 // all pass.
 var ErrVerifyFailed = errors.New("unit failed verification")
+
+// ErrWrongTPM means the TPM verify reached holds another EK than the unit's
+// recorded one: another unit (or an unknown TPM) is on the fixture. It
+// wraps ErrVerifyFailed.
+var ErrWrongTPM = &hintedError{fmt.Errorf("%w: wrong TPM on the fixture", ErrVerifyFailed),
+	"put the unit named on the fixture (or verify the unit the TPM belongs to), then re-run verify"}
+
+// hintedError is a sentinel that also says what to do next.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() }
+func (e *hintedError) Unwrap() error { return e.err }
+func (e *hintedError) Hint() string  { return e.hint }
 
 // dpsKeyHandle is where the DPS SDKs persist the key of the attestation
 // challenge; verify persists its test key there only when it is free.
@@ -119,7 +139,9 @@ type verifier struct {
 	unreachable error
 	// transientsBefore are the transient handles loaded when verify began.
 	transientsBefore map[tpm2.TPMHandle]bool
-	ctx              context.Context
+	// wrongTPM says whose TPM is on the fixture when it is not this unit's.
+	wrongTPM string
+	ctx      context.Context
 }
 
 // Verify re-proves everything on a provisioned unit (contract: station
@@ -178,6 +200,18 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 			defer tp.Close()
 			v.tpm = tp
 		}
+		v.wrongTPM = v.otherUnitsTPM()
+		if v.wrongTPM == "" {
+			// What a killed run (a verify killed after persisting its DPS
+			// test key, a provision) left behind goes first, or the checks
+			// would trip over it.
+			cleaned, err := clearLeftovers(env, v.tpm, v.unit)
+			v.rep.Cleanup = cleaned
+			if err != nil {
+				v.noteTPMError(err)
+				v.add(CheckNoLeaks, "", err)
+			}
+		}
 		if hs, err := v.tpm.Transients(); err == nil {
 			v.transientsBefore = map[tpm2.TPMHandle]bool{}
 			for _, h := range hs {
@@ -185,6 +219,14 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 			}
 		}
 		v.run(CheckEK, v.checkEK)
+		if v.wrongTPM != "" {
+			v.rep.Error = v.wrongTPM
+			for _, name := range VerifyChecks {
+				if v.find(name) == nil {
+					v.add(name, "", fmt.Errorf("not checked: %s", v.wrongTPM))
+				}
+			}
+		}
 		v.run(CheckEKCert, v.checkEKCert)
 		v.run(CheckSRK, v.checkSRK)
 		v.run(CheckOwnership, v.checkOwnership)
@@ -192,7 +234,9 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 		v.run(CheckCertificate, v.checkCertificate)
 		v.run(CheckFlash, v.checkFlash)
 		v.run(CheckDPS, v.checkDPS)
-		v.run(CheckNoLeaks, v.checkNoLeaks)
+		if v.find(CheckNoLeaks) == nil {
+			v.run(CheckNoLeaks, v.checkNoLeaks)
+		}
 	}
 	for _, name := range VerifyChecks {
 		if v.find(name) == nil {
@@ -207,6 +251,9 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 	}
 	if v.unreachable != nil {
 		return v.rep, fmt.Errorf("verify %s: %w", req.Serial, v.unreachable)
+	}
+	if v.wrongTPM != "" {
+		return v.rep, fmt.Errorf("unit %s: %w: %s", req.Serial, ErrWrongTPM, v.wrongTPM)
 	}
 	if !v.rep.Passed {
 		return v.rep, fmt.Errorf("unit %s: %w: %s", req.Serial, ErrVerifyFailed, strings.Join(v.rep.Failed(), ", "))
@@ -237,15 +284,55 @@ func (v *verifier) audit() error {
 }
 
 func (v *verifier) run(name string, fn func() (string, error)) {
+	if v.find(name) != nil {
+		return // already decided (not checked: wrong TPM)
+	}
 	if err := v.ctx.Err(); err != nil {
 		v.add(name, "", fmt.Errorf("not checked: verify interrupted (%v)", err))
 		return
 	}
 	detail, err := fn()
-	if err != nil && v.unreachable == nil && errors.Is(err, tpmops.ErrUnreachable) {
-		v.unreachable = fmt.Errorf("check %s: %w", name, err)
+	if err != nil && v.unreachable == nil {
+		v.noteTPMError(fmt.Errorf("check %s: %w", name, err))
 	}
 	v.add(name, detail, err)
+}
+
+// noteTPMError keeps the first error that says the TPM could not be asked
+// (unreachable, or out of resources): the report is then not a verdict on
+// the unit, and the exit code says retry.
+func (v *verifier) noteTPMError(err error) {
+	if v.unreachable == nil && (errors.Is(err, tpmops.ErrUnreachable) || errors.Is(err, tpmops.ErrTPMBusy)) {
+		v.unreachable = err
+	}
+}
+
+// otherUnitsTPM says whose TPM is on the fixture when the key at the EK
+// handle is another recorded unit's EK ("" otherwise: the ek check says
+// what is wrong with a key that is nobody's).
+func (v *verifier) otherUnitsTPM() string {
+	if len(v.unit.EKPublic) == 0 {
+		return ""
+	}
+	_, h, err := tpmops.EKTemplate(v.ekAlg())
+	if err != nil {
+		return ""
+	}
+	k, err := v.tpm.ReadPublic(h)
+	if err != nil || bytes.Equal(k.Public, v.unit.EKPublic) {
+		return ""
+	}
+	var other string
+	_ = v.env.DB.View(func(tx *bolt.Tx) error {
+		other = store.SerialByEK(tx, sha256Hex(k.Public))
+		return nil
+	})
+	if other == "" {
+		// Not another unit's: this unit's TPM with a foreign key at the EK
+		// handle, or a stranger's TPM; the ek check says what is there.
+		return ""
+	}
+	return fmt.Sprintf("this TPM holds the EK of unit %s, not %s", other, v.unit.Serial)
 }
 
 func (v *verifier) add(name, detail string, err error) {
@@ -381,6 +468,9 @@ func (v *verifier) checkEK() (string, error) {
 	}
 	if err != nil {
 		return "", err
+	}
+	if v.wrongTPM != "" {
+		return "", errors.New(v.wrongTPM)
 	}
 	if !bytes.Equal(k.Public, v.unit.EKPublic) {
 		return "", fmt.Errorf("the key at %s (SHA-256 %s) is not the recorded EK (%s)", handleHex(uint32(handle)), sha256Hex(k.Public), sha256Hex(v.unit.EKPublic))
@@ -783,6 +873,16 @@ func (v *verifier) checkDPS() (string, error) {
 		}
 	}
 	_, toSign := enroll.SASStringToSign(cfg.DPS.IDScope, u.RegistrationID, v.now.Add(time.Hour).Unix())
+	if d.Persist != 0 {
+		// Journal the key before it is persisted: a verify killed before it
+		// removes the key leaves an entry naming exactly that key, and the
+		// next run evicts it (and nothing else).
+		forget, err := v.journalDPSKey(ak, d.Persist)
+		if err != nil {
+			return "", err
+		}
+		defer forget()
+	}
 	sig, err := v.tpm.DPSSign(ak, d, []byte(toSign))
 	if err != nil {
 		return "", err
@@ -800,13 +900,35 @@ func (v *verifier) checkDPS() (string, error) {
 	return detail, nil
 }
 
+// journalDPSKey records the DPS test key verify is about to persist at h on
+// this unit's TPM. The returned func makes sure the key is gone (evicting it
+// if DPSSign could not) and drops the entry; it keeps the entry when that
+// cannot be confirmed, for the next run.
+func (v *verifier) journalDPSKey(ak []byte, h tpm2.TPMHandle) (func(), error) {
+	name, err := tpmops.DPSKeyName(ak)
+	if err != nil {
+		return nil, err
+	}
+	ek := v.unit.EKSHA256
+	j := store.DPSKeyJournal{Serial: v.unit.Serial, Handle: uint32(h), Name: name, At: time.Now().UTC()}
+	if err := v.env.DB.Update(func(tx *bolt.Tx) error { return store.PutDPSKey(tx, ek, j) }); err != nil {
+		return nil, fmt.Errorf("journaling the DPS test key: %w", err)
+	}
+	return func() {
+		if _, err := v.tpm.RemoveDPSKey(h, name, nil); err != nil && !errors.Is(err, tpmops.ErrForeignKey) {
+			return // still there, or the TPM stopped answering: the next run removes it
+		}
+		_ = v.env.DB.Update(func(tx *bolt.Tx) error { return store.DeleteDPSKey(tx, ek) })
+	}, nil
+}
+
 // dpsPersistHandle picks where to persist the test key: 0x81000100, as the
 // SDKs do, when free; else (something is there, which verify leaves alone:
 // the SDKs would evict it) the first free handle after it, which exercises
 // the same owner authorization.
 func (v *verifier) dpsPersistHandle() (tpm2.TPMHandle, string, error) {
 	for h := dpsKeyHandle; h < dpsKeyHandle+0x100; h++ {
-		_, err := v.tpm.ReadPublic(h)
+		_, err := v.tpm.ObjectName(h) // any key type: a DPS SDK's own key there is keyed-hash
 		if errors.Is(err, tpmops.ErrHandleEmpty) {
 			if h == dpsKeyHandle {
 				return h, "persisted at 0x81000100 with an empty owner auth", nil

@@ -522,10 +522,43 @@ func (k *DPSKey) Remove() error {
 	return t.evictPersistent(k.Handle, k.name.Buffer, k.ownerAuth)
 }
 
+// DPSKeyName returns the Name the key of a DPS challenge gets in the TPM
+// (computed from its public area, before anything is sent to the TPM), so
+// a caller can journal which key it is about to persist and later tell its
+// own leftover from anyone else's key (RemoveDPSKey).
+func DPSKeyName(authenticationKey []byte) ([]byte, error) {
+	ch, err := ParseDPSChallenge(authenticationKey)
+	if err != nil {
+		return nil, err
+	}
+	name, err := tpm2.ObjectName(ch.KeyPublicArea)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key name: %w", ErrDPSChallenge, err)
+	}
+	return name.Buffer, nil
+}
+
+// RemoveDPSKey evicts a DPS challenge key that an earlier run persisted at
+// handle and did not remove (it was killed): only when the key there has
+// exactly the Name the caller journaled before persisting it (DPSKeyName),
+// which no other key can have. It reports whether it evicted; an empty
+// handle is (false, nil); a different key is ErrForeignKey and stays.
+func (t *TPM) RemoveDPSKey(handle tpm2.TPMHandle, name, ownerAuth []byte) (bool, error) {
+	if len(name) == 0 {
+		return false, errors.New("removing a DPS key: no name to match")
+	}
+	err := t.evictPersistent(handle, name, ownerAuth)
+	if errors.Is(err, ErrHandleEmpty) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // evictPersistent evicts the persistent object at handle (owner auth) if
-// it is still the object named want. Only for the key DPSKey.Remove
-// persisted itself: this package never evicts keys it did not make, so this
-// stays unexported, and a different key found at the handle is left alone.
+// it is still the object named want. Only for DPS keys this station
+// persisted itself (DPSKey.Remove, RemoveDPSKey): this package never evicts
+// keys it did not make, and a different key found at the handle is left
+// alone.
 func (t *TPM) evictPersistent(handle tpm2.TPMHandle, want, ownerAuth []byte) error {
 	if uint32(handle)>>24 != uint32(tpm2.TPMHTPersistent) {
 		return fmt.Errorf("%#x is not a persistent handle", uint32(handle))
@@ -535,7 +568,7 @@ func (t *TPM) evictPersistent(handle tpm2.TPMHandle, want, ownerAuth []byte) err
 		return fmt.Errorf("evicting %#x: %w", uint32(handle), err)
 	}
 	if !bytes.Equal(name.Buffer, want) {
-		return fmt.Errorf("evicting %#x: %w (not the key this verify persisted)", uint32(handle), ErrForeignKey)
+		return fmt.Errorf("evicting %#x: %w (not the DPS key station persisted there)", uint32(handle), ErrForeignKey)
 	}
 	if _, err := (tpm2.EvictControl{
 		Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(ownerAuth)},
@@ -562,6 +595,14 @@ func (t *TPM) DPSSign(authenticationKey []byte, d DPSDevice, data []byte) (sig [
 		}
 	}()
 	return k.HMAC(data)
+}
+
+// ObjectName reads the Name of the object at h, whatever its type (a
+// keyed-hash key included, which ReadPublic cannot turn into a public key);
+// an empty handle wraps ErrHandleEmpty.
+func (t *TPM) ObjectName(h tpm2.TPMHandle) ([]byte, error) {
+	n, err := t.objectName(h)
+	return n.Buffer, err
 }
 
 // objectName reads an object's Name; an empty handle wraps ErrHandleEmpty.

@@ -46,7 +46,13 @@ var (
 	ErrHandleEmpty error = &sentinel{"handle empty", ""}
 	// ErrLockout: the TPM is in dictionary-attack lockout.
 	ErrLockout error = &sentinel{"TPM in dictionary-attack lockout",
-		"wait for the TPM's recovery time, or reset the lockout with the unit's escrowed lockout auth"}
+		"too many failed authorizations: set the unit aside for QA (it recovers after its recovery time, or with the unit's escrowed lockout auth)"}
+	// ErrTPMBusy: the TPM is out of a resource (object or session slots,
+	// memory, NV write rate) or kept asking to be retried: nothing is wrong
+	// with the unit, and a later run (which flushes what a killed client
+	// left loaded) succeeds.
+	ErrTPMBusy error = &sentinel{"TPM out of resources or busy",
+		"the TPM ran out of object or session slots or is busy; re-run the command (it flushes what a killed run left loaded), and power-cycle the unit if it persists"}
 	// ErrBadAuth: an authorization value was refused.
 	ErrBadAuth error = &sentinel{"authorization refused",
 		"the TPM refused an authorization: the unit may already be owned by someone else"}
@@ -65,6 +71,28 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrBadAuth, err)
 	}
 	return err
+}
+
+// Response codes that say the TPM is out of a resource or busy, not that
+// the command or the unit is wrong (TPM 2.0 Part 2, TPM_RC warnings).
+var busyCodes = map[uint32]bool{
+	0x902:   true,                                   // TPM_RC_OBJECT_MEMORY
+	0x903:   true,                                   // TPM_RC_SESSION_MEMORY
+	0x904:   true,                                   // TPM_RC_MEMORY
+	0x905:   true,                                   // TPM_RC_SESSION_HANDLES
+	0x906:   true,                                   // TPM_RC_OBJECT_HANDLES
+	0x920:   true,                                   // TPM_RC_NV_RATE
+	0x923:   true,                                   // TPM_RC_NV_UNAVAILABLE
+	rcRetry: true, rcYielded: true, rcTesting: true, // still answered after every retry
+}
+
+// busyError returns an error wrapping ErrTPMBusy and the TPM's response
+// code when rc is one of busyCodes, else nil.
+func busyError(rc uint32) error {
+	if !busyCodes[rc] {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrTPMBusy, tpm2.TPMRC(rc))
 }
 
 // isHandleErr reports a TPM_RC_HANDLE (nothing at that handle).

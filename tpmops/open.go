@@ -74,47 +74,87 @@ func (t *TPM) Transport() transport.TPM { return t.tr }
 
 const dialTimeout = 5 * time.Second
 
-func openTransport(addr string) (transport.TPM, io.Closer, error) {
+// CheckAddress checks a TPM address's syntax without opening it (a flag or
+// a config value, before anything runs). A malformed address wraps
+// ErrBadAddress.
+func CheckAddress(addr string) error {
+	_, err := parseAddress(addr)
+	if err != nil {
+		return fmt.Errorf("TPM address %s: %w", redactAddr(addr), err)
+	}
+	return nil
+}
+
+// address is a parsed TPM address.
+type address struct {
+	kind string // "sim", "tcp", "unix", "path"
+	seed *int64 // sim:SEED
+	dial string // host:port, socket path or device path
+}
+
+func parseAddress(addr string) (address, error) {
 	switch {
 	case addr == "":
-		return nil, nil, fmt.Errorf("%w: empty", ErrBadAddress)
+		return address{}, fmt.Errorf("%w: empty", ErrBadAddress)
+	case strings.ContainsFunc(addr, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return address{}, fmt.Errorf("%w: control character", ErrBadAddress)
 	case addr == "sim" || strings.HasPrefix(addr, "sim:"):
-		var seed *int64
+		a := address{kind: "sim"}
 		if v, ok := strings.CutPrefix(addr, "sim:"); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%w: simulator seed %q is not an integer", ErrBadAddress, v)
+				return address{}, fmt.Errorf("%w: simulator seed %q is not an integer", ErrBadAddress, v)
 			}
-			seed = &n
+			a.seed = &n
 		}
-		return openSimulator(seed)
+		return a, nil
 	case strings.HasPrefix(addr, "swtpm://"):
 		u, err := url.Parse(addr)
-		if err != nil || u.Host == "" || u.Port() == "" {
-			return nil, nil, fmt.Errorf("%w: want swtpm://HOST:PORT", ErrBadAddress)
+		if err != nil || u.Host == "" || u.Port() == "" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return address{}, fmt.Errorf("%w: want swtpm://HOST:PORT", ErrBadAddress)
 		}
-		return dialStream("tcp", u.Host)
+		if p, err := strconv.ParseUint(u.Port(), 10, 16); err != nil || p == 0 {
+			return address{}, fmt.Errorf("%w: port %q is not 1-65535", ErrBadAddress, u.Port())
+		}
+		return address{kind: "tcp", dial: u.Host}, nil
 	case strings.HasPrefix(addr, "unix://"):
 		p := strings.TrimPrefix(addr, "unix://")
-		if p == "" {
-			return nil, nil, fmt.Errorf("%w: want unix:///PATH", ErrBadAddress)
+		if !strings.HasPrefix(p, "/") {
+			return address{}, fmt.Errorf("%w: want unix:///PATH", ErrBadAddress)
 		}
-		return dialStream("unix", p)
+		return address{kind: "unix", dial: p}, nil
 	case strings.HasPrefix(addr, "/"):
-		fi, err := os.Stat(addr)
+		return address{kind: "path", dial: addr}, nil
+	}
+	return address{}, fmt.Errorf("%w: want sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path", ErrBadAddress)
+}
+
+func openTransport(addr string) (transport.TPM, io.Closer, error) {
+	a, err := parseAddress(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch a.kind {
+	case "sim":
+		return openSimulator(a.seed)
+	case "tcp":
+		return dialStream("tcp", a.dial)
+	case "unix":
+		return dialStream("unix", a.dial)
+	default:
+		fi, err := os.Stat(a.dial)
 		if err != nil {
 			return nil, nil, err
 		}
 		if fi.Mode()&os.ModeSocket != 0 {
-			return dialStream("unix", addr)
+			return dialStream("unix", a.dial)
 		}
-		tr, err := linuxtpm.Open(addr)
+		tr, err := linuxtpm.Open(a.dial)
 		if err != nil {
 			return nil, nil, err
 		}
 		return tr, tr, nil
 	}
-	return nil, nil, fmt.Errorf("%w: want sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path", ErrBadAddress)
 }
 
 // redactAddr keeps an address printable: addresses hold no secrets, but a
@@ -280,10 +320,11 @@ func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
 		if len(rsp) < 10 {
 			return nil, fmt.Errorf("%w: short response (%d bytes)", ErrUnreachable, len(rsp))
 		}
-		switch binary.BigEndian.Uint32(rsp[6:10]) {
+		rc := binary.BigEndian.Uint32(rsp[6:10])
+		switch rc {
 		case rcRetry, rcYielded, rcTesting:
 			if attempt+1 >= retryAttempts {
-				return rsp, nil // the caller sees the warning code
+				return nil, busyError(rc)
 			}
 			if r.sleep != nil {
 				r.sleep(sleep)
@@ -292,6 +333,11 @@ func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
 			}
 			sleep = min(sleep*2, retryMaxSleep)
 			continue
+		}
+		if err := busyError(rc); err != nil {
+			// Out of object or session slots, memory or NV rate: an
+			// environment condition every caller sees the same way.
+			return nil, err
 		}
 		return rsp, nil
 	}

@@ -84,22 +84,31 @@ func TestRetryTransport(t *testing.T) {
 		codes     []uint32
 		wantCalls int
 		wantRC    uint32
+		wantBusy  bool // ErrTPMBusy (retryable) instead of a response
 	}{
-		{"success", nil, 1, 0},
-		{"retry then yielded then testing", []uint32{rcRetry, rcYielded, rcTesting}, 4, 0},
-		{"not retried: bad auth", []uint32{uint32(tpm2.TPMRCBadAuth)}, 1, uint32(tpm2.TPMRCBadAuth)},
-		{"bounded", repeat(rcRetry, 100), retryAttempts, rcRetry},
+		{"success", nil, 1, 0, false},
+		{"retry then yielded then testing", []uint32{rcRetry, rcYielded, rcTesting}, 4, 0, false},
+		{"not retried: bad auth", []uint32{uint32(tpm2.TPMRCBadAuth)}, 1, uint32(tpm2.TPMRCBadAuth), false},
+		{"bounded", repeat(rcRetry, 100), retryAttempts, rcRetry, true},
+		{"object memory", []uint32{0x902}, 1, 0x902, true},
+		{"session memory", []uint32{0x903}, 1, 0x903, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeTPM{codes: tc.codes}
 			var slept time.Duration
 			r := &retryTransport{inner: f, sleep: func(d time.Duration) { slept += d }}
 			rsp, err := r.Send([]byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 1, 0x7b})
-			if err != nil {
-				t.Fatal(err)
-			}
 			if f.calls != tc.wantCalls {
 				t.Fatalf("%d sends, want %d", f.calls, tc.wantCalls)
+			}
+			if tc.wantBusy {
+				if !errors.Is(err, ErrTPMBusy) || !errors.Is(err, tpm2.TPMRC(tc.wantRC)) || errors.Is(err, ErrUnreachable) {
+					t.Fatalf("err = %v, want ErrTPMBusy and TPM_RC %#x", err, tc.wantRC)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
 			}
 			if rc := binary.BigEndian.Uint32(rsp[6:]); rc != tc.wantRC {
 				t.Fatalf("rc %#x, want %#x", rc, tc.wantRC)
