@@ -23,10 +23,13 @@ var hints = []struct {
 	{ErrDuplicateEK, "this TPM is already provisioned under another serial: check the label, or quarantine a possible clone"},
 	{ErrSerialOtherTPM, "the serial belongs to a unit with another TPM: check the label and the fixture"},
 	{ErrRevoked, "the unit is revoked and cannot be provisioned again"},
-	{store.ErrBusy, "another station process holds the database: wait for it and retry"},
 }
 
 func hintFor(step string, err error) string {
+	var se *store.Error // the database's own failures say what to do
+	if errors.As(err, &se) {
+		return se.Hint()
+	}
 	for _, h := range hints {
 		if errors.Is(err, h.err) {
 			return h.hint
