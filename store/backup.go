@@ -58,6 +58,9 @@ func Backup(path, out string, o Options) (*BackupInfo, error) {
 		return nil, &Error{Path: path, Err: ErrNotStationDB, Detail: "the file is empty"}
 	}
 	dir := filepath.Dir(out)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("backup: creating the folder for %s: %v", out, err)
+	}
 	for attempt := 1; attempt <= backupAttempts; attempt++ {
 		info, err := backupOnce(src, path, out, dir, o)
 		if errors.Is(err, errChanged) {
@@ -77,7 +80,7 @@ var errChanged = errors.New("the database changed during the copy")
 func backupOnce(src *os.File, path, out, dir string, o Options) (info *BackupInfo, err error) {
 	tf, err := os.CreateTemp(dir, filepath.Base(out)+".tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, fmt.Errorf("backup to %s: %v", out, err)
 	}
 	tmp := tf.Name()
 	defer func() {
@@ -87,13 +90,13 @@ func backupOnce(src *os.File, path, out, dir string, o Options) (info *BackupInf
 		}
 	}()
 	if err := tf.Chmod(0o600); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, fmt.Errorf("backup to %s: %v", out, err)
 	}
 	if _, err := io.Copy(tf, io.NewSectionReader(src, 0, 1<<62)); err != nil {
-		return nil, fmt.Errorf("backup: copying %s: %w", path, err)
+		return nil, fmt.Errorf("backup: copying %s: %v", path, err)
 	}
 	if err := tf.Sync(); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, fmt.Errorf("backup to %s: %v", out, err)
 	}
 	db, err := open(tmp, path, true, o.Timeout)
 	if err != nil {
@@ -103,10 +106,10 @@ func backupOnce(src *os.File, path, out, dir string, o Options) (info *BackupInf
 	ps := db.Info().PageSize
 	now, was := make([]byte, 2*ps), make([]byte, 2*ps)
 	if _, err := src.ReadAt(now, 0); err != nil {
-		return nil, fmt.Errorf("backup: reading %s: %w", path, err)
+		return nil, fmt.Errorf("backup: reading %s: %v", path, err)
 	}
 	if _, err := tf.ReadAt(was, 0); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, fmt.Errorf("backup to %s: %v", out, err)
 	}
 	if !bytes.Equal(now, was) {
 		return nil, errChanged
@@ -120,10 +123,10 @@ func backupOnce(src *os.File, path, out, dir string, o Options) (info *BackupInf
 		return nil, err
 	}
 	if err := tf.Close(); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, fmt.Errorf("backup to %s: %v", out, err)
 	}
 	if err := os.Rename(tmp, out); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, fmt.Errorf("backup to %s: %v", out, err)
 	}
 	syncDir(dir)
 	size := int64(0)
