@@ -4,6 +4,14 @@
 // the same transactions, so a unit's state and its audit records commit
 // together or not at all.
 //
+// Only Create makes a database (under a temporary name, linked into place
+// when whole); Open refuses, without writing to it, any file that is not an
+// initialized database of the given station (ErrNotStationDB) or cannot be
+// read whole (ErrDamaged). DB's View and Update turn bbolt's panics on
+// corrupt pages into ErrDamaged, and Update writes only while the path still
+// names the open file (ErrReplaced). Backup copies a database consistently
+// while another process writes it. See docs/DATABASE.md.
+//
 // store knows nothing of TPMs or cobra; it imports bbolt only.
 package store
 
