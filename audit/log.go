@@ -68,11 +68,18 @@ func verr(seq uint64, format string, args ...any) *VerifyError {
 	return &VerifyError{Seq: seq, Reason: fmt.Sprintf(format, args...)}
 }
 
+// DB is the database the log lives in: a *bbolt.DB, or the station's
+// store.DB, whose transactions guard against a damaged or replaced file.
+type DB interface {
+	View(func(*bolt.Tx) error) error
+	Update(func(*bolt.Tx) error) error
+}
+
 // Log appends to a station's audit log. It keeps no state between calls
 // besides its configuration, so it is safe for concurrent use; bbolt
 // serializes the write transactions that append.
 type Log struct {
-	db      *bolt.DB
+	db      DB
 	station string
 	version string
 	signer  *noteSigner
@@ -87,7 +94,7 @@ type Log struct {
 // is the station key (Ed25519 or ECDSA P-256 crypto.Signer). The log records
 // its origin and key on first use and refuses another station ID or key
 // later (ErrStation), since old checkpoints would stop verifying.
-func Open(db *bolt.DB, stationID, version string, signer crypto.Signer) (*Log, error) {
+func Open(db DB, stationID, version string, signer crypto.Signer) (*Log, error) {
 	if !validStationID(stationID) {
 		return nil, fmt.Errorf("station ID %q: must be non-empty, without spaces or '+'", stationID)
 	}

@@ -427,7 +427,7 @@ func (s *dbTree) next() (uint64, []byte, bool) {
 // checkpoint kept elsewhere), that the log still extends it. It streams over
 // the log in one read transaction with O(log n) memory. An integrity
 // violation is a *VerifyError naming the first bad sequence number.
-func Verify(db *bolt.DB, pub crypto.PublicKey, anchor []byte) (*Report, error) {
+func Verify(db DB, pub crypto.PublicKey, anchor []byte) (*Report, error) {
 	v, err := newVerifier(pub, anchor)
 	if err != nil {
 		return nil, err

@@ -48,7 +48,12 @@ func auditFixture(args []string) error {
 		if err != nil {
 			return err
 		}
-		db, err := store.Open(cfg.Path(cfg.Station.DB), station.DBTimeout)
+		o := store.Options{StationID: cfg.Station.ID, Timeout: station.DBTimeout}
+		open := store.Open
+		if args[0] == "build" {
+			open = func(path string, o store.Options) (*store.DB, error) { return store.Create(path, o, nil) }
+		}
+		db, err := open(cfg.Path(cfg.Station.DB), o)
 		if err != nil {
 			return err
 		}

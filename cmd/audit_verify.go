@@ -113,7 +113,12 @@ func verifyDB(c *cobra.Command, g *globals, pub crypto.PublicKey, anchor []byte)
 		return nil, err
 	}
 	defer db.Close()
-	return audit.Verify(db.DB, pub, anchor)
+	var rep *audit.Report
+	err = db.Guard(func() (err error) {
+		rep, err = audit.Verify(db, pub, anchor)
+		return err
+	})
+	return rep, err
 }
 
 func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey) error {

@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/store"
 )
@@ -69,8 +70,7 @@ func enrollSeed(ts *testscript.TestScript, neg bool, args []string) {
 	dir := filepath.Dir(dbPath)
 	line := enrollCA(ts, filepath.Join(dir, "line.crt"), "line")
 	old := enrollCA(ts, filepath.Join(dir, "old.crt"), "old-line")
-	db, err := store.Open(dbPath, time.Second)
-	ts.Check(err)
+	db := seedDB(ts, dbPath)
 	defer db.Close()
 	t0 := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 	ts.Check(db.Update(func(tx *bolt.Tx) error {
@@ -116,6 +116,23 @@ func enrollCA(ts *testscript.TestScript, path, cn string) []byte {
 	return der
 }
 
+// seedDB opens the station database at path, creating it (as `station
+// init` would, without an audit record) for the station.yaml beside it.
+func seedDB(ts *testscript.TestScript, path string) *store.DB {
+	o := store.Options{Timeout: time.Second}
+	if _, err := os.Stat(path); err == nil {
+		db, err := store.Open(path, o)
+		ts.Check(err)
+		return db
+	}
+	cfg, err := configs.Load(filepath.Join(filepath.Dir(path), "station.yaml"), true, nil)
+	ts.Check(err)
+	o.StationID = cfg.Station.ID
+	db, err := store.Create(path, o, nil)
+	ts.Check(err)
+	return db
+}
+
 // seedsym DB N PREFIX: N provisioned symmetric-key units, registration ID =
 // lower-case serial.
 func enrollSeedSym(ts *testscript.TestScript, neg bool, args []string) {
@@ -124,8 +141,7 @@ func enrollSeedSym(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	n, err := strconv.Atoi(args[1])
 	ts.Check(err)
-	db, err := store.Open(ts.MkAbs(args[0]), time.Second)
-	ts.Check(err)
+	db := seedDB(ts, ts.MkAbs(args[0]))
 	defer db.Close()
 	ts.Check(db.Update(func(tx *bolt.Tx) error {
 		for i := range n {

@@ -42,7 +42,10 @@ var classes = []struct {
 	code   int
 }{
 	{store.ErrBusy, ExitEnvironment},
-	{store.ErrNotFound, ExitUsage}, // an unknown serial is bad input
+	{store.ErrReplaced, ExitEnvironment}, // the database went away under a running command
+	{store.ErrNotStationDB, ExitUsage},   // --db or station.db names the wrong file
+	{store.ErrDamaged, ExitIntegrity},    // the station's database cannot be read whole
+	{store.ErrNotFound, ExitUsage},       // an unknown serial is bad input
 }
 
 // addClass registers a library sentinel; called from init in the files that
@@ -70,8 +73,6 @@ func Exit(err error, w io.Writer) int {
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintf(w, "hint: %s\n", h.Hint())
-	} else if errors.Is(err, store.ErrBusy) {
-		fmt.Fprintln(w, "hint: another station command holds the database: wait for it to finish and retry")
 	}
 	return code(err)
 }

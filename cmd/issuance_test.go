@@ -63,7 +63,7 @@ func (l *line) issued() string {
 		l.t.Fatal(err)
 	}
 	sum := sha256.Sum256(line.Raw)
-	db, err := store.Open(filepath.Join(l.dir, "station.db"), time.Second)
+	db, err := store.Open(filepath.Join(l.dir, "station.db"), store.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
 		l.t.Fatal(err)
 	}

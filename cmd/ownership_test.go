@@ -151,7 +151,7 @@ func (l *line) unit(serial string) *store.Unit {
 // pendingSeals counts the sealed pending auths left in the database.
 func (l *line) pendingSeal(serial string) []byte {
 	l.t.Helper()
-	db, err := store.Open(filepath.Join(l.dir, "station.db"), time.Second)
+	db, err := store.Open(filepath.Join(l.dir, "station.db"), store.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
 		l.t.Fatal(err)
 	}

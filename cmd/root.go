@@ -141,17 +141,14 @@ func ctx(c *cobra.Command) context.Context {
 	return context.Background()
 }
 
-// openDB opens the station database named by the config (for read-mostly
+// openDB opens the station database named by the config read-only (for
 // commands that need neither the signing key nor a TPM).
 func (g *globals) openDB() (*store.DB, error) {
 	cfg, err := g.config()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(cfg.Station.DB); err != nil {
-		return nil, fmt.Errorf("%w: no database at %s; run `station init` first", station.ErrNotInitialized, cfg.Station.DB)
-	}
-	return store.Open(cfg.Station.DB, station.DBTimeout)
+	return station.OpenDB(cfg, true)
 }
 
 // openEnv opens the station's database, audit log and signing key.

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/store"
 )
@@ -57,17 +56,13 @@ func newUnitsListCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			var rows []unitSummary
-			err = db.View(func(tx *bolt.Tx) error {
-				return store.ForEachUnit(tx, func(u *store.Unit) error {
-					if o.status == "" || u.Status == o.status {
-						rows = append(rows, summarize(u))
-					}
-					return nil
-				})
-			})
+			units, err := db.Units(func(u *store.Unit) bool { return o.status == "" || u.Status == o.status })
 			if err != nil {
 				return err
+			}
+			var rows []unitSummary
+			for _, u := range units {
+				rows = append(rows, summarize(u))
 			}
 			if g.json() {
 				if rows == nil {
@@ -106,11 +101,8 @@ func newUnitsShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			var u *store.Unit
-			if err := db.View(func(tx *bolt.Tx) (err error) {
-				u, err = store.GetUnit(tx, args[0])
-				return err
-			}); err != nil {
+			u, err := db.Unit(args[0])
+			if err != nil {
 				return err
 			}
 			if g.json() {

@@ -29,7 +29,7 @@ var t0 = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 
 func openDB(tb testing.TB) *store.DB {
 	tb.Helper()
-	db, err := store.Open(filepath.Join(tb.TempDir(), "station.db"), time.Second)
+	db, err := store.Create(filepath.Join(tb.TempDir(), "station.db"), store.Options{StationID: "line1-st03", Timeout: time.Second}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -33,8 +33,11 @@ type Env struct {
 	closeKey func() error // releases an HSM-held signing key
 }
 
-// Init creates the station database and signing key if they are missing
-// (idempotent) and records a start-up event the first time.
+// Init creates the station signing key and database if they are missing
+// (idempotent) and records a start-up event in the new database's audit
+// log. Only Init creates a database, and only where no file exists: a file
+// at station.db that is not this station's initialized database is refused
+// (store.ErrNotStationDB, store.ErrDamaged), never taken as a new station.
 func Init(cfg *configs.Config, version string) (created bool, err error) {
 	keyPath := cfg.Path(cfg.Station.SigningKey)
 	if !configs.IsURI(cfg.Station.SigningKey) {
@@ -43,26 +46,52 @@ func Init(cfg *configs.Config, version string) (created bool, err error) {
 			return false, fmt.Errorf("creating the station signing key %s: %w", keyPath, err)
 		}
 	}
-	env, err := openEnv(cfg, version, true)
+	if _, err := os.Lstat(cfg.Station.DB); !errors.Is(err, fs.ErrNotExist) {
+		env, err := OpenEnv(cfg, version) // refuses a file that is not this station's database
+		if err != nil {
+			return created, err
+		}
+		return created, env.Close()
+	}
+	signer, closeKey, err := OpenSigningKey(cfg)
 	if err != nil {
 		return created, err
 	}
-	defer env.Close()
-	err = env.DB.Update(func(tx *bolt.Tx) error {
-		if store.GetMeta(tx, "initialized") != nil {
-			return nil
+	defer closeKey()
+	db, err := store.Create(cfg.Station.DB, dbOptions(cfg), func(db *store.DB) error {
+		log, err := audit.Open(db, cfg.Station.ID, version, signer)
+		if err != nil {
+			return fmt.Errorf("opening the audit log: %w", err)
 		}
-		created = true
-		if _, err := env.Log.Append(tx, audit.Event{Type: "station.init", Operator: cfg.Station.Operator,
-			Payload: map[string]any{"station": cfg.Station.ID, "version": version}}); err != nil {
+		return db.Update(func(tx *bolt.Tx) error {
+			if _, err := log.Append(tx, audit.Event{Type: "station.init", Operator: cfg.Station.Operator,
+				Payload: map[string]any{"station": cfg.Station.ID, "version": version}}); err != nil {
+				return err
+			}
+			_, err := log.Checkpoint(tx)
 			return err
-		}
-		if _, err := env.Log.Checkpoint(tx); err != nil {
-			return err
-		}
-		return store.PutMeta(tx, "initialized", []byte(time.Now().UTC().Format(time.RFC3339)))
+		})
 	})
-	return created, err
+	if err != nil {
+		return created, err
+	}
+	return true, db.Close()
+}
+
+func dbOptions(cfg *configs.Config) store.Options {
+	return store.Options{StationID: cfg.Station.ID, Timeout: DBTimeout}
+}
+
+// OpenDB opens the station's database, which must exist and be this
+// station's (see store.Open); readOnly for commands that only read it.
+func OpenDB(cfg *configs.Config, readOnly bool) (*store.DB, error) {
+	o := dbOptions(cfg)
+	o.ReadOnly = readOnly
+	db, err := store.Open(cfg.Station.DB, o)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no database at %s; run `station init` (or give --db)", ErrNotInitialized, cfg.Station.DB)
+	}
+	return db, err
 }
 
 // OpenEnv opens the database and the audit log with the station key. The
@@ -70,25 +99,16 @@ func Init(cfg *configs.Config, version string) (created bool, err error) {
 // ErrNotInitialized, never silently created (a log that is not there must
 // not verify as an empty one).
 func OpenEnv(cfg *configs.Config, version string) (*Env, error) {
-	return openEnv(cfg, version, false)
-}
-
-func openEnv(cfg *configs.Config, version string, create bool) (*Env, error) {
-	if !create {
-		if _, err := os.Stat(cfg.Station.DB); err != nil {
-			return nil, fmt.Errorf("%w: no database at %s; run `station init` (or give --db)", ErrNotInitialized, cfg.Station.DB)
-		}
+	db, err := OpenDB(cfg, false)
+	if err != nil {
+		return nil, err
 	}
 	signer, closeKey, err := OpenSigningKey(cfg)
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
-	db, err := store.Open(cfg.Station.DB, DBTimeout)
-	if err != nil {
-		closeKey()
-		return nil, err
-	}
-	log, err := audit.Open(db.DB, cfg.Station.ID, version, signer)
+	log, err := audit.Open(db, cfg.Station.ID, version, signer)
 	if err != nil {
 		db.Close()
 		closeKey()

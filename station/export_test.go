@@ -41,7 +41,7 @@ func testEnv(t *testing.T) *Env {
 	cfg.Station.DB = filepath.Join(dir, "station.db")
 	cfg.DPS.Line, cfg.DPS.Factory, cfg.Firmware.Version = "line1", "plant1", "2.0.1"
 	cfg.DPS.IoTHubs, cfg.DPS.AllocationPolicy, cfg.DPS.IoTEdge = []string{"hub1.azure-devices.net"}, "hashed", true
-	db, err := store.Open(cfg.Station.DB, time.Second)
+	db, err := store.Create(cfg.Station.DB, dbOptions(cfg), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,10 +28,13 @@ var hints = []struct {
 	{ErrRevoked, "the unit is revoked and cannot be provisioned again"},
 	{ErrIssuerRevoked, "issue a new line intermediate (station ca issue-intermediate), point pki.issuer_cert and pki.issuer_key at it, then re-run provision"},
 	{ErrDuplicateRegID, "DPS would see two units under one registration ID: check the serial label (IDs differing only in case are the same ID), or change dps.registration_id"},
-	{store.ErrBusy, "another station process holds the database: wait for it and retry"},
 }
 
 func hintFor(step string, err error) string {
+	var se *store.Error // the database's own failures say what to do
+	if errors.As(err, &se) {
+		return se.Hint()
+	}
 	for _, h := range hints {
 		if errors.Is(err, h.err) {
 			return h.hint

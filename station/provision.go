@@ -188,6 +188,11 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 		}
 		res.Resumed = true
 	}
+	// The first change to the TPM comes next: the database it will be
+	// recorded in must still be the one at the configured path.
+	if err := p.env.DB.CheckPath(); err != nil {
+		return res, &StepError{req.Serial, StepEK, err}
+	}
 	if err := r.preflight(); err != nil {
 		return res, r.fail(StepEK, t0, err)
 	}

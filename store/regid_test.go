@@ -1,9 +1,7 @@
 package store
 
 import (
-	"path/filepath"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -12,11 +10,7 @@ import (
 // written before the index existed (scanned, then indexed on the first
 // write) as in a new one; the first unit keeps an ID.
 func TestRegistrationIDIndex(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "station.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := mustCreateDB(t)
 	update := func(fn func(tx *bolt.Tx) error) {
 		t.Helper()
 		if err := db.Update(fn); err != nil {

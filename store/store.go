@@ -4,6 +4,14 @@
 // the same transactions, so a unit's state and its audit records commit
 // together or not at all.
 //
+// Only Create makes a database (under a temporary name, linked into place
+// when whole); Open refuses, without writing to it, any file that is not an
+// initialized database of the given station (ErrNotStationDB) or cannot be
+// read whole (ErrDamaged). DB's View and Update turn bbolt's panics on
+// corrupt pages into ErrDamaged, and Update writes only while the path still
+// names the open file (ErrReplaced). Backup copies a database consistently
+// while another process writes it. See docs/DATABASE.md.
+//
 // store knows nothing of TPMs or cobra; it imports bbolt only.
 package store
 
@@ -11,17 +19,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
-
-// ErrBusy means another process holds the database (retryable: exit 5).
-var ErrBusy = errors.New("station database is in use by another process")
 
 // ErrNotFound means no unit has that serial.
 var ErrNotFound = errors.New("no such unit")
@@ -36,39 +38,6 @@ var (
 	bucketRegIDs = []byte("regids")        // lower-case registration ID -> serial
 	bucketSeals  = []byte("pending-seals") // serial NUL hierarchy -> TPM-sealed pending auth
 )
-
-// DB is the open station database.
-type DB struct {
-	*bolt.DB
-}
-
-// Open opens (creating if needed) the database at path, waiting at most
-// timeout for another process's lock.
-func Open(path string, timeout time.Duration) (*DB, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating folder for %s: %w", path, err)
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("opening %s: %w", path, ErrBusy)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketUnits, bucketEKs, bucketCerts, bucketMeta, bucketCAs} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("initializing %s: %w", path, err)
-	}
-	return &DB{db}, nil
-}
 
 // Unit states.
 const (
@@ -187,7 +156,7 @@ func GetUnit(tx *bolt.Tx, serial string) (*Unit, error) {
 	}
 	var u Unit
 	if err := json.Unmarshal(v, &u); err != nil {
-		return nil, fmt.Errorf("decoding unit %s: %w", serial, err)
+		return nil, undecodable(serial, err)
 	}
 	return &u, nil
 }
@@ -302,6 +271,36 @@ func DeletePendingSeal(tx *bolt.Tx, serial, hierarchy string) error {
 	return b.Delete(sealKey(serial, hierarchy))
 }
 
+// undecodable is a unit record that is not the JSON station wrote: the file
+// was damaged or edited.
+func undecodable(serial string, err error) error {
+	return &Error{Err: ErrDamaged, Detail: fmt.Sprintf("the record of unit %s does not decode: %v", serial, err)}
+}
+
+// Unit reads one unit in its own transaction (ErrNotFound if absent).
+func (db *DB) Unit(serial string) (u *Unit, err error) {
+	err = db.View(func(tx *bolt.Tx) error {
+		u, err = GetUnit(tx, serial)
+		return err
+	})
+	return u, err
+}
+
+// Units returns, in serial order, the units for which keep returns true
+// (every unit when keep is nil).
+func (db *DB) Units(keep func(*Unit) bool) ([]*Unit, error) {
+	var out []*Unit
+	err := db.View(func(tx *bolt.Tx) error {
+		return ForEachUnit(tx, func(u *Unit) error {
+			if keep == nil || keep(u) {
+				out = append(out, u)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
 // SerialByEK returns the serial recorded with an EK (hex SHA-256 of its
 // TPM2B_PUBLIC), or "".
 func SerialByEK(tx *bolt.Tx, ekSHA256 string) string {
@@ -319,7 +318,7 @@ func ForEachUnit(tx *bolt.Tx, fn func(*Unit) error) error {
 	return tx.Bucket(bucketUnits).ForEach(func(k, v []byte) error {
 		var u Unit
 		if err := json.Unmarshal(v, &u); err != nil {
-			return fmt.Errorf("decoding unit %s: %w", k, err)
+			return undecodable(string(k), err)
 		}
 		return fn(&u)
 	})
@@ -354,7 +353,7 @@ func RevokedCAs(tx *bolt.Tx) (map[string]Revocation, error) {
 	err := tx.Bucket(bucketCAs).ForEach(func(k, v []byte) error {
 		var r Revocation
 		if err := json.Unmarshal(v, &r); err != nil {
-			return err
+			return &Error{Err: ErrDamaged, Detail: fmt.Sprintf("the revocation of issuer %s does not decode: %v", k, err)}
 		}
 		out[string(k)] = r
 		return nil
