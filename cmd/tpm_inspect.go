@@ -521,6 +521,9 @@ func (rep *inspectReport) writeText(w io.Writer) {
 	}
 
 	fmt.Fprintln(w, "\nNV indices")
+	if len(rep.NV) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
 	for _, n := range rep.NV {
 		what := ""
 		if n.What != "" {

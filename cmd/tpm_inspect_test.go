@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -421,5 +423,76 @@ func TestTPMInspectExitCodes(t *testing.T) {
 	holder.Close()
 	if code != ExitEnvironment || !strings.Contains(errOut, "busy") {
 		t.Errorf("busy TPM: exit %d after %v, stderr %s", code, time.Since(start), errOut)
+	}
+}
+
+// nvWrite defines index with platform authorization, as a TPM vendor's
+// manufacturing does, and writes data into it (tpm2-tools).
+func nvWrite(t *testing.T, inst *swtpmtest.Instance, index string, data []byte) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "nv.bin")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tpmTool(t, inst, false, "tpm2_nvdefine", "-C", "p", "-s", fmt.Sprint(len(data)),
+		"-a", "ppwrite|ppread|ownerread|authread|no_da|platformcreate", index)
+	tpmTool(t, inst, false, "tpm2_nvwrite", "-C", "p", "-i", f, index)
+}
+
+// TestTPMInspectNVShapes rewrites a swtpm's RSA EK certificate the way
+// real chips store theirs (TCG PC-Client header, 0xFF padding) and puts
+// the vendor's intermediate in the EK chain range: inspect reports the
+// shape and chains through the intermediate from NV to a roots folder
+// holding only the root.
+func TestTPMInspectNVShapes(t *testing.T) {
+	needLinux(t)
+	inst := swtpmtest.Start(t, swtpmtest.Options{})
+	rootOnly := vendorRootsDir(t, inst.CA.RootPEM)
+	rep, _, _ := inspectRun(t, t.TempDir(), nil, "--tpm", inst.Addr, "--roots", rootOnly)
+	c := rep.EKCerts[0]
+	if c.Chain.Status != "does-not-chain" || !strings.Contains(c.Chain.Reason, "issuer swtpm-localca not in the roots folder") {
+		t.Fatalf("root only, no intermediate: %+v", c.Chain)
+	}
+
+	tp, err := tpmops.Open(inst.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := tp.ReadEKCert(tpmops.RSA2048)
+	tp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(der) + 2
+	shaped := append([]byte{0x10, 0x01, 0x00, byte(n >> 8), byte(n), 0x10, 0x02}, der...)
+	shaped = append(shaped, bytes.Repeat([]byte{0xff}, 100)...)
+	tpmTool(t, inst, false, "tpm2_nvundefine", "-C", "p", "0x01c00002")
+	nvWrite(t, inst, "0x01c00002", shaped)
+	blk, _ := pem.Decode(inst.CA.IssuerPEM)
+	nvWrite(t, inst, "0x01c00100", append(blk.Bytes, make([]byte, 64)...))
+
+	before := toolState(t, inst)
+	rep, _, code := inspectRun(t, t.TempDir(), nil, "--tpm", inst.Addr, "--roots", rootOnly)
+	c = rep.EKCerts[0]
+	if code != 0 || c.NVIndex != "0x01c00002" || !c.TCGHeader || c.Padding != 100 || c.DERLength != len(der) || c.CertifiedHandle != "0x81010001" {
+		t.Errorf("shaped certificate (exit %d): %+v", code, c)
+	}
+	if c.Chain.Status != "chains" || len(c.Chain.Path) != 2 || c.Chain.Path[0] != "CN=swtpm-localca" {
+		t.Errorf("chain through the NV intermediate: %+v", c.Chain)
+	}
+	if len(rep.Intermediates) != 1 || rep.Intermediates[0].Subject != "CN=swtpm-localca" {
+		t.Errorf("nv_intermediates %+v", rep.Intermediates)
+	}
+	var what string
+	for _, nv := range rep.NV {
+		if nv.Index == "0x01c00100" {
+			what = nv.What
+		}
+	}
+	if what != "EK certificate chain (vendor intermediates)" {
+		t.Errorf("0x01c00100 described as %q", what)
+	}
+	if after := toolState(t, inst); after != before {
+		t.Errorf("the TPM changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
