@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/factory-id/station/internal/swtpmtest"
+	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
 
@@ -269,6 +270,19 @@ func TestTPMInspectProvisioned(t *testing.T) {
 	}
 	if rep.EKCerts[0].Chain.Status != "chains" {
 		t.Errorf("EK certificate chain with the line's roots: %+v", rep.EKCerts[0].Chain)
+	}
+
+	// The database held by another process: reported, the TPM still read.
+	held, err := store.Open(filepath.Join(l.dir, "station.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, code = l.run("tpm", "inspect", "--tpm", inst.Addr, "-o", "json")
+	held.Close()
+	var busy inspectReport
+	if err := json.Unmarshal([]byte(out), &busy); err != nil || code != 0 || busy.Database.Status != dbUnavailable ||
+		!strings.Contains(busy.Database.Detail, "in use by another process") || handleOf(&busy, "0x81000010") == nil {
+		t.Errorf("database busy: exit %d, %v, %+v", code, err, busy.Database)
 	}
 
 	// No config at all: the same TPM, recognised by templates alone.
