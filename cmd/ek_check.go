@@ -181,7 +181,7 @@ func checkEKFile(roots *tpmops.VendorRoots, file string, now time.Time) ekCheckR
 		var c *tpmops.EKCertificate
 		c, err = tpmops.ParseEKCertificate(file, raw)
 		if err == nil {
-			return checkEKCertificate(roots, c, r, now)
+			return checkEKCertificate(roots, c, nil, r, now)
 		}
 	}
 	r.Reason, r.ExitCode = err.Error(), ExitUsage
@@ -189,7 +189,10 @@ func checkEKFile(roots *tpmops.VendorRoots, file string, now time.Time) ekCheckR
 	return r
 }
 
-func checkEKCertificate(roots *tpmops.VendorRoots, c *tpmops.EKCertificate, r ekCheckResult, now time.Time) ekCheckResult {
+// checkEKCertificate gives the chain verdict of one EK certificate against
+// the roots, through untrusted intermediates (a TPM's NV chain; nil for
+// none).
+func checkEKCertificate(roots *tpmops.VendorRoots, c *tpmops.EKCertificate, inters []*x509.Certificate, r ekCheckResult, now time.Time) ekCheckResult {
 	r.Readable, r.TCGHeader, r.Padding = true, c.Header, c.Padding
 	sum := sha256.Sum256(c.DER)
 	r.SHA256 = hex.EncodeToString(sum[:])
@@ -198,7 +201,7 @@ func checkEKCertificate(roots *tpmops.VendorRoots, c *tpmops.EKCertificate, r ek
 		return r
 	}
 	r.Key, r.Issuer = keyName(c.Cert), c.Cert.Issuer.String()
-	chain, err := roots.Chain(c.Cert, nil, now)
+	chain, err := roots.Chain(c.Cert, inters, now)
 	if err == nil {
 		r.Chains = true
 		for _, p := range chain[1:] {
