@@ -106,16 +106,16 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.afterWrite != nil {
+		if err := l.afterWrite(tmp); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := VerifyExport(tmp, l.pub, msg); err != nil {
 		return nil, fmt.Errorf("the export does not verify before it is installed: %w", err)
 	}
 	if err := syncDir(tmp); err != nil {
 		return nil, fmt.Errorf("writing export: %w", err)
-	}
-	if l.beforeInstall != nil {
-		if err := l.beforeInstall(tmp); err != nil {
-			return nil, err
-		}
 	}
 	installed := false
 	err = l.db.Update(func(tx *bolt.Tx) error {

@@ -169,6 +169,20 @@ func (l *Log) sign(tx *bolt.Tx, h head, n uint64) error {
 	return nil
 }
 
+// Check proves that the stored log is the one its latest signed checkpoint
+// signs (and extends the witness's), as every signing does. Commands run it
+// before they change anything, so a rewritten log stops them before a TPM
+// is touched. A failure is a *VerifyError (ErrIntegrity) naming what was
+// found.
+func (l *Log) Check() error {
+	return l.db.View(func(tx *bolt.Tx) error {
+		if _, err := l.checkHead(tx); err != nil {
+			return l.refuse(tx, err)
+		}
+		return nil
+	})
+}
+
 // refuse explains a failed head check: the full verification of the log in
 // tx names the first bad record where it can. The station signs nothing
 // until the cause is resolved.

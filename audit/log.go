@@ -87,9 +87,9 @@ type Log struct {
 	known   *knownNote // the checkpoint note last signed or verified
 	witness *witness   // nil: no witness folder
 
-	// beforeInstall runs between a finished export and its installation
-	// (tests inject failures and kills there).
-	beforeInstall func(tmp string) error
+	// afterWrite runs when an export's files are written, before they are
+	// verified and installed (tests inject failures and kills there).
+	afterWrite func(tmp string) error
 }
 
 // Open prepares the audit buckets in db (creating them) for a station; signer
@@ -285,7 +285,7 @@ func (l *Log) Checkpoint(tx *bolt.Tx) ([]byte, error) {
 func (l *Log) checkpoint(tx *bolt.Tx, pin string) ([]byte, Checkpoint, error) {
 	h, err := l.checkHead(tx)
 	if err != nil {
-		return nil, Checkpoint{}, err
+		return nil, Checkpoint{}, l.refuse(tx, err)
 	}
 	if h.note == nil { // an empty log
 		if err := l.sign(tx, h, 0); err != nil {
