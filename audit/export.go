@@ -17,7 +17,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/factory-id/station/internal/staletmp"
 )
@@ -128,11 +127,7 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 		// proven to extend it.
 		if h.cp.Size != cp.Size {
 			_, tree, _ := buckets(tx)
-			proof, err := tlog.ProveTree(int64(h.cp.Size), int64(cp.Size), txHashes{tree})
-			if err == nil {
-				err = tlog.CheckTree(proof, int64(h.cp.Size), h.cp.Root, int64(cp.Size), cp.Root)
-			}
-			if err != nil {
+			if _, err := extends(txHashes{tree}, h.cp.Size, h.cp.Root, cp.Size, cp.Root); err != nil {
 				return l.refuse(tx, verr(cp.Size, "the log no longer extends the exported checkpoint for size %d", cp.Size))
 			}
 		}

@@ -245,3 +245,19 @@ func TestReadAnchor(t *testing.T) {
 		t.Fatal("an empty folder gave an anchor")
 	}
 }
+
+// A witness folder that is not there (a share not mounted) stops the
+// station before it signs anything it could not witness.
+func TestWitnessFolderMissing(t *testing.T) {
+	l, db := openLog(t, filepath.Join(t.TempDir(), "station.db"), 1, filepath.Join(t.TempDir(), "not-mounted"))
+	err := db.Update(func(tx *bolt.Tx) error {
+		_, err := l.Append(tx, audit.Event{Type: "startup"})
+		return err
+	})
+	if !errors.Is(err, audit.ErrWitness) || !errors.Is(l.Check(), audit.ErrWitness) {
+		t.Fatalf("append with the witness folder missing: %v", err)
+	}
+	if cps := checkpoints(t, db); len(cps) != 0 {
+		t.Fatalf("signed without a witness: %v", cps)
+	}
+}

@@ -142,11 +142,7 @@ func (l *Log) sign(tx *bolt.Tx, h head, n uint64) error {
 		return err
 	}
 	if h.note != nil {
-		proof, err := tlog.ProveTree(int64(n), int64(h.cp.Size), th)
-		if err == nil {
-			err = tlog.CheckTree(proof, int64(n), root, int64(h.cp.Size), h.cp.Root)
-		}
-		if err != nil {
+		if _, err := extends(th, n, root, h.cp.Size, h.cp.Root); err != nil {
 			return verr(h.cp.Size, "the tree of %d records does not extend the signed checkpoint for size %d: %v", n, h.cp.Size, err)
 		}
 	}
@@ -181,6 +177,23 @@ func (l *Log) Check() error {
 		}
 		return nil
 	})
+}
+
+// extends proves with a consistency proof read from the stored hashes that
+// the tree of n records with root extends the tree of m records with mroot,
+// and returns the proof. Every tree extends the empty one.
+func extends(th tlog.HashReader, n uint64, root tlog.Hash, m uint64, mroot tlog.Hash) (tlog.TreeProof, error) {
+	if m == 0 {
+		if mroot != emptyTree {
+			return nil, fmt.Errorf("the root of an empty tree is %v, not %v", emptyTree, mroot)
+		}
+		return nil, nil
+	}
+	proof, err := tlog.ProveTree(int64(n), int64(m), th)
+	if err != nil {
+		return nil, err
+	}
+	return proof, tlog.CheckTree(proof, int64(n), root, int64(m), mroot)
 }
 
 // refuse explains a failed head check: the full verification of the log in

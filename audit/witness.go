@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // ErrWitness means the witness folder cannot be read or written (an
@@ -72,6 +71,14 @@ func (l *Log) checkWitness(tx *bolt.Tx, h head) error {
 		return fmt.Errorf("%w: %v (the last signed checkpoint could not be written there; fix the folder or unset station.witness)", ErrWitness, w.failed)
 	}
 	if !w.loaded {
+		// A folder that is missing or read-only (a share not mounted)
+		// would fail every write after the commit: say so now.
+		probe, err := os.CreateTemp(filepath.Dir(w.path), ".probe-")
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrWitness, err)
+		}
+		probe.Close()
+		os.Remove(probe.Name())
 		data, err := os.ReadFile(w.path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -97,11 +104,11 @@ func (l *Log) checkWitness(tx *bolt.Tx, h head) error {
 		return verr(h.n+1, "record is missing: the witness %s holds the signed checkpoint for size %d but the log ends at record %d (the database was rolled back or truncated)", w.path, wc.Size, h.n)
 	}
 	_, tree, _ := buckets(tx)
-	proof, err := tlog.ProveTree(int64(h.n), int64(wc.Size), txHashes{tree})
-	if err == nil {
-		err = tlog.CheckTree(proof, int64(h.n), h.cp.Root, int64(wc.Size), wc.Root)
+	root := h.cp.Root
+	if h.note == nil {
+		root = emptyTree
 	}
-	if err != nil {
+	if _, err := extends(txHashes{tree}, h.n, root, wc.Size, wc.Root); err != nil {
 		return verr(wc.Size, "the log does not extend the signed checkpoint for size %d that the witness %s holds (history rewritten)", wc.Size, w.path)
 	}
 	return nil
