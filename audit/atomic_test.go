@@ -89,7 +89,11 @@ func TestExportFailureLeavesNothing(t *testing.T) {
 			}
 		})
 	}
-	// A good export now succeeds, records itself and pins its checkpoint.
+	// A good export, into the empty folder given, now succeeds, records
+	// itself and pins its checkpoint.
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	res, err := l.Export(out, ExportOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -145,7 +145,18 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 		}}); err != nil {
 			return err
 		}
+		// An empty folder given as --out makes way (os.Rename does not
+		// replace folders); one that filled up meanwhile stops the export.
+		hadDir := false
+		if err := os.Remove(dir); err == nil {
+			hadDir = true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("installing export: %s: %w: %v", dir, ErrExportDir, err)
+		}
 		if err := os.Rename(tmp, dir); err != nil {
+			if hadDir {
+				os.Mkdir(dir, 0o755)
+			}
 			return fmt.Errorf("installing export: %w", err)
 		}
 		installed = true
