@@ -31,9 +31,9 @@ func validStationID(id string) bool {
 // Checkpoint is a signed tree head: the log named Origin had Size records
 // whose RFC 6962 Merkle tree hash is Root.
 type Checkpoint struct {
-	Origin string
-	Size   uint64
-	Root   tlog.Hash
+	Origin string    `json:"origin"`
+	Size   uint64    `json:"size"`
+	Root   tlog.Hash `json:"root"`
 }
 
 // StationID is the station the checkpoint's origin names.

@@ -11,13 +11,22 @@
 // ErrIntegrity). Truncation back to an earlier signed state, or a history
 // rewritten by someone holding the key, is caught by an anchor: a checkpoint
 // the auditor kept from earlier (VerifyExport/Verify with anchor): the log
-// must still extend it.
+// must still extend it. ReadAnchor reads one from an export, a unit proof or
+// a witness folder (Log.SetWitness), which keeps the latest checkpoint
+// outside the database. docs/AUDIT.md says what holds against whom.
+//
+// The station never signs over a log it has not checked: before Append signs
+// (and in Log.Check, Export and Proof) the stored log must be the one the
+// latest signed checkpoint signs, and the new tree must extend it (a
+// consistency proof from the stored hashes); otherwise nothing is signed or
+// deleted and the caller gets a *VerifyError.
 //
 // Records are written by Append inside the caller's bbolt transaction,
-// together with their Merkle tree hashes, so a unit's state change and its
-// records commit atomically; a process killed at any instant leaves a log
-// that verifies (records after the last checkpoint are reported as
-// unsigned). bbolt serializes writers, so concurrent fixtures append without
+// together with their Merkle tree hashes and a signed checkpoint of the new
+// tree, so a unit's state change and its records commit atomically and
+// every committed record is signed; a process killed at any instant leaves
+// a log that verifies. A record no checkpoint covers is an integrity
+// violation. bbolt serializes writers, so concurrent fixtures append without
 // gaps. Verification streams (bbolt cursors, buffered file reads) with
 // O(log n) memory.
 //
@@ -62,11 +71,10 @@
 // || public key)[:4], exactly as sumdb/note. ECDSA P-256 keys use type 0x02:
 // the signature is ASN.1 DER ECDSA over SHA-256(note text) and the key ID is
 // SHA-256(DER SubjectPublicKeyInfo)[:4], as c2sp.org/signed-note assigns to
-// 0x02. The integrator signs one after every unit (Log.Checkpoint, in the
-// unit's transaction); Export and Proof sign one too. A checkpoint replaces
-// the previous one when both sizes fall in the same CheckpointWindow of
-// records and the older is not pinned by an export: the newer commits to all
-// the older did, and keeping one per window bounds verification cost
+// 0x02. Append signs one for every record. A checkpoint replaces the
+// previous one when both sizes fall in the same CheckpointWindow of records
+// and the older is not pinned by an export: the newer was proven to commit
+// to all the older did, and keeping one per window bounds verification cost
 // (signature checks) at about one per thousand records.
 //
 // # Exports and proofs
@@ -74,7 +82,9 @@
 // Export writes records.jsonl (or records.csv), checkpoints.jsonl,
 // checkpoint (the export's own checkpoint, to keep as a later anchor),
 // station.pub.pem (informational: VerifyExport never reads a key from the
-// export) and a README.md for the auditor. Proof writes one unit's records
+// export) and a README.md for the auditor, atomically: into a temporary
+// folder, verified, then recorded, pinned and renamed into place in one
+// transaction. Proof writes one unit's records
 // with RFC 6962 inclusion proofs in a signed checkpoint; VerifyProof checks
 // it offline.
 package audit

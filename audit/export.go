@@ -17,6 +17,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/internal/staletmp"
 )
 
 // Files of an export.
@@ -57,10 +59,14 @@ type ExportResult struct {
 	Note       string     `json:"note"` // the signed checkpoint text
 }
 
-// Export writes the log to dir (created; it must be empty): first it records
-// the export itself and signs a checkpoint covering every record (kept
-// forever), then writes the records up to that checkpoint, every kept
-// checkpoint, the station public key and a README for the auditor.
+// Export writes the log as of its latest signed checkpoint to dir, which
+// must be absent or empty, atomically: the files are written into a
+// temporary sibling folder, synced and verified with the station's public
+// key, and only then, in one transaction, the export is recorded in the log,
+// its checkpoint pinned (kept forever) and the folder renamed into place. A
+// failure or a kill at any point before leaves no folder under dir and
+// records nothing; the next export removes a killed run's temporary folder.
+// The export's own record is in the next export.
 func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 	switch o.Format {
 	case "":
@@ -69,64 +75,164 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 	default:
 		return nil, fmt.Errorf("export format %q: want jsonl or csv", o.Format)
 	}
+	dir = filepath.Clean(dir)
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("%s: %w", dir, ErrExportDir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w: %v", dir, ErrExportDir, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	parent, base := filepath.Dir(dir), filepath.Base(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("creating export folder: %w", err)
 	}
-	var msg []byte
-	var cp Checkpoint
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		if _, err := l.Append(tx, Event{Type: EventExport, Operator: o.Operator, Payload: map[string]string{"format": o.Format, "dir": dir}}); err != nil {
-			return err
+	tmpPrefix := "." + base + ".export-"
+	if _, err := staletmp.Clean(parent, tmpPrefix); err != nil {
+		return nil, fmt.Errorf("removing a killed export's temporary folder: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, staletmp.Prefix(tmpPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("creating export folder: %w", err)
+	}
+	defer func() {
+		if tmp != "" {
+			os.RemoveAll(tmp)
 		}
-		var err error
-		msg, cp, err = l.checkpoint(tx, "export")
-		return err
-	})
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	msg, cp, err := l.writeExport(tmp, o.Format)
 	if err != nil {
 		return nil, err
 	}
-	err = l.db.View(func(tx *bolt.Tx) error {
-		if err := writeFile(filepath.Join(dir, recordsFile(o.Format)), func(w *bufio.Writer) error {
-			return writeRecords(tx, w, cp.Size, o.Format)
-		}); err != nil {
-			return err
-		}
-		return writeFile(filepath.Join(dir, FileCheckpoints), func(w *bufio.Writer) error {
-			c := tx.Bucket(bucketCheckpoints).Cursor()
-			for k, v := c.First(); len(k) == 8 && beUint(k) <= cp.Size; k, v = c.Next() {
-				line, err := json.Marshal(struct {
-					Size uint64 `json:"size"`
-					Note string `json:"note"`
-				}{beUint(k), string(v)})
-				if err != nil {
-					return err
-				}
-				w.Write(line)
-				w.WriteByte('\n')
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	pubPEM, err := MarshalPublicKeyPEM(l.pub)
-	if err != nil {
-		return nil, err
-	}
-	readme, err := readmeText(l.Origin(), l.pub, cp, o.Format)
-	if err != nil {
-		return nil, err
-	}
-	for name, data := range map[string][]byte{FileCheckpoint: msg, FilePublicKey: pubPEM, FileReadme: readme} {
-		if err := writeFile(filepath.Join(dir, name), func(w *bufio.Writer) error { _, err := w.Write(data); return err }); err != nil {
+	if l.afterWrite != nil {
+		if err := l.afterWrite(tmp); err != nil {
 			return nil, err
 		}
 	}
+	if _, err := VerifyExport(tmp, l.pub, msg); err != nil {
+		return nil, fmt.Errorf("the export does not verify before it is installed: %w", err)
+	}
+	if err := syncDir(tmp); err != nil {
+		return nil, fmt.Errorf("writing export: %w", err)
+	}
+	installed := false
+	err = l.db.Update(func(tx *bolt.Tx) error {
+		h, err := l.checkHead(tx)
+		if err != nil {
+			return l.refuse(tx, err)
+		}
+		// Records appended meanwhile may have replaced the export's
+		// checkpoint in the database; it goes back (pinned) once the log is
+		// proven to extend it.
+		if h.cp.Size != cp.Size {
+			_, tree, _ := buckets(tx)
+			if _, err := extends(txHashes{tree}, h.cp.Size, h.cp.Root, cp.Size, cp.Root); err != nil {
+				return l.refuse(tx, verr(cp.Size, "the log no longer extends the exported checkpoint for size %d", cp.Size))
+			}
+		}
+		cps, pinned := tx.Bucket(bucketCheckpoints), tx.Bucket(bucketPinned)
+		if cps.Get(u64(cp.Size)) == nil {
+			if err := cps.Put(u64(cp.Size), msg); err != nil {
+				return err
+			}
+		}
+		if err := pinned.Put(u64(cp.Size), []byte("export")); err != nil {
+			return err
+		}
+		if _, err := l.Append(tx, Event{Type: EventExport, Operator: o.Operator, Payload: map[string]any{
+			"format": o.Format, "dir": dir, "records": cp.Size, "root": cp.Root.String(),
+		}}); err != nil {
+			return err
+		}
+		// An empty folder given as --out makes way (os.Rename does not
+		// replace folders); one that filled up meanwhile stops the export.
+		hadDir := false
+		if err := os.Remove(dir); err == nil {
+			hadDir = true
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("installing export: %s: %w: %v", dir, ErrExportDir, err)
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			if hadDir {
+				os.Mkdir(dir, 0o755)
+			}
+			return fmt.Errorf("installing export: %w", err)
+		}
+		installed = true
+		return syncDir(parent)
+	})
+	if err != nil {
+		if installed { // the transaction did not commit: nothing may stay under dir
+			os.Rename(dir, tmp)
+		}
+		return nil, err
+	}
+	tmp = ""
 	return &ExportResult{Dir: dir, Records: cp.Size, Checkpoint: cp, Note: string(msg)}, nil
+}
+
+// writeExport writes the files of an export of the log's latest signed
+// checkpoint to dir and returns that checkpoint. An empty log gets its first
+// checkpoint signed.
+func (l *Log) writeExport(dir, format string) ([]byte, Checkpoint, error) {
+	var msg []byte
+	var cp Checkpoint
+	for range 2 {
+		err := l.db.View(func(tx *bolt.Tx) error {
+			h, err := l.checkHead(tx)
+			if err != nil {
+				return l.refuse(tx, err)
+			}
+			if h.note == nil {
+				return nil
+			}
+			msg, cp = h.note, h.cp
+			if err := writeFile(filepath.Join(dir, recordsFile(format)), func(w *bufio.Writer) error {
+				return writeRecords(tx, w, cp.Size, format)
+			}); err != nil {
+				return err
+			}
+			return writeFile(filepath.Join(dir, FileCheckpoints), func(w *bufio.Writer) error {
+				c := tx.Bucket(bucketCheckpoints).Cursor()
+				for k, v := c.First(); len(k) == 8 && beUint(k) <= cp.Size; k, v = c.Next() {
+					line, err := json.Marshal(struct {
+						Size uint64 `json:"size"`
+						Note string `json:"note"`
+					}{beUint(k), string(v)})
+					if err != nil {
+						return err
+					}
+					w.Write(line)
+					w.WriteByte('\n')
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, Checkpoint{}, err
+		}
+		if msg != nil {
+			break
+		}
+		if err := l.db.Update(func(tx *bolt.Tx) error { _, err := l.Checkpoint(tx); return err }); err != nil {
+			return nil, Checkpoint{}, err
+		}
+	}
+	pubPEM, err := MarshalPublicKeyPEM(l.pub)
+	if err != nil {
+		return nil, Checkpoint{}, err
+	}
+	readme, err := readmeText(l.Origin(), l.pub, cp, format)
+	if err != nil {
+		return nil, Checkpoint{}, err
+	}
+	for name, data := range map[string][]byte{FileCheckpoint: msg, FilePublicKey: pubPEM, FileReadme: readme} {
+		if err := writeFile(filepath.Join(dir, name), func(w *bufio.Writer) error { _, err := w.Write(data); return err }); err != nil {
+			return nil, Checkpoint{}, err
+		}
+	}
+	return msg, cp, nil
 }
 
 func recordsFile(format string) string {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -88,6 +89,14 @@ type Log struct {
 	now func() time.Time
 	// window is CheckpointWindow (tests shrink it).
 	window uint64
+
+	mu      sync.Mutex
+	known   *knownNote // the checkpoint note last signed or verified
+	witness *witness   // nil: no witness folder
+
+	// afterWrite runs when an export's files are written, before they are
+	// verified and installed (tests inject failures and kills there).
+	afterWrite func(tmp string) error
 }
 
 // Open prepares the audit buckets in db (creating them) for a station; signer
@@ -196,8 +205,13 @@ func size(tx *bolt.Tx) (uint64, error) {
 }
 
 // Append adds a record inside the caller's read-write transaction (the
-// unit's state change commits with it): the record and its tree hashes are
-// written together, so a crash leaves either both or neither.
+// unit's state change commits with it): the record, its tree hashes and a
+// signed checkpoint of the new tree are written together, so a crash leaves
+// either all or none, and every committed record is signed. Before it adds
+// anything it proves that the stored log is the one the last checkpoint
+// signs (checkHead) and that the new tree extends it; a log rewritten or
+// stripped of checkpoints by someone without the key is refused with a
+// *VerifyError (ErrIntegrity), and nothing is signed.
 func (l *Log) Append(tx *bolt.Tx, e Event) (Record, error) {
 	if e.Type == "" {
 		return Record{}, errors.New("audit event without a type")
@@ -221,19 +235,17 @@ func (l *Log) Append(tx *bolt.Tx, e Event) (Record, error) {
 	if err := checkNoSecret(payload); err != nil {
 		return Record{}, err
 	}
-	n, err := size(tx)
+	h, err := l.checkHead(tx)
 	if err != nil {
-		return Record{}, fmt.Errorf("appending to audit log: %w", err)
+		return Record{}, l.refuse(tx, err)
 	}
+	n := h.n
 	recs, tree, _ := buckets(tx)
 	th := txHashes{tree}
 	prev := make([]byte, tlog.HashSize)
 	if n > 0 {
-		h, err := th.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(n-1))})
-		if err != nil {
-			return Record{}, err
-		}
-		copy(prev, h[0][:])
+		p := Hash(recs.Get(u64(n))) // checkHead proved these bytes are the signed ones
+		copy(prev, p[:])
 	}
 	r := Record{
 		Seq: n + 1, Time: l.now().UTC(), Station: l.station, Operator: e.Operator, Serial: e.Serial,
@@ -261,54 +273,41 @@ func (l *Log) Append(tx *bolt.Tx, e Event) (Record, error) {
 			return Record{}, err
 		}
 	}
+	if err := l.sign(tx, h, r.Seq); err != nil {
+		return Record{}, err
+	}
 	return r, nil
 }
 
-// Checkpoint signs the current tree head and stores it (idempotent if the
-// size did not change); returns the signed note text.
+// Checkpoint returns the signed checkpoint of the current tree head (Append
+// signs one with every record, so this signs only for an empty log), after
+// checking that the stored tree is the one it signs.
 func (l *Log) Checkpoint(tx *bolt.Tx) ([]byte, error) {
 	note, _, err := l.checkpoint(tx, "")
 	return note, err
 }
 
-// checkpoint signs and stores the tree head; pin (if set) keeps it forever.
+// checkpoint checks the log's head and returns its signed checkpoint; pin
+// (if set) keeps it forever.
 func (l *Log) checkpoint(tx *bolt.Tx, pin string) ([]byte, Checkpoint, error) {
-	n, err := size(tx)
+	h, err := l.checkHead(tx)
 	if err != nil {
-		return nil, Checkpoint{}, fmt.Errorf("checkpointing audit log: %w", err)
+		return nil, Checkpoint{}, l.refuse(tx, err)
 	}
-	_, tree, _ := buckets(tx)
-	cps, pinned := tx.Bucket(bucketCheckpoints), tx.Bucket(bucketPinned)
-	root, err := tlog.TreeHash(int64(n), txHashes{tree})
-	if err != nil {
-		return nil, Checkpoint{}, err
-	}
-	c := Checkpoint{Origin: l.Origin(), Size: n, Root: root}
-	key := u64(n)
-	if pin != "" {
-		if err := pinned.Put(key, []byte(pin)); err != nil {
+	if h.note == nil { // an empty log
+		if err := l.sign(tx, h, 0); err != nil {
+			return nil, Checkpoint{}, err
+		}
+		if h, err = l.checkHead(tx); err != nil {
 			return nil, Checkpoint{}, err
 		}
 	}
-	if v := cps.Get(key); v != nil {
-		return append([]byte(nil), v...), c, nil
-	}
-	msg, err := signCheckpoint(c, l.signer)
-	if err != nil {
-		return nil, Checkpoint{}, fmt.Errorf("signing checkpoint: %w", err)
-	}
-	if k, _ := cps.Cursor().Last(); len(k) == 8 {
-		p := binary.BigEndian.Uint64(k)
-		if p < n && p/l.window == n/l.window && pinned.Get(k) == nil {
-			if err := cps.Delete(k); err != nil {
-				return nil, Checkpoint{}, err
-			}
+	if pin != "" {
+		if err := tx.Bucket(bucketPinned).Put(u64(h.cp.Size), []byte(pin)); err != nil {
+			return nil, Checkpoint{}, err
 		}
 	}
-	if err := cps.Put(key, msg); err != nil {
-		return nil, Checkpoint{}, err
-	}
-	return msg, c, nil
+	return h.note, h.cp, nil
 }
 
 // secretKeys are payload keys (lower case, '-' as '_') that name secrets.

@@ -33,14 +33,17 @@ type ProofRecord struct {
 }
 
 // Proof returns the inclusion proof (JSON) of every record naming serial in
-// a checkpoint signed now (or the stored one, if the log did not grow).
+// the log's latest signed checkpoint, after proving the stored log is the
+// one it signs; each proof is checked against the checkpoint before it is
+// handed out.
 func (l *Log) Proof(serial string) ([]byte, error) {
 	p := UnitProof{Format: ProofFormat, Serial: serial}
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		msg, cp, err := l.checkpoint(tx, "")
+	err := l.db.View(func(tx *bolt.Tx) error {
+		h, err := l.checkHead(tx)
 		if err != nil {
-			return err
+			return l.refuse(tx, err)
 		}
+		msg, cp := h.note, h.cp
 		p.Checkpoint = string(msg)
 		_, tree, _ := buckets(tx)
 		recs := tx.Bucket(bucketRecords)
@@ -55,6 +58,9 @@ func (l *Log) Proof(serial string) ([]byte, error) {
 			proof, err := tlog.ProveRecord(int64(cp.Size), int64(seq-1), txHashes{tree})
 			if err != nil {
 				return err
+			}
+			if tlog.CheckRecord(proof, int64(cp.Size), cp.Root, int64(seq-1), Hash(data)) != nil {
+				return l.refuse(tx, verr(seq, "record bytes do not match the tree the signed checkpoint for size %d commits to (record modified)", cp.Size))
 			}
 			p.Records = append(p.Records, ProofRecord{Seq: seq, Record: string(data), Proof: proof})
 		}
@@ -138,4 +144,16 @@ func UnitRecords(tx *bolt.Tx, serial string) ([]*Record, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// proofCheckpoint returns the signed checkpoint of a unit proof file.
+func proofCheckpoint(data []byte) ([]byte, bool) {
+	var p struct {
+		Format     string `json:"format"`
+		Checkpoint string `json:"checkpoint"`
+	}
+	if json.Unmarshal(data, &p) != nil || p.Format != ProofFormat || p.Checkpoint == "" {
+		return nil, false
+	}
+	return []byte(p.Checkpoint), true
 }

@@ -13,8 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// tamperFixture is an export of 302 records (43 units and the export's own
-// record) with a checkpoint kept every 16 records or so.
+// tamperFixture is an export of 301 records (43 units) with a checkpoint kept every 16 records or so.
 type tamperFixture struct {
 	l     *Log
 	db    *bolt.DB
@@ -46,7 +45,7 @@ func newTamperFixture(t *testing.T) *tamperFixture {
 		}
 		f.cps = append(f.cps, c)
 	}
-	if len(f.lines) != 302 || len(f.cps) < 10 {
+	if len(f.lines) != 301 || len(f.cps) < 10 {
 		t.Fatalf("fixture: %d records, %d checkpoints", len(f.lines), len(f.cps))
 	}
 	return f
@@ -355,7 +354,7 @@ func TestTamperDB(t *testing.T) {
 			ns, _ := newNoteSigner(cp.Origin, testKey(2))
 			msg, _ := signCheckpoint(cp, ns)
 			return b.Put(k, msg)
-		}, 14},
+		}, 15}, // the last checkpoint of the first 16-record window
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, db := edit(t, tc.fn)
@@ -387,32 +386,39 @@ func TestTamperDB(t *testing.T) {
 		if rep := mustVerify(t, db, l.Public(), early); len(rep.Consistency) == 0 {
 			t.Fatalf("no consistency proof: %+v", rep)
 		}
-		// Records past 140 go, with their tree hashes and checkpoints.
+		// Records past 127 (the last signed size kept in its window) go,
+		// with their tree hashes and checkpoints: a rollback.
 		db.Update(func(tx *bolt.Tx) error {
-			for s := uint64(141); s <= 280; s++ {
+			for s := uint64(128); s <= 280; s++ {
 				tx.Bucket(bucketRecords).Delete(u64(s))
 			}
 			c := tx.Bucket(bucketTree).Cursor()
-			for k, _ := c.Seek(u64(uint64(storedCount(140)))); k != nil; k, _ = c.Next() {
+			for k, _ := c.Seek(u64(uint64(storedCount(127)))); k != nil; k, _ = c.Next() {
 				c.Delete()
 			}
 			c = tx.Bucket(bucketCheckpoints).Cursor()
-			for k, _ := c.Seek(u64(141)); k != nil; k, _ = c.Next() {
+			for k, _ := c.Seek(u64(128)); k != nil; k, _ = c.Next() {
 				c.Delete()
 			}
 			return nil
 		})
 		mustVerify(t, db, l.Public(), nil) // undetectable without an anchor
 		_, err := Verify(db, l.Public(), anchor)
-		wantSeq(t, err, 141)
+		wantSeq(t, err, 128)
 		t.Log(err)
 	})
-	t.Run("unsigned tail is reported", func(t *testing.T) {
+	t.Run("records no checkpoint covers are an integrity violation", func(t *testing.T) {
 		l, db := newTestLog(t, testKey(1))
-		addUnits(t, l, db, 0, 2)
-		db.Update(func(tx *bolt.Tx) error { _, err := l.Append(tx, Event{Type: "startup"}); return err })
-		if rep := mustVerify(t, db, l.Public(), nil); rep.Unsigned != 1 {
-			t.Fatalf("unsigned %d", rep.Unsigned)
+		l.window = 16
+		addUnits(t, l, db, 0, 2) // 14 records, one checkpoint (14)
+		if rep := mustVerify(t, db, l.Public(), nil); rep.Unsigned != 0 || rep.Latest.Size != 14 {
+			t.Fatalf("report %+v", rep)
+		}
+		db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCheckpoints).Delete(u64(14)) })
+		_, err := Verify(db, l.Public(), nil)
+		wantSeq(t, err, 1)
+		if !strings.Contains(err.Error(), "covered by no signed checkpoint") {
+			t.Fatal(err)
 		}
 	})
 }

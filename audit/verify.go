@@ -58,7 +58,8 @@ type verifier struct {
 	stationID string // from the first record
 	anchor    *Checkpoint
 	anchorOK  bool
-	strict    bool // every record must be covered by a checkpoint (exports)
+	strict    bool // every record must be covered by a checkpoint
+	db        bool // verifying a database (else an export)
 	stored    storedHashes
 
 	n            uint64    // records accepted so far
@@ -365,10 +366,16 @@ func (v *verifier) finish() (*Report, error) {
 	var signed uint64
 	if v.report.Latest != nil {
 		signed = v.report.Latest.Size
-	} else if v.strict {
+	} else if v.strict && (v.n > 0 || !v.db) {
+		if v.db {
+			return nil, verr(1, "records 1..%d are covered by no signed checkpoint: the station signs every record as it appends it, so the checkpoints were deleted", v.n)
+		}
 		return nil, verr(1, "the export holds no signed checkpoint")
 	}
 	if v.strict && v.n > signed {
+		if v.db {
+			return nil, verr(signed+1, "records %d..%d are covered by no signed checkpoint: the station signs every record as it appends it, so a checkpoint was deleted or records were added without the station key", signed+1, v.n)
+		}
 		return nil, verr(signed+1, "no signed checkpoint covers this record (added after the export was signed)")
 	}
 	v.report.Records = v.n
@@ -434,43 +441,47 @@ func Verify(db DB, pub crypto.PublicKey, anchor []byte) (*Report, error) {
 	}
 	var rep *Report
 	err = db.View(func(tx *bolt.Tx) error {
-		recs, tree, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		cps := tx.Bucket(bucketCheckpoints)
-		if cps == nil {
-			return fmt.Errorf("the database has no audit log (run station init)")
-		}
-		v.stored = &dbTree{dbRecords{c: tree.Cursor()}}
-		rep, err = v.run(&dbRecords{c: recs.Cursor()}, &dbCheckpoints{dbRecords{c: cps.Cursor()}})
-		if err != nil {
-			return err
-		}
-		if idx, _, ok := v.stored.next(); ok {
-			return verr(rep.Records+1, "record is missing: the tree holds hash %d past the last record %d (truncated)", idx, rep.Records)
-		}
-		if meta := tx.Bucket(bucketMeta); meta != nil {
-			if k := meta.Get([]byte("key")); k != nil {
-				if pk, err := x509ParsePKIX(k); err != nil || !sameKey(pk, pub) {
-					rep.Warnings = append(rep.Warnings, "the database names another station key than the one verified with")
-				}
-			}
-		}
-		if a, l := v.anchor, rep.Latest; a != nil && l != nil && a.Size <= l.Size {
-			proof, err := tlog.ProveTree(int64(l.Size), int64(a.Size), txHashes{tree})
-			if err != nil {
-				return verr(a.Size, "no consistency proof from the anchor: %v", err)
-			}
-			if err := tlog.CheckTree(proof, int64(l.Size), l.Root, int64(a.Size), a.Root); err != nil {
-				return verr(a.Size, "the consistency proof from the anchor (size %d) to the checkpoint for size %d fails", a.Size, l.Size)
-			}
-			rep.Consistency = proof
-		}
-		return nil
+		rep, err = v.runDB(tx)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return rep, nil
+}
+
+// runDB verifies the log in tx (see Verify).
+func (v *verifier) runDB(tx *bolt.Tx) (*Report, error) {
+	recs, tree, err := buckets(tx)
+	if err != nil {
+		return nil, err
+	}
+	cps := tx.Bucket(bucketCheckpoints)
+	if cps == nil {
+		return nil, fmt.Errorf("the database has no audit log (run station init)")
+	}
+	v.strict, v.db = true, true
+	v.stored = &dbTree{dbRecords{c: tree.Cursor()}}
+	rep, err := v.run(&dbRecords{c: recs.Cursor()}, &dbCheckpoints{dbRecords{c: cps.Cursor()}})
+	if err != nil {
+		return nil, err
+	}
+	if idx, _, ok := v.stored.next(); ok {
+		return nil, verr(rep.Records+1, "record is missing: the tree holds hash %d past the last record %d (truncated)", idx, rep.Records)
+	}
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		if k := meta.Get([]byte("key")); k != nil {
+			if pk, err := x509ParsePKIX(k); err != nil || !sameKey(pk, v.pub) {
+				rep.Warnings = append(rep.Warnings, "the database names another station key than the one verified with")
+			}
+		}
+	}
+	if a, l := v.anchor, rep.Latest; a != nil && l != nil && a.Size <= l.Size {
+		proof, err := extends(txHashes{tree}, l.Size, l.Root, a.Size, a.Root)
+		if err != nil {
+			return nil, verr(a.Size, "the consistency proof from the anchor (size %d) to the checkpoint for size %d fails", a.Size, l.Size)
+		}
+		rep.Consistency = proof
 	}
 	return rep, nil
 }

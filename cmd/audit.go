@@ -12,6 +12,7 @@ import (
 func init() {
 	register(newAuditCommand)
 	addClass(audit.ErrIntegrity, ExitIntegrity)
+	addClass(audit.ErrWitness, ExitEnvironment)
 	addClass(audit.ErrKey, ExitUsage)
 	addClass(audit.ErrStation, ExitUsage)
 	addClass(audit.ErrExportDir, ExitUsage)

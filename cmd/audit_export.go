@@ -20,9 +20,11 @@ func newAuditExportCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "export --out DIR [--format jsonl|csv]",
 		Short: "Write the audit trail for an auditor, verifiable offline",
-		Long: "Records the export in the log, signs a checkpoint covering every record, and writes\n" +
-			"the records, all kept checkpoints, the station public key and a README to DIR\n" +
-			"(which must be empty or absent). Check it with station audit verify --export DIR --key PUB.pem.",
+		Long: "Writes the records up to the latest signed checkpoint, all kept checkpoints, the station\n" +
+			"public key and a README to DIR (which must be empty or absent), atomically: nothing appears\n" +
+			"under DIR and nothing is recorded unless the whole export was written and verified. The\n" +
+			"export is then recorded in the log and its checkpoint kept. Check it with\n" +
+			"station audit verify --export DIR --key PUB.pem.",
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.out == "" {

@@ -3,13 +3,16 @@ package cmd
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/audittest"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
 )
@@ -18,10 +21,14 @@ func init() { scriptCommands["audit-fixture"] = auditFixtureMain }
 
 // auditFixtureMain builds and damages audit logs for the scripts:
 //
-//	audit-fixture build CONFIG UNITS   key (if absent), database, UNITS units of 7 records, a checkpoint each
-//	audit-fixture append CONFIG        one record without a checkpoint
+//	audit-fixture build CONFIG UNITS   key (if absent), database, UNITS units of 7 records
+//	audit-fixture append CONFIG        one record
 //	audit-fixture flip DB SEQ          flip a byte of record SEQ in the database
 //	audit-fixture drop DB FROM         delete records FROM.. (the tree hashes and checkpoints stay)
+//	audit-fixture forge DB SEQ         rewrite record SEQ's payload as a forger would: chain and tree hashes recomputed
+//	audit-fixture drop-checkpoints DB FROM   delete the checkpoints for sizes FROM.. (0: all)
+//	audit-fixture truncate DB SEQ      roll the log back to SEQ-1 records (records, hashes, checkpoints)
+//	audit-fixture checkpoints DB       print the stored checkpoints (size and note), one per line
 //	audit-fixture flip-line FILE LINE  flip a byte in line LINE (1-based) of a file
 func auditFixtureMain() {
 	if err := auditFixture(os.Args[1:]); err != nil {
@@ -80,8 +87,7 @@ func auditFixture(args []string) error {
 						return err
 					}
 				}
-				_, err := l.Checkpoint(tx)
-				return err
+				return nil // every record is signed as it is appended
 			})
 			if err != nil {
 				return err
@@ -119,6 +125,36 @@ func auditFixture(args []string) error {
 			v[len(v)/2] ^= 0x01
 			return b.Put(key(n), v)
 		})
+	case "forge", "drop-checkpoints", "truncate", "checkpoints":
+		db, err := bolt.Open(args[1], 0o600, &bolt.Options{Timeout: station.DBTimeout})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if args[0] == "checkpoints" {
+			cps, err := audittest.Checkpoints(db)
+			if err != nil {
+				return err
+			}
+			for _, size := range slices.Sorted(maps.Keys(cps)) {
+				fmt.Printf("%d %q\n", size, cps[size])
+			}
+			return nil
+		}
+		if len(args) < 3 {
+			return fmt.Errorf("usage: audit-fixture %s DB N", args[0])
+		}
+		n, err := strconv.ParseUint(args[2], 10, 64)
+		if err != nil {
+			return err
+		}
+		switch args[0] {
+		case "forge":
+			return audittest.Forge(db, n, func(r *audit.Record) { r.Payload = []byte(`{"forged":true}`) })
+		case "drop-checkpoints":
+			return audittest.DeleteCheckpoints(db, n)
+		}
+		return audittest.Truncate(db, n)
 	case "flip-line":
 		line, err := strconv.Atoi(args[2])
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -17,6 +18,8 @@ type auditVerifyOptions struct {
 	key    string
 	anchor string
 	proof  string
+
+	anchorFrom string // where a default anchor came from
 }
 
 // newAuditVerifyCommand is `station audit verify [--export DIR --key PUB.pem]
@@ -30,7 +33,9 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 			"first bad record's sequence number (exit 4). Without --export it checks the station's\n" +
 			"database (with the station key, or --key). With --export DIR --key PUB.pem it checks an\n" +
 			"export offline, trusting only that key. --anchor takes a checkpoint kept from earlier and\n" +
-			"proves the log still extends it (catches truncation and rewritten history).\n" +
+			"proves the log still extends it (catches truncation, rollback and rewritten history): a\n" +
+			"checkpoint file, an earlier export folder, a witness folder (station.witness) or a unit\n" +
+			"proof file. Checking the database, the configured witness folder is an anchor by default.\n" +
 			"--proof FILE --key PUB.pem checks a unit proof from station audit proof.",
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -52,7 +57,11 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 			var anchor []byte
 			if o.anchor != "" {
 				var err error
-				if anchor, err = os.ReadFile(o.anchor); err != nil {
+				id := "" // picks the station's file in a shared witness folder
+				if cfg, err := g.config(); err == nil && o.export == "" {
+					id = cfg.Station.ID
+				}
+				if anchor, err = audit.ReadAnchor(o.anchor, id); err != nil {
 					return usageErrorf("--anchor: %v", err)
 				}
 			}
@@ -64,7 +73,7 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 			if o.export != "" {
 				rep, err = audit.VerifyExport(o.export, pub, anchor)
 			} else {
-				rep, err = verifyDB(c, g, pub, anchor)
+				rep, err = verifyDB(c, g, o, pub, anchor)
 			}
 			if err != nil {
 				writeVerifyFailure(c, g, err)
@@ -81,11 +90,8 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 			if rep.Latest != nil {
 				fmt.Fprintf(w, "latest checkpoint: size %d, root %s\n", rep.Latest.Size, rep.Latest.Root)
 			}
-			if rep.Unsigned > 0 {
-				fmt.Fprintf(w, "%d records after the latest checkpoint are chained but not yet signed\n", rep.Unsigned)
-			}
 			if rep.Anchor != nil {
-				fmt.Fprintf(w, "the log extends the anchor checkpoint (size %d)\n", rep.Anchor.Size)
+				fmt.Fprintf(w, "the log extends the anchor checkpoint (size %d)%s\n", rep.Anchor.Size, o.anchorFrom)
 			}
 			return nil
 		},
@@ -98,10 +104,21 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 	return c
 }
 
-func verifyDB(c *cobra.Command, g *globals, pub crypto.PublicKey, anchor []byte) (*audit.Report, error) {
+func verifyDB(c *cobra.Command, g *globals, o *auditVerifyOptions, pub crypto.PublicKey, anchor []byte) (*audit.Report, error) {
 	cfg, err := g.config()
 	if err != nil {
 		return nil, err
+	}
+	if w := cfg.Station.Witness; anchor == nil && w != "" {
+		// The witness folder is the anchor unless one is given: a
+		// database rolled back or rewritten behind it fails here.
+		path := audit.WitnessFile(cfg.Path(w), cfg.Station.ID)
+		switch data, err := os.ReadFile(path); {
+		case err == nil:
+			anchor, o.anchorFrom = data, " kept in the witness "+path
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("%w: %v", audit.ErrWitness, err)
+		}
 	}
 	if pub == nil {
 		if pub, err = station.LoadSigningKey(cfg); err != nil {

@@ -39,6 +39,9 @@ type Station struct {
 	DB         string `yaml:"db"`
 	SigningKey string `yaml:"signing_key"`
 	Operator   string `yaml:"operator"`
+	// Witness is an optional folder on another disk or a share where the
+	// station keeps its latest signed audit checkpoint (docs/AUDIT.md).
+	Witness string `yaml:"witness"`
 }
 
 // TPM says how to reach the unit's TPM and which keys to make in it.

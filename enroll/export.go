@@ -17,6 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/factory-id/station/internal/staletmp"
 	"github.com/factory-id/station/store"
 )
 
@@ -232,6 +233,9 @@ func Export(tx *bolt.Tx, o Options) (res *Result, err error) {
 			res = nil
 		}
 	}()
+	if err := cleanStale(partial.Out); err != nil {
+		return nil, err
+	}
 	book, err := openLedger(tx, partial.Out)
 	if err != nil {
 		return nil, err
@@ -508,7 +512,7 @@ func exportCSV(tx *bolt.Tx, book *ledger, o Options, res *Result) error {
 	if err := os.MkdirAll(filepath.Dir(res.Out), 0o755); err != nil {
 		return fmt.Errorf("%w: %v", ErrOutput, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(res.Out), "."+filepath.Base(res.Out)+".tmp-")
+	f, err := os.CreateTemp(filepath.Dir(res.Out), staletmp.Prefix("."+filepath.Base(res.Out)+".tmp-"))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrOutput, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/internal/staletmp"
 )
 
 // generationKey counts the exports recorded (no other key of the bucket
@@ -40,7 +42,7 @@ func openLedger(tx *bolt.Tx, out string) (*ledger, error) {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".ledger-")
+	f, err := os.CreateTemp(filepath.Dir(out), staletmp.Prefix("."+filepath.Base(out)+".ledger-"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
 	}

@@ -187,6 +187,9 @@ func Merge(o MergeOptions) (*MergeReport, error) {
 	}
 
 	// Pass 2: write.
+	if err := cleanStale(filepath.Clean(o.Out)); err != nil {
+		return nil, err
+	}
 	f, err := newFolder(o.Out, nil)
 	if err != nil {
 		return nil, err

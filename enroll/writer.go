@@ -13,8 +13,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.step.sm/crypto/jose"
+
+	"github.com/factory-id/station/internal/staletmp"
 )
 
 // ErrOutput means the output path cannot take an export.
@@ -39,7 +42,7 @@ func newFolder(final string, encryptTo crypto.PublicKey) (*folder, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".tmp-")
+	tmp, err := os.MkdirTemp(parent, staletmp.Prefix("."+filepath.Base(final)+".tmp-"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutput, err)
 	}
@@ -75,6 +78,35 @@ func checkReplaceable(dir string) error {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err != nil {
 		return fmt.Errorf("%w: %s is not empty and holds no earlier export (no %s)", ErrOutput, dir, ManifestFile)
+	}
+	return nil
+}
+
+// cleanStale removes what exports to out killed before they finished left
+// beside it: their temporary folders or files and their ledgers (named after
+// their process, which is gone; see internal/staletmp). A previous export
+// that an install moved aside (".old") and that a kill kept from being
+// replaced is moved back when nothing took its place.
+func cleanStale(out string) error {
+	parent, base := filepath.Dir(out), filepath.Base(out)
+	for _, prefix := range []string{"." + base + ".tmp-", "." + base + ".ledger-"} {
+		stale, err := staletmp.Stale(parent, prefix)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrOutput, err)
+		}
+		for _, p := range stale {
+			if strings.HasSuffix(p, ".old") {
+				if _, err := os.Lstat(out); errors.Is(err, os.ErrNotExist) && os.Rename(p, out) == nil {
+					continue
+				}
+			}
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("%w: removing a killed export's %s: %v", ErrOutput, p, err)
+			}
+		}
 	}
 	return nil
 }

@@ -109,6 +109,13 @@ func OpenEnv(cfg *configs.Config, version string) (*Env, error) {
 		return nil, err
 	}
 	log, err := audit.Open(db, cfg.Station.ID, version, signer)
+	if err == nil {
+		// Nothing goes on over a log that is not the one the station signed
+		// (rewritten, stripped of checkpoints, rolled back behind the
+		// witness): refused here, before any TPM or file is touched.
+		log.SetWitness(cfg.Path(cfg.Station.Witness))
+		err = log.Check()
+	}
 	if err != nil {
 		db.Close()
 		closeKey()
