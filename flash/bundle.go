@@ -71,8 +71,10 @@ const (
 
 // The digest and signature contexts name the version: "station-bundle/v1
 // digest", "station-bundle/v2 signature", ...
-func digestContext(version int) string    { return fmt.Sprintf("station-bundle/v%d digest\x00", version) }
-func signatureContext(version int) string { return fmt.Sprintf("station-bundle/v%d signature\x00", version) }
+func digestContext(version int) string { return fmt.Sprintf("station-bundle/v%d digest\x00", version) }
+func signatureContext(version int) string {
+	return fmt.Sprintf("station-bundle/v%d signature\x00", version)
+}
 
 // Bundle is a unit's credential bundle: what the device's DPS client needs,
 // the firmware it must run, and the station's signature over all of it.
