@@ -21,7 +21,8 @@
 //
 // Nothing in a key file is secret in clear: privkey is the sensitive area
 // encrypted by the parent key inside the TPM, usable only by loading it under
-// that parent on that TPM. The package imports no cgo and no TPM transport.
+// that parent on that TPM. The package talks to no TPM and builds with
+// CGO_ENABLED=0 (it uses go-tpm's tpm2 only to decode the public area).
 package tsskey
 
 import (
