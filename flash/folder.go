@@ -97,21 +97,24 @@ func (b *Bundle) Folder() (map[string][]byte, error) {
 // its own: a reader recomputes it and refuses a folder whose device.json
 // differs by a byte.
 type DeviceManifest struct {
-	Format         string `json:"format"`  // "station-device"
-	Version        int    `json:"version"` // 1
-	Serial         string `json:"serial"`
-	RegistrationID string `json:"registration_id"`
-	Attestation    string `json:"attestation"`
-	IDScope        string `json:"id_scope"`
-	GlobalEndpoint string `json:"global_endpoint"`
-	Certificate    string `json:"certificate"` // the device certificate, PEM
-	Chain          string `json:"chain"`       // issuer first, up to (not including) the root, PEM
-	Key            struct {
-		Handle    string `json:"handle"`     // persistent handle of the device key, "0x81000010"
-		File      string `json:"file"`       // the same key as a TSS2 private key file
-		Parent    string `json:"parent"`     // the SRK's persistent handle the file is loaded under
-		EmptyAuth bool   `json:"empty_auth"` // the key's userAuth is empty
-	} `json:"key"`
+	Format         string       `json:"format"`  // "station-device"
+	Version        int          `json:"version"` // 1
+	Serial         string       `json:"serial"`
+	RegistrationID string       `json:"registration_id"`
+	Attestation    string       `json:"attestation"`
+	IDScope        string       `json:"id_scope"`
+	GlobalEndpoint string       `json:"global_endpoint"`
+	Certificate    string       `json:"certificate"` // the device certificate, PEM
+	Chain          string       `json:"chain"`       // issuer first, up to (not including) the root, PEM
+	Key            DeviceKeyRef `json:"key"`
+}
+
+// DeviceKeyRef is device.json's "key": where the device key is.
+type DeviceKeyRef struct {
+	Handle    string `json:"handle"`     // persistent handle of the device key, "0x81000010"
+	File      string `json:"file"`       // the same key as a TSS2 private key file
+	Parent    string `json:"parent"`     // the SRK's persistent handle the file is loaded under
+	EmptyAuth bool   `json:"empty_auth"` // the key's userAuth is empty
 }
 
 // DeviceManifestFormat and DeviceManifestVersion identify device.json.
@@ -134,8 +137,8 @@ func (b *Bundle) Device() (*DeviceManifest, error) {
 		RegistrationID: b.RegistrationID, Attestation: b.Attestation, IDScope: b.IDScope,
 		GlobalEndpoint: b.GlobalEndpoint, Certificate: FileCert, Chain: FileChain,
 	}
-	d.Key.Handle, d.Key.File = fmt.Sprintf("0x%08x", b.DeviceKeyHandle), FileTPMKey
-	d.Key.Parent, d.Key.EmptyAuth = fmt.Sprintf("0x%08x", k.Parent), k.EmptyAuth
+	d.Key = DeviceKeyRef{Handle: fmt.Sprintf("0x%08x", b.DeviceKeyHandle), File: FileTPMKey,
+		Parent: fmt.Sprintf("0x%08x", k.Parent), EmptyAuth: k.EmptyAuth}
 	return d, nil
 }
 
