@@ -16,10 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
+	"github.com/factory-id/station/tsskey"
 )
 
 // line is a station made by `station demo --units 1`, pointed at a swtpm vendor.
@@ -69,9 +73,9 @@ func (l *line) run(args ...string) (string, string, int) {
 
 // killAt starts provision and SIGKILLs it soon after it announces step.
 // It reports whether the kill happened before the process finished.
-func (l *line) killAt(serial, addr, step string, delay time.Duration) bool {
+func (l *line) killAt(serial, addr, step string, delay time.Duration, extra ...string) bool {
 	l.t.Helper()
-	c := l.cmd("provision", "--serial", serial, "--tpm", addr, "--verbose")
+	c := l.cmd(append([]string{"provision", "--serial", serial, "--tpm", addr, "--verbose"}, extra...)...)
 	stderr, err := c.StderrPipe()
 	if err != nil {
 		l.t.Fatal(err)
@@ -96,8 +100,9 @@ func (l *line) killAt(serial, addr, step string, delay time.Duration) bool {
 
 // TestResumeAfterKill kills a real provision process as each step starts
 // (and a little into it), then re-runs provision on the same swtpm: the unit
-// must finish with one certificate, its escrowed lockout auth in force, and
-// an audit log that verifies.
+// must finish with one certificate, its escrowed lockout auth in force, a
+// flashed TSS2 key file that loads as its device key, and an audit log that
+// verifies.
 func TestResumeAfterKill(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("swtpm tests run on Linux")
@@ -108,11 +113,13 @@ func TestResumeAfterKill(t *testing.T) {
 			inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
 			l := newLine(t, vendor)
 			serial := "KILL-" + step
+			unitDir := filepath.Join(l.dir, "units", serial)
+			os.MkdirAll(unitDir, 0o755)
 			delay := time.Duration(rand.IntN(3)) * time.Millisecond // land inside the step
-			if !l.killAt(serial, inst.Addr, step, delay) {
+			if !l.killAt(serial, inst.Addr, step, delay, "--flash", "dir:"+unitDir) {
 				t.Logf("provision finished before the kill at %s+%v", step, delay)
 			}
-			out, errOut, code := l.run("provision", "--serial", serial, "--tpm", inst.Addr)
+			out, errOut, code := l.run("provision", "--serial", serial, "--tpm", inst.Addr, "--flash", "dir:"+unitDir)
 			if code != 0 || !strings.Contains(out, "PASS") {
 				t.Fatalf("re-run after kill at %s (#%d): exit %d\n%s%s", step, i, code, out, errOut)
 			}
@@ -139,6 +146,20 @@ func TestResumeAfterKill(t *testing.T) {
 			da, _ := tpm.DAParams()
 			if err := tpm.SetDAParams(secret, da); err != nil {
 				t.Errorf("escrowed lockout auth not in force after resume: %v", err)
+			}
+			// The key file the device got is the key at the device key handle.
+			b, err := flash.ReadFolder(filepath.Join(unitDir, flash.DirBundle))
+			if err != nil {
+				t.Fatalf("the unit's bundle after resume: %v", err)
+			}
+			k, err := tsskey.ParseDER(b.TPMKey)
+			if err != nil {
+				t.Fatalf("the unit's key file after a kill at %s: %v", step, err)
+			}
+			srk, _ := tpm.ReadPublic(tpm2.TPMHandle(u.SRKHandle))
+			dev, _ := tpm.ReadPublic(tpm2.TPMHandle(u.DeviceKeyHandle))
+			if loaded, err := tpm.CheckKeyBlob(srk, k.Public, k.Private); err != nil || !bytes.Equal(loaded.Name, dev.Name) || k.Parent != u.SRKHandle {
+				t.Errorf("the key file after a kill at %s does not load as the device key: %v", step, err)
 			}
 			if hs, _ := tpm.Transients(); len(hs) != 0 {
 				t.Errorf("transient handles left: %v", hs)

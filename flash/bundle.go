@@ -14,10 +14,19 @@ import (
 	"encoding/pem"
 	"fmt"
 	"regexp"
+
+	"github.com/factory-id/station/tsskey"
 )
 
-// Version is the bundle format version this package writes and reads.
-const Version = 1
+// Bundle format versions (docs/BUNDLE.md). This package reads both and
+// writes a bundle as the lowest version that holds its contents: version 1
+// unless it carries the device's TPM key file, which only version 2 has.
+const (
+	Version1 = 1
+	Version2 = 2 // adds tpm_key (record 16) and, in the folder, the key file and device.json
+	// Version is the newest version this package reads and writes.
+	Version = Version2
+)
 
 // ImageMagic starts every single-file bundle image.
 const ImageMagic = "STBUNDLE"
@@ -55,14 +64,17 @@ const (
 	tagSymmetricKey    = 13
 	tagSignerKeyID     = 14
 	tagSigAlg          = 15
+	tagTPMKey          = 16 // version 2
 	tagDigest          = 0xfffe
 	tagSignature       = 0xffff
 )
 
-const (
-	digestContext    = "station-bundle/v1 digest\x00"
-	signatureContext = "station-bundle/v1 signature\x00"
-)
+// The digest and signature contexts name the version: "station-bundle/v1
+// digest", "station-bundle/v2 signature", ...
+func digestContext(version int) string { return fmt.Sprintf("station-bundle/v%d digest\x00", version) }
+func signatureContext(version int) string {
+	return fmt.Sprintf("station-bundle/v%d signature\x00", version)
+}
 
 // Bundle is a unit's credential bundle: what the device's DPS client needs,
 // the firmware it must run, and the station's signature over all of it.
@@ -91,6 +103,13 @@ type Bundle struct {
 	SealedKey    Secret
 	SymmetricKey Secret
 
+	// TPMKey (version 2) is the device key as a TSS2 private key file, DER
+	// (package tsskey): its TPM2B_PUBLIC and the TPM2B_PRIVATE that
+	// TPM2_Create returned, wrapped by the SRK it names as parent. It is
+	// not secret in clear (only that TPM can load it); the device's OpenSSL
+	// provider and PKCS#11 module load the key from it.
+	TPMKey []byte
+
 	// Set by Sign.
 	SignerKeyID []byte // SHA-256 of the station public key's SubjectPublicKeyInfo
 	SigAlg      string
@@ -113,7 +132,10 @@ var (
 // re-encoded from the certificates' DER) ready to Sign.
 func NewBundle(b Bundle) (*Bundle, error) {
 	out := b
-	out.Version = Version
+	out.Version = Version1
+	if len(b.TPMKey) > 0 {
+		out.Version = Version2
+	}
 	out.SignerKeyID, out.SigAlg, out.Digest, out.Signature = nil, "", nil, nil
 	var err error
 	if out.certDER, out.chainDER, err = parseCerts(b.CertPEM, b.ChainPEM); err != nil {
@@ -176,9 +198,17 @@ func encodePEM(ders ...[]byte) []byte {
 	return buf.Bytes()
 }
 
+// knownVersion refuses a version this package does not read.
+func knownVersion(v int) error {
+	if v != Version1 && v != Version2 {
+		return bundleErr("version %d (this station reads versions %d to %d)", v, Version1, Version)
+	}
+	return nil
+}
+
 func (b *Bundle) validate() error {
-	if b.Version != Version {
-		return bundleErr("version %d (this station reads version %d)", b.Version, Version)
+	if err := knownVersion(b.Version); err != nil {
+		return err
 	}
 	if err := ValidSerial(b.Serial); err != nil {
 		return fmt.Errorf("%w: %w", ErrBundle, err)
@@ -232,6 +262,43 @@ func (b *Bundle) validate() error {
 		if err := checkSealed(b.SealedKey); err != nil {
 			return err
 		}
+	}
+	return b.checkTPMKey(cert)
+}
+
+// checkTPMKey checks the TPM key file: only in version 2 (which always
+// carries one), a loadable key with empty auth under a persistent parent,
+// for a device key at a persistent handle, and the very key the
+// certificate certifies.
+func (b *Bundle) checkTPMKey(cert *x509.Certificate) error {
+	if len(b.TPMKey) == 0 {
+		if b.Version == Version2 {
+			return bundleErr("a version 2 bundle without its TPM key file (without one a bundle is version 1)")
+		}
+		return nil
+	}
+	if b.Version < Version2 {
+		return bundleErr("a TPM key file in a version %d bundle (it needs version 2)", b.Version)
+	}
+	k, err := tsskey.ParseDER(b.TPMKey)
+	if err != nil {
+		return bundleErr("TPM key file: %v", err)
+	}
+	if k.Parent>>24 != 0x81 {
+		return bundleErr("TPM key file: parent 0x%08x is not a persistent handle (the unit's SRK)", k.Parent)
+	}
+	if !k.EmptyAuth {
+		return bundleErr("TPM key file: the device key's auth is not empty")
+	}
+	if b.DeviceKeyHandle>>24 != 0x81 {
+		return bundleErr("TPM key file for a device key handle 0x%08x that is not persistent", b.DeviceKeyHandle)
+	}
+	pub, err := k.PublicKey()
+	if err != nil {
+		return bundleErr("TPM key file: %v", err)
+	}
+	if eq, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(pub) {
+		return bundleErr("TPM key file: its key is not the one the device certificate certifies")
 	}
 	return nil
 }
@@ -294,18 +361,19 @@ func (b *Bundle) content() []byte {
 	opt(tagSymmetricKey, b.SymmetricKey)
 	rec(tagSignerKeyID, b.SignerKeyID)
 	rec(tagSigAlg, []byte(b.SigAlg))
+	opt(tagTPMKey, b.TPMKey)
 	return buf.Bytes()
 }
 
 func (b *Bundle) computeDigest() []byte {
 	h := sha256.New()
-	h.Write([]byte(digestContext))
+	h.Write([]byte(digestContext(b.Version)))
 	h.Write(b.content())
 	return h.Sum(nil)
 }
 
-func signedMessage(digest []byte) []byte {
-	return append([]byte(signatureContext), digest...)
+func signedMessage(version int, digest []byte) []byte {
+	return append([]byte(signatureContext(version)), digest...)
 }
 
 // KeyID returns the SHA-256 of a public key's SubjectPublicKeyInfo DER.
@@ -352,7 +420,7 @@ func (b *Bundle) Sign(signer crypto.Signer) error {
 	}
 	b.SigAlg = alg
 	b.Digest = b.computeDigest()
-	msg := signedMessage(b.Digest)
+	msg := signedMessage(b.Version, b.Digest)
 	var sig []byte
 	if alg == SigEd25519 {
 		sig, err = signer.Sign(rand.Reader, msg, crypto.Hash(0))
@@ -418,7 +486,7 @@ func (b *Bundle) verifySignature(pub crypto.PublicKey) error {
 	if alg != b.SigAlg {
 		return fmt.Errorf("%w: signature algorithm %q does not fit the station key (%s)", ErrSignature, b.SigAlg, alg)
 	}
-	msg := signedMessage(b.Digest)
+	msg := signedMessage(b.Version, b.Digest)
 	ok := false
 	switch k := pub.(type) {
 	case ed25519.PublicKey:
@@ -473,8 +541,8 @@ func ParseImage(data []byte) (*Bundle, error) {
 		return nil, bundleErr("not a station bundle image (bad magic)")
 	}
 	b := &Bundle{Version: int(binary.BigEndian.Uint16(data[len(ImageMagic):]))}
-	if b.Version != Version {
-		return nil, bundleErr("version %d (this station reads version %d)", b.Version, Version)
+	if err := knownVersion(b.Version); err != nil {
+		return nil, err
 	}
 	rest := data[len(ImageMagic)+2:]
 	last := -1
@@ -546,6 +614,11 @@ func ParseImage(data []byte) (*Bundle, error) {
 			b.SignerKeyID = bytes.Clone(v)
 		case tagSigAlg:
 			b.SigAlg = s
+		case tagTPMKey:
+			if b.Version < Version2 {
+				return nil, bundleErr("record %d (TPM key file) in a version %d image", tag, b.Version)
+			}
+			b.TPMKey = bytes.Clone(v)
 		case tagDigest:
 			if n != sha256.Size {
 				return nil, bundleErr("digest of %d bytes", n)
@@ -640,6 +713,9 @@ func (b *Bundle) Summary() map[string]string {
 	}
 	if len(b.SymmetricKey) > 0 {
 		m["bundle.key"] = fmt.Sprintf("clear (%d bytes)", len(b.SymmetricKey))
+	}
+	if len(b.TPMKey) > 0 {
+		m["bundle.tpm_key"] = fmt.Sprintf("tss2 (%d bytes)", len(b.TPMKey))
 	}
 	return m
 }

@@ -403,6 +403,9 @@ func FuzzParseImage(f *testing.F) {
 	fx := newFixture(f)
 	img, _ := fx.job(f, "SN-8").Bundle.MarshalBinary()
 	f.Add(img)
+	dk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	img2, _ := signed(f, fx.pki.tpmKeyBundle(f, "SN-8", &dk.PublicKey), fx.key).MarshalBinary()
+	f.Add(img2)
 	f.Add([]byte(ImageMagic + "\x00\x01"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := ParseImage(data)

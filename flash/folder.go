@@ -1,15 +1,19 @@
 package flash
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	"github.com/factory-id/station/tsskey"
 )
 
 // Names in a bundle folder (docs/BUNDLE.md). They are fixed: nothing in a
@@ -20,6 +24,10 @@ const (
 	FileChain        = "chain.pem"
 	FileSealedKey    = "device-key.sealed"
 	FileSymmetricKey = "device-key"
+	// Version 2: the device key as a TSS2 private key file (PEM), and the
+	// device-side manifest naming what the device's software needs.
+	FileTPMKey = "device-key.tss2.pem"
+	FileDevice = "device.json"
 	// FileImage is the single-file form's usual name.
 	FileImage = "station-bundle.bin"
 )
@@ -74,7 +82,76 @@ func (b *Bundle) Folder() (map[string][]byte, error) {
 	if len(b.SymmetricKey) > 0 {
 		files[FileSymmetricKey] = []byte(b.SymmetricKey)
 	}
+	if b.Version >= Version2 {
+		files[FileTPMKey] = pem.EncodeToMemory(&pem.Block{Type: tsskey.PEMType, Bytes: b.TPMKey})
+		if files[FileDevice], err = b.deviceJSON(); err != nil {
+			return nil, err
+		}
+	}
 	return files, nil
+}
+
+// DeviceManifest is device.json (version 2 folders): what the device's own
+// software needs to find its identity, file names relative to the folder.
+// It is derived from the bundle's signed fields, so it has no signature of
+// its own: a reader recomputes it and refuses a folder whose device.json
+// differs by a byte.
+type DeviceManifest struct {
+	Format         string       `json:"format"`  // "station-device"
+	Version        int          `json:"version"` // 1
+	Serial         string       `json:"serial"`
+	RegistrationID string       `json:"registration_id"`
+	Attestation    string       `json:"attestation"`
+	IDScope        string       `json:"id_scope"`
+	GlobalEndpoint string       `json:"global_endpoint"`
+	Certificate    string       `json:"certificate"` // the device certificate, PEM
+	Chain          string       `json:"chain"`       // issuer first, up to (not including) the root, PEM
+	Key            DeviceKeyRef `json:"key"`
+}
+
+// DeviceKeyRef is device.json's "key": where the device key is.
+type DeviceKeyRef struct {
+	Handle    string `json:"handle"`     // persistent handle of the device key, "0x81000010"
+	File      string `json:"file"`       // the same key as a TSS2 private key file
+	Parent    string `json:"parent"`     // the SRK's persistent handle the file is loaded under
+	EmptyAuth bool   `json:"empty_auth"` // the key's userAuth is empty
+}
+
+// DeviceManifestFormat and DeviceManifestVersion identify device.json.
+const (
+	DeviceManifestFormat  = "station-device"
+	DeviceManifestVersion = 1
+)
+
+// Device returns the bundle's device manifest (version 2 bundles only).
+func (b *Bundle) Device() (*DeviceManifest, error) {
+	if b.Version < Version2 {
+		return nil, bundleErr("a version %d bundle has no device manifest", b.Version)
+	}
+	k, err := tsskey.ParseDER(b.TPMKey)
+	if err != nil {
+		return nil, bundleErr("TPM key file: %v", err)
+	}
+	d := &DeviceManifest{
+		Format: DeviceManifestFormat, Version: DeviceManifestVersion, Serial: b.Serial,
+		RegistrationID: b.RegistrationID, Attestation: b.Attestation, IDScope: b.IDScope,
+		GlobalEndpoint: b.GlobalEndpoint, Certificate: FileCert, Chain: FileChain,
+	}
+	d.Key = DeviceKeyRef{Handle: fmt.Sprintf("0x%08x", b.DeviceKeyHandle), File: FileTPMKey,
+		Parent: fmt.Sprintf("0x%08x", k.Parent), EmptyAuth: k.EmptyAuth}
+	return d, nil
+}
+
+func (b *Bundle) deviceJSON() ([]byte, error) {
+	d, err := b.Device()
+	if err != nil {
+		return nil, err
+	}
+	j, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(j, '\n'), nil
 }
 
 // FolderOrder lists a folder's files in the order they are written: the
@@ -94,7 +171,7 @@ func FolderOrder(files map[string][]byte) []string {
 // 0600, the rest 0644.
 func FileMode(name string) os.FileMode {
 	switch name {
-	case FileSealedKey, FileSymmetricKey, FileImage:
+	case FileSealedKey, FileSymmetricKey, FileTPMKey, FileImage:
 		return 0o600
 	}
 	return 0o644
@@ -104,13 +181,6 @@ func FileMode(name string) os.FileMode {
 // known files only, each field checked, and the digest recomputed from the
 // contents. It does not check the signature (Bundle.Verify does).
 func ParseFolder(files map[string][]byte) (*Bundle, error) {
-	for n := range files {
-		switch n {
-		case FileManifest, FileCert, FileChain, FileSealedKey, FileSymmetricKey:
-		default:
-			return nil, bundleErr("unexpected file %q in bundle folder", n)
-		}
-	}
 	mj, ok := files[FileManifest]
 	if !ok {
 		return nil, bundleErr("no %s", FileManifest)
@@ -122,8 +192,20 @@ func ParseFolder(files map[string][]byte) (*Bundle, error) {
 	if m.Format != manifestFormat {
 		return nil, bundleErr("%s: format %q", FileManifest, m.Format)
 	}
-	if m.Version != Version {
-		return nil, bundleErr("version %d (this station reads version %d)", m.Version, Version)
+	if err := knownVersion(m.Version); err != nil {
+		return nil, err
+	}
+	for n := range files {
+		switch n {
+		case FileManifest, FileCert, FileChain, FileSealedKey, FileSymmetricKey:
+		case FileTPMKey, FileDevice:
+			if m.Version >= Version2 {
+				break
+			}
+			fallthrough
+		default:
+			return nil, bundleErr("unexpected file %q in a version %d bundle folder", n, m.Version)
+		}
 	}
 	h, err := strconv.ParseUint(m.DeviceKeyHandle, 0, 32)
 	if err != nil {
@@ -161,8 +243,32 @@ func ParseFolder(files map[string][]byte) (*Bundle, error) {
 	if k, ok := files[FileSymmetricKey]; ok {
 		b.SymmetricKey = Secret(k)
 	}
+	if m.Version >= Version2 {
+		kf, ok := files[FileTPMKey]
+		if !ok {
+			return nil, bundleErr("no %s", FileTPMKey)
+		}
+		k, err := tsskey.ParsePEM(kf)
+		if err != nil {
+			return nil, bundleErr("%s: %v", FileTPMKey, err)
+		}
+		if b.TPMKey, err = k.MarshalDER(); err != nil {
+			return nil, bundleErr("%s: %v", FileTPMKey, err)
+		}
+	}
 	if err := b.finishParse(); err != nil {
 		return nil, err
+	}
+	if m.Version >= Version2 {
+		want, err := b.deviceJSON()
+		if err != nil {
+			return nil, err
+		}
+		if got, ok := files[FileDevice]; !ok {
+			return nil, bundleErr("no %s", FileDevice)
+		} else if !bytes.Equal(got, want) {
+			return nil, bundleErr("%s does not match the bundle (edited?)", FileDevice)
+		}
 	}
 	return b, nil
 }

@@ -6,25 +6,38 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
-var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/golden-v1 (never for a released format)")
+var (
+	updateGolden   = flag.Bool("update-golden", false, "rewrite testdata/golden-v1 (never for a released format)")
+	updateGoldenV2 = flag.Bool("update-golden-v2", false, "rewrite testdata/golden-v2 (never for a released format)")
+)
 
 // Golden bundles are frozen: made once with fixed test keys, committed, and
 // every later version of this package must keep reading and verifying them.
 var goldens = []struct {
-	dir    string
-	serial string
-	attest string
+	version int
+	dir     string
+	serial  string
+	attest  string
 }{
-	{"ed25519-sealed", "SN-GOLD-1", AttestSymmetricKey},
-	{"ecdsa-tpm", "SN-GOLD-2", AttestTPM},
+	{1, "ed25519-sealed", "SN-GOLD-1", AttestSymmetricKey},
+	{1, "ecdsa-tpm", "SN-GOLD-2", AttestTPM},
+	// Version 2: the device key as a TSS2 key file (its TPM2B_PRIVATE a
+	// stand-in: no TPM loads it) and device.json.
+	{2, "ecdsa-x509-tpmkey", "SN-GOLD-3", AttestX509},
+}
+
+func goldenDir(version int, dir string) string {
+	return filepath.Join("testdata", fmt.Sprintf("golden-v%d", version), dir)
 }
 
 func goldenKey(name string) crypto.Signer {
@@ -40,15 +53,22 @@ func goldenKey(name string) crypto.Signer {
 	return k
 }
 
-func writeGolden(t *testing.T) {
+func writeGolden(t *testing.T, version int) {
 	pki := newTestPKI(t)
 	for _, g := range goldens {
-		dir := filepath.Join("testdata", "golden-v1", g.dir)
+		if g.version != version {
+			continue
+		}
+		dir := goldenDir(g.version, g.dir)
 		os.RemoveAll(dir)
 		if err := os.MkdirAll(filepath.Join(dir, DirBundle), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		b := pki.baseBundle(t, g.serial)
+		if g.version == Version2 {
+			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			b = pki.tpmKeyBundle(t, g.serial, &k.PublicKey)
+		}
 		b.Attestation = g.attest
 		if g.attest == AttestSymmetricKey {
 			b.DeviceKeyHandle = 0
@@ -68,13 +88,16 @@ func writeGolden(t *testing.T) {
 	}
 }
 
-func TestGoldenV1(t *testing.T) {
+func TestGolden(t *testing.T) {
 	if *updateGolden {
-		writeGolden(t)
+		writeGolden(t, Version1)
+	}
+	if *updateGoldenV2 {
+		writeGolden(t, Version2)
 	}
 	for _, g := range goldens {
-		t.Run(g.dir, func(t *testing.T) {
-			dir := filepath.Join("testdata", "golden-v1", g.dir)
+		t.Run(fmt.Sprintf("v%d/%s", g.version, g.dir), func(t *testing.T) {
+			dir := goldenDir(g.version, g.dir)
 			pubPEM, err := os.ReadFile(filepath.Join(dir, "station.pub.pem"))
 			if err != nil {
 				t.Fatal(err)
@@ -90,7 +113,7 @@ func TestGoldenV1(t *testing.T) {
 				t.Fatalf("golden image no longer verifies: %v", err)
 			}
 			want, _ := os.ReadFile(filepath.Join(dir, "digest.hex"))
-			if b.DigestHex()+"\n" != string(want) || b.Serial != g.serial || b.Attestation != g.attest {
+			if b.DigestHex()+"\n" != string(want) || b.Serial != g.serial || b.Attestation != g.attest || b.Version != g.version {
 				t.Errorf("golden image reads as %v", b)
 			}
 			fb, err := ReadFolder(filepath.Join(dir, DirBundle))

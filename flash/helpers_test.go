@@ -1,6 +1,7 @@
 package flash
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,6 +17,11 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/factory-id/station/tpmops"
+	"github.com/factory-id/station/tsskey"
 )
 
 // testPKI is a root, an intermediate and leaves issued from it.
@@ -57,10 +63,16 @@ func newTestPKI(t testing.TB) *testPKI {
 func (p *testPKI) leafPEM(t testing.TB, cn string) []byte {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return p.leafFor(t, cn, &k.PublicKey)
+}
+
+// leafFor issues a leaf for pub.
+func (p *testPKI) leafFor(t testing.TB, cn string, pub *ecdsa.PublicKey) []byte {
+	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.inter, k.Public(), p.interKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.inter, pub, p.interKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +109,38 @@ func (p *testPKI) baseBundle(t testing.TB, serial string) Bundle {
 		CertPEM: p.leafPEM(t, regID), ChainPEM: p.chainPEM(), FirmwareSHA256: firmwareSHA(),
 		FirmwareVersion: "1.2.3", StationID: "line1-st03",
 	}
+}
+
+// tpmKeyBundle is a valid, unsigned version 2 bundle: baseBundle whose
+// leaf certifies key, carrying key as a TSS2 key file under the SRK at
+// 0x81000001 (with a stand-in TPM2B_PRIVATE: only a TPM could tell).
+func (p *testPKI) tpmKeyBundle(t testing.TB, serial string, key *ecdsa.PublicKey) Bundle {
+	t.Helper()
+	b := p.baseBundle(t, serial)
+	b.CertPEM = p.leafFor(t, b.RegistrationID, key)
+	b.TPMKey = tssKeyDER(t, key, 0x81000001, true)
+	return b
+}
+
+// tssKeyDER is a TSS2 key file for pub as a TPM describes a device key.
+func tssKeyDER(t testing.TB, pub *ecdsa.PublicKey, parent uint32, emptyAuth bool) []byte {
+	t.Helper()
+	raw, err := pub.ECDH()
+	if err != nil {
+		t.Fatal(err)
+	}
+	xy := raw.Bytes()[1:]
+	tmpl := tpmops.DeviceKeyTemplate
+	tmpl.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
+		X: tpm2.TPM2BECCParameter{Buffer: xy[:32]}, Y: tpm2.TPM2BECCParameter{Buffer: xy[32:]},
+	})
+	k := tsskey.Key{EmptyAuth: emptyAuth, Parent: parent, Public: tpm2.Marshal(tpm2.New2B(tmpl)),
+		Private: append([]byte{0, 32}, bytes.Repeat([]byte{0x5c}, 32)...)}
+	der, err := k.MarshalDER()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
 
 func lower(s string) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,7 @@ func TestGoldenWithOpenSSL(t *testing.T) {
 	}
 	for _, g := range goldens {
 		t.Run(g.dir, func(t *testing.T) {
-			dir := filepath.Join("testdata", "golden-v1", g.dir)
+			dir := goldenDir(g.version, g.dir)
 			img, err := os.ReadFile(filepath.Join(dir, DirImage))
 			if err != nil {
 				t.Fatal(err)
@@ -36,14 +37,15 @@ func TestGoldenWithOpenSSL(t *testing.T) {
 				}
 				off += 6 + n
 			}
-			want := sha256.Sum256(append([]byte("station-bundle/v1 digest\x00"), prefix...))
+			want := sha256.Sum256(append([]byte(fmt.Sprintf("station-bundle/v%d digest\x00", g.version)), prefix...))
 			if !bytes.Equal(want[:], digest) {
 				t.Fatal("digest recomputed by the documented rule differs")
 			}
 			tmp := t.TempDir()
+			sigCtx := fmt.Sprintf("station-bundle/v%d signature\x00", g.version)
 			msg := filepath.Join(tmp, "msg")
 			sigf := filepath.Join(tmp, "sig")
-			os.WriteFile(msg, append([]byte("station-bundle/v1 signature\x00"), digest...), 0o600)
+			os.WriteFile(msg, append([]byte(sigCtx), digest...), 0o600)
 			os.WriteFile(sigf, sig, 0o600)
 			pub := filepath.Join(dir, "station.pub.pem")
 			var cmd *exec.Cmd
@@ -56,7 +58,7 @@ func TestGoldenWithOpenSSL(t *testing.T) {
 				t.Fatalf("openssl: %v\n%s", err, out)
 			}
 			// and openssl refuses a flipped digest
-			os.WriteFile(msg, append([]byte("station-bundle/v1 signature\x00"), append(bytes.Clone(digest[:31]), digest[31]^1)...), 0o600)
+			os.WriteFile(msg, append([]byte(sigCtx), append(bytes.Clone(digest[:31]), digest[31]^1)...), 0o600)
 			if g.dir == "ed25519-sealed" {
 				cmd = exec.Command("openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pub, "-rawin", "-in", msg, "-sigfile", sigf)
 			} else {

@@ -1,6 +1,7 @@
 package station
 
 import (
+	"bytes"
 	"context"
 	"encoding/pem"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/tpmops"
+	"github.com/factory-id/station/tsskey"
 )
 
 // flashSpec is the unit's flash target list ("" when none is configured).
@@ -36,10 +39,15 @@ func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
 	if p.firmware != nil {
 		b.FirmwareSHA256 = p.firmware.SHA256
 	}
+	var err error
+	if b.TPMKey, err = r.tpmKeyFile(); err != nil {
+		return nil, err
+	}
 	if r.u.Attestation == "symmetric-key" {
 		// The per-device key, derived from the group key, reaches the unit
 		// only sealed under its SRK: only that TPM can unseal it.
-		key, err := certgen.DeviceKey(p.groupKey, r.u.RegistrationID)
+		var key []byte
+		key, err = certgen.DeviceKey(p.groupKey, r.u.RegistrationID)
 		if err != nil {
 			return nil, err
 		}
@@ -57,6 +65,31 @@ func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
 		return nil, fmt.Errorf("signing the bundle: %w", err)
 	}
 	return nb, nil
+}
+
+// tpmKeyFile returns the device key as a TSS2 private key file (DER) for the
+// bundle, after loading the journaled blob under the SRK to prove the file
+// works on this TPM and is the key at the device key handle. A unit whose
+// record predates the journaled private (its blob is lost) gets none: its
+// bundle stays version 1.
+func (r *unitRun) tpmKeyFile() ([]byte, error) {
+	if len(r.u.DeviceKeyPrivate) == 0 || len(r.u.DeviceKeyPublic) == 0 {
+		return nil, nil
+	}
+	if err := r.ensureDeviceKey(); err != nil {
+		return nil, err
+	}
+	loaded, err := r.tpm.CheckKeyBlob(r.srk, r.u.DeviceKeyPublic, r.u.DeviceKeyPrivate)
+	if err != nil {
+		return nil, fmt.Errorf("the device key's recorded blob does not load under the SRK at 0x%08x: %w", uint32(r.srk.Handle), err)
+	}
+	if !bytes.Equal(loaded.Name, r.devKey.Name) {
+		return nil, fmt.Errorf("%w: the device key's recorded blob is not the key at 0x%08x", tpmops.ErrForeignKey, r.u.DeviceKeyHandle)
+	}
+	return tsskey.Key{
+		EmptyAuth: true, Parent: uint32(r.srk.Handle),
+		Public: r.u.DeviceKeyPublic, Private: r.u.DeviceKeyPrivate,
+	}.MarshalDER()
 }
 
 // stepFlash writes the firmware and the signed credential bundle to every
@@ -99,6 +132,7 @@ func (r *unitRun) stepFlash(ctx context.Context) ([]audit.Event, error) {
 	}
 	return []audit.Event{{Type: "provision.flash", Payload: map[string]any{
 		"targets": details, "bundle_digest": b.DigestHex(), "firmware_sha256": r.u.FirmwareSHA256,
+		"bundle_version": b.Version, "tpm_key_file": len(b.TPMKey) > 0,
 	}}}, nil
 }
 

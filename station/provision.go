@@ -662,7 +662,10 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.u.DeviceKeyPending = pub
+		// Journal the key before persisting it: the public identifies it at
+		// the handle on resume, the private (wrapped by the SRK) becomes
+		// the device's TSS2 key file at the flash step.
+		r.u.DeviceKeyPending, r.u.DeviceKeyPrivate = pub, priv
 		if err := r.commit(nil); err != nil {
 			return nil, err
 		}

@@ -114,6 +114,12 @@ type Unit struct {
 	// DeviceKeyPending is the public of a key created but not yet known to be
 	// persisted: on resume, a key at the handle equal to it is ours.
 	DeviceKeyPending []byte `json:"device_key_pending,omitempty"`
+	// DeviceKeyPrivate is the TPM2B_PRIVATE that TPM2_Create returned for the
+	// device key: its sensitive area encrypted by the SRK, usable only by
+	// loading it under that SRK on that TPM (not a secret in clear). It is
+	// journaled with DeviceKeyPending, before the key is persisted, so a
+	// resumed unit still gets its TSS2 key file in the bundle.
+	DeviceKeyPrivate []byte `json:"device_key_private,omitempty"`
 
 	OwnerAuthPolicy string   `json:"owner_auth_policy,omitempty"` // empty | escrow
 	Escrows         []Escrow `json:"escrows,omitempty"`

@@ -335,23 +335,57 @@ func (t *TPM) PersistDeviceKey(srk Key, public, private []byte, handle tpm2.TPMH
 	case !errors.Is(rerr, ErrHandleEmpty):
 		return Key{}, rerr
 	}
-	rsp, err := tpm2.Load{
-		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: tpm2.TPM2BName{Buffer: srk.Name}, Auth: tpm2.PasswordAuth(nil)},
-		InPrivate:    *priv,
-		InPublic:     *pub,
-	}.Execute(t.tr)
-	if err != nil {
-		return Key{}, fmt.Errorf("loading the device key under %#x: %w", uint32(srk.Handle), classify(err))
-	}
-	defer t.flush(rsp.ObjectHandle)
-	k, err := keyFrom(rsp.ObjectHandle, *pub, rsp.Name)
+	k, err := t.load(srk, pub, priv)
 	if err != nil {
 		return Key{}, err
 	}
+	defer t.flush(k.Handle)
 	if err := t.persist(k, handle, ownerAuth); err != nil {
 		return Key{}, fmt.Errorf("device key: %w", err)
 	}
 	return persistedAs(k, handle), nil
+}
+
+// load runs TPM2_Load under parent (empty auth) and returns the transient
+// key; the caller must flush it.
+func (t *TPM) load(parent Key, pub *tpm2.TPM2BPublic, priv *tpm2.TPM2BPrivate) (Key, error) {
+	rsp, err := tpm2.Load{
+		ParentHandle: tpm2.AuthHandle{Handle: parent.Handle, Name: tpm2.TPM2BName{Buffer: parent.Name}, Auth: tpm2.PasswordAuth(nil)},
+		InPrivate:    *priv,
+		InPublic:     *pub,
+	}.Execute(t.tr)
+	if err != nil {
+		return Key{}, fmt.Errorf("loading the device key under %#x: %w", uint32(parent.Handle), classify(err))
+	}
+	k, err := keyFrom(rsp.ObjectHandle, *pub, rsp.Name)
+	if err != nil {
+		t.flush(rsp.ObjectHandle)
+		return Key{}, err
+	}
+	return k, nil
+}
+
+// CheckKeyBlob loads a key made by CreateDeviceKey (its TPM2B_PUBLIC and
+// TPM2B_PRIVATE) under parent and flushes it at once: what software holding
+// the blob, such as a TSS2 key file, will do on the device. It returns the
+// key as loaded (Name computed by the TPM; Handle 0). A blob wrapped by
+// another parent, or edited, fails TPM2_Load's integrity check.
+func (t *TPM) CheckKeyBlob(parent Key, public, private []byte) (Key, error) {
+	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](public)
+	if err != nil {
+		return Key{}, fmt.Errorf("key blob public: %w", err)
+	}
+	priv, err := tpm2.Unmarshal[tpm2.TPM2BPrivate](private)
+	if err != nil {
+		return Key{}, fmt.Errorf("key blob private: %w", err)
+	}
+	k, err := t.load(parent, pub, priv)
+	if err != nil {
+		return Key{}, err
+	}
+	t.flush(k.Handle)
+	k.Handle = 0
+	return k, nil
 }
 
 // Signer returns a crypto.Signer that signs with the persistent ECC key k

@@ -291,3 +291,45 @@ func TestDeviceKey(t *testing.T) {
 		}
 	})
 }
+
+// The blob TPM2_Create returned loads under its SRK (what a TSS2 key file
+// holder does) and gives the persisted key's Name; an edited blob, or the
+// blob under another parent, is refused by the TPM.
+func TestCheckKeyBlob(t *testing.T) {
+	eachTPM(t, swtpmtest.Options{}, func(t *testing.T, e *env) {
+		srk, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, priv, err := e.tpm.CreateDeviceKey(srk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := e.tpm.PersistDeviceKey(srk, pub, priv, DefaultDeviceKeyHandle, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded, err := e.tpm.CheckKeyBlob(srk, pub, priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(loaded.Name, k.Name) || loaded.Handle != 0 {
+			t.Fatalf("loaded blob: name %x handle %#x, want the persisted key's name %x", loaded.Name, uint32(loaded.Handle), k.Name)
+		}
+		bad := bytes.Clone(priv)
+		bad[len(bad)-1] ^= 1
+		if _, err := e.tpm.CheckKeyBlob(srk, pub, bad); err == nil {
+			t.Fatal("an edited private blob loads")
+		}
+		other, _, err := e.tpm.EnsureSRK(ECCP256, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.tpm.CheckKeyBlob(other, pub, priv); err == nil {
+			t.Fatal("the blob loads under another parent")
+		}
+		if _, err := e.tpm.CheckKeyBlob(srk, pub[:len(pub)-1], priv); err == nil {
+			t.Fatal("a truncated public loads")
+		}
+	})
+}
