@@ -43,15 +43,6 @@
 // digitalSignature, CA:FALSE, SKI and AKI. After signing it must verify up to
 // the root for clientAuth (name constraints included), or it is discarded.
 //
-// # Identities
-//
-// RegistrationIDFor gives the DPS registration ID for each attestation type
-// (tpm: derived from the EK; x509 and symmetric-key: a pattern that must
-// contain {serial}); DeviceKey derives a symmetric-key unit's key as
-// HMAC-SHA256(groupKey, registrationId) and refuses to hand out the group
-// key itself; LoadGroupKey reads the group key from env:NAME or a file.
-// Sealing the device key under the unit's SRK is the TPM layer's job.
-//
 // certgen knows nothing of cobra, bbolt or TPMs: callers pass a
 // crypto.Signer for the device key and a SerialTaken func for the database.
 package certgen

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/factory-id/station/enroll"
 	"gopkg.in/yaml.v3"
 )
 
@@ -211,7 +212,7 @@ func Defaults() *Config {
 			SANURI:    "urn:station:serial:{serial}",
 		},
 		DPS: DPS{
-			Attestation:    "tpm",
+			Attestation:    enroll.AttestTPM,
 			GlobalEndpoint: "global.azure-devices-provisioning.net",
 		},
 		Flash: Flash{NVIndex: 0x01500010},

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/factory-id/station/audit"
-	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 )
 
@@ -36,10 +36,10 @@ func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
 	if p.firmware != nil {
 		b.FirmwareSHA256 = p.firmware.SHA256
 	}
-	if r.u.Attestation == "symmetric-key" {
+	if r.u.Attestation == enroll.AttestSymmetricKey {
 		// The per-device key, derived from the group key, reaches the unit
 		// only sealed under its SRK: only that TPM can unseal it.
-		key, err := certgen.DeviceKey(p.groupKey, r.u.RegistrationID)
+		key, err := enroll.DeviceKey(p.groupKey, r.u.RegistrationID)
 		if err != nil {
 			return nil, err
 		}

@@ -401,7 +401,7 @@ func (v *verifier) checkRecord() (string, error) {
 	if got := sha256Hex(u.Cert); got != u.CertSHA256 {
 		return "", fmt.Errorf("record's certificate hashes to %s, the record says %s", got, u.CertSHA256)
 	}
-	if u.Attestation == "tpm" {
+	if u.Attestation == enroll.AttestTPM {
 		if got := enroll.RegistrationID(u.EKPublic); got != u.RegistrationID {
 			return "", fmt.Errorf("registration ID %q is not the one the EK gives (%s)", u.RegistrationID, got)
 		}
@@ -839,7 +839,7 @@ func (v *verifier) checkFlash() (string, error) {
 func (v *verifier) checkDPS() (string, error) {
 	u := v.unit
 	cfg := v.env.Config
-	if u.Attestation != "tpm" {
+	if u.Attestation != enroll.AttestTPM {
 		return fmt.Sprintf("not applicable: %s attestation (device-key and certificate prove it)", u.Attestation), nil
 	}
 	_, ekHandle, err := tpmops.EKTemplate(v.ekAlg())
