@@ -16,7 +16,7 @@ import (
 	"github.com/factory-id/station/enroll"
 )
 
-// Password variables of the ca commands (contract).
+// Password variables of the ca commands (docs/CLI.md).
 const (
 	envCAKeyPassword    = configs.EnvCAKeyPassword
 	envCAIssuerPassword = configs.EnvCAIssuerPassword

@@ -162,7 +162,7 @@ func TestTPMStateSeesEveryChange(t *testing.T) {
 	steps := []struct {
 		name   string
 		change func(tp *tpmops.TPM) error
-		want   string // what diff names
+		want   string                     // what diff names
 		undo   func(tp *tpmops.TPM) error // nil: the last change, not undone
 	}{
 		{"loaded object", func(tp *tpmops.TPM) error {
