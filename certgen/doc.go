@@ -30,8 +30,9 @@
 // Checked in this order, each failure a refusal wrapping ErrPolicy (or
 // ErrIssuer when the issuer itself is at fault) with a message saying what
 // to do: the CSR's signature verifies and its key is ECDSA P-256/P-384 or
-// RSA >= 2048; the registration ID passes DPS's rules for X.509 (lowercase
-// alphanumerics and . _ : -, at most 64 characters: it becomes the CN); the
+// RSA >= 2048; the registration ID passes DPS's rules for X.509
+// (regid.Validate: lowercase alphanumerics and . _ : -, at most 64
+// characters: it becomes the CN); the
 // unit serial is set and the SAN URI template contains {serial}; the issuer
 // is a CA with keyCertSign and verifies through the chain to the pinned root
 // now; no certificate of the chain expires before now+warehouse (refused),
@@ -43,15 +44,8 @@
 // digitalSignature, CA:FALSE, SKI and AKI. After signing it must verify up to
 // the root for clientAuth (name constraints included), or it is discarded.
 //
-// # Identities
-//
-// RegistrationIDFor gives the DPS registration ID for each attestation type
-// (tpm: derived from the EK; x509 and symmetric-key: a pattern that must
-// contain {serial}); DeviceKey derives a symmetric-key unit's key as
-// HMAC-SHA256(groupKey, registrationId) and refuses to hand out the group
-// key itself; LoadGroupKey reads the group key from env:NAME or a file.
-// Sealing the device key under the unit's SRK is the TPM layer's job.
-//
-// certgen knows nothing of cobra, bbolt or TPMs: callers pass a
-// crypto.Signer for the device key and a SerialTaken func for the database.
+// Registration IDs and symmetric device keys are enroll's (DPS identity).
+// certgen knows nothing of cobra, bbolt, TPMs or DPS exports (it imports
+// only the leaf enroll/regid): callers pass a crypto.Signer for the device
+// key and a SerialTaken func for the database.
 package certgen

@@ -9,7 +9,7 @@ import (
 
 	"go.step.sm/crypto/x509util"
 
-	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/enroll/regid"
 )
 
 // DefaultSANURI binds a leaf to its unit's serial number.
@@ -80,8 +80,8 @@ func (is *Issuer) CheckLifetime(now time.Time, warehouse time.Duration) (time.Ti
 }
 
 // Issue applies the issuance policy to req and, when every check passes,
-// signs the device certificate. Refusals wrap ErrPolicy (and enroll's
-// ErrRegistrationID for a bad ID) and say what to do; an issuer that no
+// signs the device certificate. Refusals wrap ErrPolicy (and
+// regid.ErrInvalid for a bad ID) and say what to do; an issuer that no
 // longer verifies up to the root wraps ErrIssuer.
 //
 // The policy: the CSR's signature verifies and its key is ECDSA P-256/P-384
@@ -110,7 +110,7 @@ func (is *Issuer) Issue(req LeafRequest) (*x509.Certificate, error) {
 	if err := checkPublicKey(req.CSR.PublicKey); err != nil {
 		return nil, policyf("device key: %v", err)
 	}
-	if err := enroll.ValidateRegistrationID(req.RegistrationID, true); err != nil {
+	if err := regid.Validate(req.RegistrationID, true); err != nil {
 		return nil, withHint(fmt.Errorf("%w: %w", ErrPolicy, err),
 			"a registration ID is 1-64 of a-z 0-9 . _ : - (not first or last); fix dps.registration_id or the unit's serial")
 	}

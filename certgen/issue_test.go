@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/enroll/regid"
 )
 
 // craftCA signs a certificate for a fresh P-256 key under parent, after
@@ -129,11 +129,11 @@ func TestIssueRefusals(t *testing.T) {
 		target error
 		want   string
 	}{
-		{"cn-too-long", good, func(r *LeafRequest) { r.RegistrationID = strings.Repeat("a", 65) }, enroll.ErrRegistrationID, "at most 64"},
-		{"cn-bad-chars", good, func(r *LeafRequest) { r.RegistrationID = "sn/0001" }, enroll.ErrRegistrationID, "invalid registration ID"},
-		{"cn-uppercase", good, func(r *LeafRequest) { r.RegistrationID = "SN-0001" }, enroll.ErrRegistrationID, "invalid registration ID"},
-		{"cn-leading-dash", good, func(r *LeafRequest) { r.RegistrationID = "-sn" }, enroll.ErrRegistrationID, "invalid registration ID"},
-		{"cn-empty", good, func(r *LeafRequest) { r.RegistrationID = "" }, enroll.ErrRegistrationID, "invalid registration ID"},
+		{"cn-too-long", good, func(r *LeafRequest) { r.RegistrationID = strings.Repeat("a", 65) }, regid.ErrInvalid, "at most 64"},
+		{"cn-bad-chars", good, func(r *LeafRequest) { r.RegistrationID = "sn/0001" }, regid.ErrInvalid, "invalid registration ID"},
+		{"cn-uppercase", good, func(r *LeafRequest) { r.RegistrationID = "SN-0001" }, regid.ErrInvalid, "invalid registration ID"},
+		{"cn-leading-dash", good, func(r *LeafRequest) { r.RegistrationID = "-sn" }, regid.ErrInvalid, "invalid registration ID"},
+		{"cn-empty", good, func(r *LeafRequest) { r.RegistrationID = "" }, regid.ErrInvalid, "invalid registration ID"},
 		{"no-csr", good, func(r *LeafRequest) { r.CSR = nil }, ErrPolicy, "no certificate request"},
 		{"csr-bad-signature", good, func(r *LeafRequest) { r.CSR = badSig.CSR }, ErrPolicy, "signature does not verify"},
 		{"csr-weak-key", good, func(r *LeafRequest) { r.CSR = weakCSR }, ErrPolicy, "P-224"},
@@ -166,7 +166,7 @@ func TestIssueRefusals(t *testing.T) {
 			if !errors.Is(err, tc.target) {
 				t.Fatalf("error %v does not wrap %v", err, tc.target)
 			}
-			if tc.target == enroll.ErrRegistrationID && !errors.Is(err, ErrPolicy) {
+			if tc.target == regid.ErrInvalid && !errors.Is(err, ErrPolicy) {
 				t.Fatalf("error %v does not wrap ErrPolicy", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
@@ -272,12 +272,8 @@ func TestNewIntermediateRefusals(t *testing.T) {
 // EK-derived one (52 characters) and the leaf is still issued with it as CN.
 func TestIssueTPMAttestation(t *testing.T) {
 	is := newPKI(t, ECP256).issuer(t)
-	id, err := RegistrationIDFor(AttestTPM, "", nil, []byte("registration"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	req := goodRequest(t)
-	req.RegistrationID = id
+	req.RegistrationID = "fhe4gdqgarivz3mywpiu7wehkguprzfzxru5ja5gpisxyfflph5q" // enroll.RegistrationID([]byte("registration"))
 	leaf, err := is.Issue(req)
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,10 @@ import (
 
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/enroll"
 )
 
-// Password variables of the ca commands (contract).
+// Password variables of the ca commands (docs/CLI.md).
 const (
 	envCAKeyPassword    = configs.EnvCAKeyPassword
 	envCAIssuerPassword = configs.EnvCAIssuerPassword
@@ -28,7 +29,7 @@ func init() {
 	addClass(certgen.ErrIssuer, ExitUsage)
 	addClass(certgen.ErrExists, ExitUsage)
 	addClass(certgen.ErrPassword, ExitUsage)
-	addClass(certgen.ErrGroupKey, ExitUsage)
+	addClass(enroll.ErrGroupKey, ExitUsage)
 	addClass(certgen.ErrKeyURI, ExitUsage)
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,45 +14,7 @@ import (
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/store"
-	"github.com/factory-id/station/tpmops"
 )
-
-// tpmState is what a refusal "before any TPM change" must leave alone.
-type tpmState struct {
-	persistent []uint32
-	permanent  uint32
-	da         tpmops.DAParams
-}
-
-func readTPMState(t *testing.T, inst *swtpmtest.Instance) tpmState {
-	t.Helper()
-	tpm, err := tpmops.Open(inst.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tpm.Close()
-	var s tpmState
-	hs, err := tpm.Persistent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hs {
-		s.persistent = append(s.persistent, uint32(h))
-	}
-	p, err := tpm.Permanent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.permanent = p.Raw
-	if s.da, err = tpm.DAParams(); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (s tpmState) equal(o tpmState) bool {
-	return slices.Equal(s.persistent, o.persistent) && s.permanent == o.permanent && s.da == o.da
-}
 
 // issued reads the line intermediate's issuance counter (pki.max_issued).
 func (l *line) issued() string {
@@ -86,7 +47,7 @@ func TestRevokedIssuerNeverIssues(t *testing.T) {
 	if _, errOut, code := l.run("revoke", "--ca-cert", filepath.Join(l.dir, "pki", "line.crt"), "--reason", "line CA key leaked"); code != 0 {
 		t.Fatalf("revoke --ca-cert: exit %d: %s", code, errOut)
 	}
-	before, issued := readTPMState(t, inst), l.issued()
+	before, issued := readTPMState(t, inst.Addr), l.issued()
 	out, errOut, code := l.run("provision", "--serial", "REV-1", "--tpm", inst.Addr)
 	if code != ExitPolicy {
 		t.Fatalf("provision under a revoked intermediate: exit %d, want 3\n%s%s", code, out, errOut)
@@ -96,8 +57,8 @@ func TestRevokedIssuerNeverIssues(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	if after := readTPMState(t, inst); !after.equal(before) {
-		t.Errorf("the TPM changed: %+v, before %+v", after, before)
+	if d := before.diff(readTPMState(t, inst.Addr)); d != "" {
+		t.Errorf("the TPM changed: %s", d)
 	}
 	if got := l.issued(); got != issued {
 		t.Errorf("issuance counter %q, was %q", got, issued)
@@ -123,13 +84,13 @@ func TestRegistrationIDCaseDuplicate(t *testing.T) {
 	if out, errOut, code := l.run("provision", "--serial", "CASE-A", "--tpm", first.Addr); code != 0 {
 		t.Fatalf("CASE-A: exit %d\n%s%s", code, out, errOut)
 	}
-	before, issued := readTPMState(t, second), l.issued()
+	before, issued := readTPMState(t, second.Addr), l.issued()
 	out, errOut, code := l.run("provision", "--serial", "case-a", "--tpm", second.Addr)
 	if code != ExitPolicy || !strings.Contains(errOut, "duplicate registration ID") || !strings.Contains(errOut, "unit CASE-A") {
 		t.Fatalf("case-a after CASE-A: exit %d, want 3 'duplicate registration ID' naming CASE-A\n%s%s", code, out, errOut)
 	}
-	if after := readTPMState(t, second); !after.equal(before) {
-		t.Errorf("the second unit's TPM changed: %+v, before %+v", after, before)
+	if d := before.diff(readTPMState(t, second.Addr)); d != "" {
+		t.Errorf("the second unit's TPM changed: %s", d)
 	}
 	if got := l.issued(); got != issued {
 		t.Errorf("issuance counter %q after the refusal, was %q", got, issued)

@@ -39,30 +39,6 @@ func tpmTool(t *testing.T, inst *swtpmtest.Instance, wantFail bool, name string,
 	return string(out)
 }
 
-var toolHandleRe = regexp.MustCompile(`(?m)^- (0x[0-9A-Fa-f]+)$`)
-
-// toolState is what tpm2-tools shows of a TPM: persistent handles and their
-// public areas, NV indices and their public areas, transient handles, and
-// the variable properties (auth bits, DA counter and parameters, lockout).
-// An inspection must leave it exactly as it was.
-func toolState(t *testing.T, inst *swtpmtest.Instance) string {
-	t.Helper()
-	var b strings.Builder
-	pers := tpmTool(t, inst, false, "tpm2_getcap", "handles-persistent")
-	b.WriteString(pers)
-	for _, m := range toolHandleRe.FindAllStringSubmatch(pers, -1) {
-		b.WriteString(tpmTool(t, inst, false, "tpm2_readpublic", "-c", m[1]))
-	}
-	nv := tpmTool(t, inst, false, "tpm2_getcap", "handles-nv-index")
-	b.WriteString(nv)
-	for _, m := range toolHandleRe.FindAllStringSubmatch(nv, -1) {
-		b.WriteString(tpmTool(t, inst, false, "tpm2_nvreadpublic", m[1]))
-	}
-	b.WriteString(tpmTool(t, inst, false, "tpm2_getcap", "handles-transient"))
-	b.WriteString(tpmTool(t, inst, false, "tpm2_getcap", "properties-variable"))
-	return b.String()
-}
-
 // inspectRun runs `station tpm inspect -o json` with args in dir and
 // parses its one JSON document, checking the process's exit code is the
 // document's and that keys are snake_case and handles hex strings.
@@ -143,7 +119,7 @@ func needLinux(t *testing.T) {
 func TestTPMInspectFresh(t *testing.T) {
 	needLinux(t)
 	inst := swtpmtest.Start(t, swtpmtest.Options{})
-	before := toolState(t, inst)
+	before := readTPMState(t, inst.Addr)
 	roots := vendorRootsDir(t, inst.CA.RootPEM, inst.CA.IssuerPEM)
 	dir := t.TempDir() // no station.yaml, no database
 	rep, raw, code := inspectRun(t, dir, []string{"STATION_TPM_VENDOR_ROOTS=" + roots}, "--tpm", inst.Addr)
@@ -228,8 +204,8 @@ func TestTPMInspectFresh(t *testing.T) {
 		t.Errorf("empty --roots: exit %d, %s", code, errOut)
 	}
 
-	if after := toolState(t, inst); after != before {
-		t.Errorf("the TPM changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	if d := before.diff(readTPMState(t, inst.Addr)); d != "" {
+		t.Errorf("the TPM changed: %s", d)
 	}
 }
 
@@ -246,7 +222,7 @@ func TestTPMInspectProvisioned(t *testing.T) {
 	if out, errOut, code := l.run("provision", "--serial", "INSP-1", "--tpm", inst.Addr, "--flash", "dir:"+unitDir); code != 0 {
 		t.Fatalf("provision: exit %d\n%s%s", code, out, errOut)
 	}
-	before := toolState(t, inst)
+	before := readTPMState(t, inst.Addr)
 
 	out, errOut, code := l.run("tpm", "inspect", "--tpm", inst.Addr, "-o", "json")
 	var rep inspectReport
@@ -296,8 +272,8 @@ func TestTPMInspectProvisioned(t *testing.T) {
 	if v := handleOf(bare, "0x81000001"); v == nil || v.Role != "srk" || v.Detail != "standard RSA-2048 SRK template" {
 		t.Errorf("SRK without a database: %+v", v)
 	}
-	if after := toolState(t, inst); after != before {
-		t.Errorf("the TPM changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	if d := before.diff(readTPMState(t, inst.Addr)); d != "" {
+		t.Errorf("the TPM changed: %s", d)
 	}
 
 	// A fresh TPM, then the same once someone else set its lockout auth.
@@ -328,7 +304,7 @@ func TestTPMInspectForeignKeys(t *testing.T) {
 		tpmTool(t, inst, false, "tpm2_createprimary", "-C", "o", "-G", "ecc", "-c", ctx)
 		tpmTool(t, inst, false, "tpm2_evictcontrol", "-C", "o", "-c", ctx, h)
 	}
-	before := toolState(t, inst)
+	before := readTPMState(t, inst.Addr)
 	rep, _, code := inspectRun(t, t.TempDir(), nil, "--tpm", inst.Addr)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
@@ -346,8 +322,8 @@ func TestTPMInspectForeignKeys(t *testing.T) {
 	if v := handleOf(rep, "0x81010001"); v == nil || v.Role != "ek" {
 		t.Errorf("the EK beside them: %+v", v)
 	}
-	if after := toolState(t, inst); after != before {
-		t.Errorf("the TPM changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	if d := before.diff(readTPMState(t, inst.Addr)); d != "" {
+		t.Errorf("the TPM changed: %s", d)
 	}
 }
 
@@ -372,7 +348,7 @@ func TestTPMInspectLockout(t *testing.T) {
 	if !strings.Contains(tpmTool(t, inst, false, "tpm2_getcap", "properties-variable"), "inLockout:                 1") {
 		t.Fatal("the TPM is not in lockout after two wrong authorizations with max tries 2")
 	}
-	before := toolState(t, inst)
+	before := readTPMState(t, inst.Addr)
 	rep, _, code := inspectRun(t, t.TempDir(), nil, "--tpm", inst.Addr)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
@@ -387,8 +363,8 @@ func TestTPMInspectLockout(t *testing.T) {
 	if !strings.Contains(out, "IN LOCKOUT; 2 of 2 failures; one failure forgiven every 600 s; lockout auth retry after 900 s") {
 		t.Errorf("text report:\n%s", out)
 	}
-	if after := toolState(t, inst); after != before {
-		t.Errorf("the TPM changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	if d := before.diff(readTPMState(t, inst.Addr)); d != "" {
+		t.Errorf("the TPM changed: %s", d)
 	}
 }
 
@@ -485,7 +461,7 @@ func TestTPMInspectNVShapes(t *testing.T) {
 	blk, _ := pem.Decode(inst.CA.IssuerPEM)
 	nvWrite(t, inst, "0x01c00100", append(blk.Bytes, make([]byte, 64)...))
 
-	before := toolState(t, inst)
+	before := readTPMState(t, inst.Addr)
 	rep, _, code := inspectRun(t, t.TempDir(), nil, "--tpm", inst.Addr, "--roots", rootOnly)
 	c = rep.EKCerts[0]
 	if code != 0 || c.NVIndex != "0x01c00002" || !c.TCGHeader || c.Padding != 100 || c.DERLength != len(der) || c.CertifiedHandle != "0x81010001" {
@@ -506,7 +482,7 @@ func TestTPMInspectNVShapes(t *testing.T) {
 	if what != "EK certificate chain (vendor intermediates)" {
 		t.Errorf("0x01c00100 described as %q", what)
 	}
-	if after := toolState(t, inst); after != before {
-		t.Errorf("the TPM changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	if d := before.diff(readTPMState(t, inst.Addr)); d != "" {
+		t.Errorf("the TPM changed: %s", d)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/station"
 )
 
@@ -52,7 +53,7 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if cfg.DPS.Attestation == "tpm" {
+	if cfg.DPS.Attestation == enroll.AttestTPM {
 		// dps-attestation signs the ID scope into the SAS token.
 		if err := cfg.CheckIDScope(); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -137,32 +138,6 @@ func killVerifyAfterPersist(t *testing.T, l *line, serial, addr string) {
 	p.close() // frees swtpm's single connection
 }
 
-// tpmHandles is what is loaded and persisted on a TPM.
-func tpmHandles(t *testing.T, addr string) (persistent, transient []tpm2.TPMHandle) {
-	t.Helper()
-	tp, err := tpmops.Open(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	if persistent, err = tp.Persistent(); err != nil {
-		t.Fatal(err)
-	}
-	if transient, err = tp.Transients(); err != nil {
-		t.Fatal(err)
-	}
-	return persistent, transient
-}
-
-func hasHandle(hs []tpm2.TPMHandle, h tpm2.TPMHandle) bool {
-	for _, x := range hs {
-		if x == h {
-			return true
-		}
-	}
-	return false
-}
-
 // persistForeignKey persists, at h, a key station did not make (as another
 // tool would) and returns its Name.
 func persistForeignKey(t *testing.T, addr string, h tpm2.TPMHandle) []byte {
@@ -264,9 +239,9 @@ func TestVerifyCleansUpAfterKill(t *testing.T) {
 	t.Run("killed-after-persist", func(t *testing.T) {
 		addr := provision("KILLV-1")
 		killVerifyAfterPersist(t, l, "KILLV-1", addr)
-		pers, trans := tpmHandles(t, addr)
-		if !hasHandle(pers, dpsTestKeyHandle) || len(trans) == 0 {
-			t.Fatalf("after the kill: persistent %v, transient %v; want the DPS key at 0x81000100 and a loaded transient", pers, trans)
+		st := readTPMState(t, addr)
+		if !slices.Contains(st.Persistent, dpsTestKeyHandle) || len(st.Transient) == 0 {
+			t.Fatalf("after the kill: persistent %#x, transient %#x; want the DPS key at 0x81000100 and a loaded transient", st.Persistent, st.Transient)
 		}
 		out, errOut, code := l.run("verify", "--serial", "KILLV-1", "--tpm", addr)
 		if code != 0 {
@@ -277,9 +252,9 @@ func TestVerifyCleansUpAfterKill(t *testing.T) {
 				t.Errorf("verify output lacks %q:\n%s", want, out)
 			}
 		}
-		pers, trans = tpmHandles(t, addr)
-		if hasHandle(pers, dpsTestKeyHandle) || len(trans) != 0 {
-			t.Errorf("after the next verify: persistent %v, transient %v", pers, trans)
+		st = readTPMState(t, addr)
+		if slices.Contains(st.Persistent, dpsTestKeyHandle) || len(st.Transient) != 0 {
+			t.Errorf("after the next verify: persistent %#x, transient %#x", st.Persistent, st.Transient)
 		}
 		// And again: nothing left to clean, still passes.
 		if out, _, code := l.run("verify", "--serial", "KILLV-1", "--tpm", addr); code != 0 || strings.Contains(out, "note:") {
@@ -295,8 +270,8 @@ func TestVerifyCleansUpAfterKill(t *testing.T) {
 		if code != 0 || !strings.Contains(errOut, "removed the DPS test key a killed verify") {
 			t.Fatalf("provision after the kill: exit %d\n%s%s", code, out, errOut)
 		}
-		if pers, trans := tpmHandles(t, addr); hasHandle(pers, dpsTestKeyHandle) || len(trans) != 0 {
-			t.Errorf("after provision: persistent %v, transient %v", pers, trans)
+		if st := readTPMState(t, addr); slices.Contains(st.Persistent, dpsTestKeyHandle) || len(st.Transient) != 0 {
+			t.Errorf("after provision: persistent %#x, transient %#x", st.Persistent, st.Transient)
 		}
 	})
 
@@ -318,9 +293,8 @@ func TestVerifyCleansUpAfterKill(t *testing.T) {
 		if got := nameAt(t, addr, dpsTestKeyHandle); !bytes.Equal(got, foreign) {
 			t.Fatalf("the foreign key at 0x81000100 was replaced or removed")
 		}
-		pers, _ := tpmHandles(t, addr)
-		if hasHandle(pers, dpsTestKeyHandle+1) {
-			t.Errorf("verify's own key left at 0x81000101: %v", pers)
+		if pers := readTPMState(t, addr).Persistent; slices.Contains(pers, dpsTestKeyHandle+1) {
+			t.Errorf("verify's own key left at 0x81000101: %#x", pers)
 		}
 	})
 

@@ -14,11 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/factory-id/station/enroll"
 	"gopkg.in/yaml.v3"
 )
 
-// Config is the station's whole configuration. Field tags are the YAML keys of
-// the contract; every scalar may also come from STATION_<SECTION>_<KEY>.
+// Config is the station's whole configuration. Field tags are the YAML keys
+// (station.example.yaml, docs/CLI.md); every scalar may also come from STATION_<SECTION>_<KEY>.
 type Config struct {
 	Station   Station   `yaml:"station"`
 	TPM       TPM       `yaml:"tpm"`
@@ -190,7 +191,7 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Defaults returns the contract's default configuration.
+// Defaults returns the default configuration (station.example.yaml's values).
 func Defaults() *Config {
 	return &Config{
 		Station: Station{ID: hostnameOr("station"), DB: "station.db", SigningKey: "audit-key.pem"},
@@ -214,7 +215,7 @@ func Defaults() *Config {
 			SANURI:    "urn:station:serial:{serial}",
 		},
 		DPS: DPS{
-			Attestation:    "tpm",
+			Attestation:    enroll.AttestTPM,
 			GlobalEndpoint: "global.azure-devices-provisioning.net",
 		},
 		Flash: Flash{NVIndex: 0x01500010},

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/factory-id/station/enroll"
 	"os"
 	"reflect"
 	"regexp"
@@ -106,7 +107,7 @@ func (c *Config) Validate() error {
 	if c.TPM.EK != "rsa2048" && c.TPM.EK != "ecc-p256" && c.TPM.EK != "ecc-p384" {
 		return bad("tpm.ek", "%q: want rsa2048, ecc-p256 or ecc-p384", c.TPM.EK)
 	}
-	if c.TPM.EK == "ecc-p384" && c.DPS.Attestation == "tpm" {
+	if c.TPM.EK == "ecc-p384" && c.DPS.Attestation == enroll.AttestTPM {
 		return bad("tpm.ek", "ecc-p384 cannot attest to DPS: the DPS SDKs' TPM attestation uses the EK under a PolicySecret session, which the P-384 EK's policy B refuses; use x509 attestation or an rsa2048 EK")
 	}
 	if c.TPM.SRK != "rsa2048" && c.TPM.SRK != "ecc-p256" {
@@ -125,7 +126,7 @@ func (c *Config) Validate() error {
 	switch c.Ownership.OwnerAuth {
 	case "empty":
 	case "escrow":
-		if c.DPS.Attestation == "tpm" {
+		if c.DPS.Attestation == enroll.AttestTPM {
 			return bad("ownership.owner_auth", "escrow cannot be used with dps.attestation tpm: the stock DPS device SDKs persist the key DPS sends under an empty owner auth, so every unit would fail registration in the field; use empty")
 		}
 	default:
@@ -143,17 +144,11 @@ func (c *Config) Validate() error {
 	if c.PKI.MaxIssued < 0 {
 		return bad("pki.max_issued", "must not be negative")
 	}
-	switch c.DPS.Attestation {
-	case "tpm":
-	case "x509", "symmetric-key":
-		if c.DPS.RegistrationID == "" {
-			return bad("dps.registration_id", "a pattern such as \"{serial}\" is needed with %s attestation", c.DPS.Attestation)
-		}
-		if !strings.Contains(c.DPS.RegistrationID, "{serial}") {
-			return bad("dps.registration_id", "pattern %q does not contain {serial}: every unit would get the same registration ID", c.DPS.RegistrationID)
-		}
-	default:
-		return bad("dps.attestation", "%q: want tpm, x509 or symmetric-key", c.DPS.Attestation)
+	if err := enroll.CheckAttestation(c.DPS.Attestation); err != nil {
+		return bad("dps.attestation", "%v", err)
+	}
+	if err := enroll.CheckRegistrationPattern(c.DPS.Attestation, c.DPS.RegistrationID); err != nil {
+		return bad("dps.registration_id", "%v", err)
 	}
 	if s := c.DPS.IDScope; s != "" && !idScopeRe.MatchString(s) {
 		return bad("dps.id_scope", "%q is not a DPS ID scope (0ne followed by 8 hex digits, e.g. 0ne00000A0A)", s)
@@ -172,7 +167,7 @@ func (c *Config) Validate() error {
 	if env, ok := strings.CutPrefix(c.DPS.GroupKey, "env:"); ok && (env == "" || strings.HasPrefix(env, "STATION_")) {
 		return bad("dps.group_key", "env:%s: name a variable outside STATION_* (those are config overrides, and never reach flashing tools)", env)
 	}
-	if c.DPS.Attestation == "symmetric-key" && c.DPS.GroupKey == "" {
+	if c.DPS.Attestation == enroll.AttestSymmetricKey && c.DPS.GroupKey == "" {
 		return bad("dps.group_key", "symmetric-key attestation needs the group key (a file, or env:NAME)")
 	}
 	if s := c.Firmware.SHA256; s != "" {
@@ -268,7 +263,7 @@ func (c *Config) CheckProvision() error {
 		required = append(required, KeyVendorRoots)
 	}
 	optional := []FileKey{KeyChain, KeyFirmware, KeyEKCertDir}
-	if c.DPS.Attestation == "symmetric-key" {
+	if c.DPS.Attestation == enroll.AttestSymmetricKey {
 		required = append(required, KeyGroupKey)
 	}
 	return c.CheckFiles(required, optional)

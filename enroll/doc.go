@@ -3,9 +3,16 @@
 //
 // # Identities
 //
-// RegistrationID, ValidateRegistrationID, ExpandPattern, DeriveDeviceKey and
-// the SAS helpers are what the DPS device SDKs compute (regid.go; test
-// vectors in regid_test.go).
+// identity.go is the one home of DPS identity: the attestation types
+// (AttestTPM, AttestX509, AttestSymmetricKey, as dps.attestation and
+// store.Unit spell them), RegistrationID (what the DPS device SDKs derive
+// from the EK), RegistrationIDFor and CheckRegistrationPattern (the ID from
+// the EK or from a pattern with {serial}), DeviceKey and LoadGroupKey (a
+// symmetric-key unit's key, HMAC-SHA256(groupKey, registrationId), never the
+// group key itself) and the SAS helpers; test vectors in identity_test.go.
+// The leaf package enroll/regid holds the two rules the packages below
+// enroll need: a valid registration ID (regid.Validate) and how DPS compares
+// two (regid.Key, case-insensitively).
 //
 // # Enrollment JSON
 //
@@ -25,7 +32,7 @@
 // enrollment without keys makes DPS generate keys the unit does not have,
 // and that enrollment would beat the group: the unit would be locked out. So
 // an enabled symmetric-key unit gets an individual enrollment only when the
-// export may carry secrets (its derived key, DeriveDeviceKey(groupKey,
+// export may carry secrets (its derived key, DeviceKey(groupKey,
 // registrationId), as primary and secondary key); otherwise its registration
 // ID is listed in registration-ids.txt and it registers through its group. A
 // revoked one always gets a disabled enrollment (no key needed).
@@ -117,5 +124,6 @@
 // (one station ID, one key), so no station can pose as another to pass its
 // clones off as the other's updates.
 //
-// enroll depends on store and bbolt, never on audit, station or cobra.
+// enroll depends on store, enroll/regid and bbolt, never on audit, station
+// or cobra.
 package enroll

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/factory-id/station/enroll/regid"
 	"github.com/factory-id/station/store"
 )
 
@@ -171,11 +172,12 @@ const (
 	TagFirmware = "firmwareVersion"
 )
 
-// Attestation names used in store.Unit.
+// Attestation.Type values of the DPS service schema (station's own names
+// are AttestTPM, AttestX509 and AttestSymmetricKey).
 const (
-	AttestTPM       = "tpm"
-	AttestX509      = "x509"
-	AttestSymmetric = "symmetric-key"
+	typeTPM          = "tpm"
+	typeX509         = "x509"
+	typeSymmetricKey = "symmetricKey"
 )
 
 // Individual builds the enrollment DPS needs for u. disabled sets
@@ -221,7 +223,7 @@ func (p *Profile) Individual(u *store.Unit, disabled bool) (*IndividualEnrollmen
 		if len(u.SRKPublic) > 0 {
 			t.StorageRootKey = base64.StdEncoding.EncodeToString(u.SRKPublic)
 		}
-		e.Attestation = Attestation{Type: "tpm", TPM: t}
+		e.Attestation = Attestation{Type: typeTPM, TPM: t}
 	case AttestX509:
 		if len(u.Cert) == 0 {
 			return nil, fmt.Errorf("unit %s: no certificate: %w", u.Serial, ErrIncomplete)
@@ -234,27 +236,30 @@ func (p *Profile) Individual(u *store.Unit, disabled bool) (*IndividualEnrollmen
 			return nil, fmt.Errorf("unit %s: certificate CN %q is not the registration ID %q (DPS requires them equal): %w",
 				u.Serial, leaf.Subject.CommonName, e.RegistrationID, ErrIncomplete)
 		}
-		e.Attestation = Attestation{Type: "x509", X509: &X509Attestation{
+		e.Attestation = Attestation{Type: typeX509, X509: &X509Attestation{
 			ClientCertificates: &X509Certificates{Primary: &X509Certificate{Certificate: certPEM(u.Cert)}},
 		}}
-	case AttestSymmetric:
-		sk := &SymmetricKeyAttest{}
-		switch {
-		case len(p.GroupKey) > 0:
-			k := base64.StdEncoding.EncodeToString(DeriveDeviceKey(p.GroupKey, e.RegistrationID))
-			sk.PrimaryKey, sk.SecondaryKey = k, k
-		case !disabled:
+	case AttestSymmetricKey:
+		if len(p.GroupKey) == 0 && !disabled {
 			return nil, fmt.Errorf("unit %s: an enabled symmetric-key enrollment without its derived key would lock the unit out: %w", u.Serial, ErrSecretsNeeded)
 		}
-		e.Attestation = Attestation{Type: "symmetricKey", SymmetricKey: sk}
+		e.Attestation = Attestation{Type: typeSymmetricKey, SymmetricKey: &SymmetricKeyAttest{}} // keys below, once the ID is checked
 	default:
 		return nil, fmt.Errorf("unit %s: attestation %q: %w", u.Serial, u.Attestation, ErrIncomplete)
 	}
 	if e.RegistrationID == "" {
 		return nil, fmt.Errorf("unit %s: no registration ID: %w", u.Serial, ErrIncomplete)
 	}
-	if err := ValidateRegistrationID(e.RegistrationID, u.Attestation == AttestX509); err != nil {
+	if err := regid.Validate(e.RegistrationID, u.Attestation == AttestX509); err != nil {
 		return nil, fmt.Errorf("unit %s: %w", u.Serial, err)
+	}
+	if sk := e.Attestation.SymmetricKey; sk != nil && len(p.GroupKey) > 0 {
+		dk, err := DeviceKey(p.GroupKey, e.RegistrationID)
+		if err != nil {
+			return nil, fmt.Errorf("unit %s: %w", u.Serial, err)
+		}
+		sk.PrimaryKey = base64.StdEncoding.EncodeToString(dk)
+		sk.SecondaryKey = sk.PrimaryKey
 	}
 	p.decorate(&e.Capabilities, &e.IoTHubs, &e.AllocationPolicy, &e.InitialTwin, u.Serial)
 	return e, nil
@@ -305,7 +310,7 @@ func GroupID(caDER []byte) string {
 func (p *Profile) X509Group(caDER []byte, disabled bool) *EnrollmentGroup {
 	g := &EnrollmentGroup{
 		EnrollmentGroupID: GroupID(caDER),
-		Attestation: Attestation{Type: "x509", X509: &X509Attestation{
+		Attestation: Attestation{Type: typeX509, X509: &X509Attestation{
 			SigningCertificates: &X509Certificates{Primary: &X509Certificate{Certificate: certPEM(caDER)}},
 		}},
 		ProvisioningStatus: StatusEnabled,
@@ -326,7 +331,7 @@ func (p *Profile) SymmetricGroup(id string) (*EnrollmentGroup, error) {
 	k := base64.StdEncoding.EncodeToString(p.GroupKey)
 	g := &EnrollmentGroup{
 		EnrollmentGroupID:  id,
-		Attestation:        Attestation{Type: "symmetricKey", SymmetricKey: &SymmetricKeyAttest{PrimaryKey: k, SecondaryKey: k}},
+		Attestation:        Attestation{Type: typeSymmetricKey, SymmetricKey: &SymmetricKeyAttest{PrimaryKey: k, SecondaryKey: k}},
 		ProvisioningStatus: StatusEnabled,
 	}
 	p.decorate(&g.Capabilities, &g.IoTHubs, &g.AllocationPolicy, &g.InitialTwin, "")

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/factory-id/station/enroll/regid"
 	"github.com/factory-id/station/store"
 )
 
@@ -66,7 +67,7 @@ func TestSchemaRoundTrip(t *testing.T) {
 	x := tpmUnit("SN1", "a", 0)
 	x.Attestation, x.RegistrationID, x.EKPublic, x.SRKPublic = AttestX509, "sn1", nil, nil
 	x.Cert = ca.leaf(t, "sn1")
-	sym := &store.Unit{Serial: "SN2", Status: store.StatusProvisioned, Attestation: AttestSymmetric, RegistrationID: "sn2", DeviceID: "dev-sn2"}
+	sym := &store.Unit{Serial: "SN2", Status: store.StatusProvisioned, Attestation: AttestSymmetricKey, RegistrationID: "sn2", DeviceID: "dev-sn2"}
 	p := fullProfile()
 	ps := *p
 	ps.GroupKey = []byte("0123456789abcdef0123456789abcdef")
@@ -192,10 +193,10 @@ func TestIndividualRefusals(t *testing.T) {
 		{"x509-garbage-cert", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a", Cert: []byte{0x30, 1}}, false, ErrIncomplete},
 		{"x509-cn-mismatch", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a", Cert: mismatchedLeaf}, false, ErrIncomplete},
 		{"x509-no-cert", store.Unit{Serial: "a", Attestation: AttestX509, RegistrationID: "a"}, false, ErrIncomplete},
-		{"sym-enabled-no-key", store.Unit{Serial: "a", Attestation: AttestSymmetric, RegistrationID: "a"}, false, ErrSecretsNeeded},
-		{"sym-disabled-ok", store.Unit{Serial: "a", Attestation: AttestSymmetric, RegistrationID: "a"}, true, nil},
-		{"sym-no-regid", store.Unit{Serial: "a", Attestation: AttestSymmetric}, true, ErrIncomplete},
-		{"bad-regid", store.Unit{Serial: "a", Attestation: AttestSymmetric, RegistrationID: "-bad"}, true, ErrRegistrationID},
+		{"sym-enabled-no-key", store.Unit{Serial: "a", Attestation: AttestSymmetricKey, RegistrationID: "a"}, false, ErrSecretsNeeded},
+		{"sym-disabled-ok", store.Unit{Serial: "a", Attestation: AttestSymmetricKey, RegistrationID: "a"}, true, nil},
+		{"sym-no-regid", store.Unit{Serial: "a", Attestation: AttestSymmetricKey}, true, ErrIncomplete},
+		{"bad-regid", store.Unit{Serial: "a", Attestation: AttestSymmetricKey, RegistrationID: "-bad"}, true, regid.ErrInvalid},
 		{"unknown", store.Unit{Serial: "a", Attestation: "psk"}, false, ErrIncomplete},
 	}
 	for _, tc := range tests {
@@ -214,7 +215,7 @@ func TestIndividualRefusals(t *testing.T) {
 // Vector 3 of the reference: the derived key in a secret enrollment.
 func TestSymmetricDerivedKeyVector(t *testing.T) {
 	group, _ := base64.StdEncoding.DecodeString("8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==")
-	u := &store.Unit{Serial: "SN7", Attestation: AttestSymmetric, RegistrationID: "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"}
+	u := &store.Unit{Serial: "SN7", Attestation: AttestSymmetricKey, RegistrationID: "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"}
 	e, err := (&Profile{GroupKey: group}).Individual(u, false)
 	if err != nil {
 		t.Fatal(err)

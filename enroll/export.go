@@ -193,7 +193,7 @@ func (o *Options) check() error {
 			return fmt.Errorf("%w: secrets need an encryption key for the file", ErrOptions)
 		}
 	}
-	if o.Format == FormatGroup && len(o.LineCA) == 0 && o.Attestation != AttestSymmetric {
+	if o.Format == FormatGroup && len(o.LineCA) == 0 && o.Attestation != AttestSymmetricKey {
 		return fmt.Errorf("%w: dps-group needs the line intermediate (pki.issuer_cert)", ErrOptions)
 	}
 	if err := o.Profile.Check(); err != nil {
@@ -429,7 +429,7 @@ func exportGroups(tx *bolt.Tx, book *ledger, o Options, res *Result, m *Manifest
 		disabled bool
 	}
 	var groups []group
-	if o.Attestation == AttestSymmetric {
+	if o.Attestation == AttestSymmetricKey {
 		id := o.SymmetricGroupID
 		if id == "" {
 			id = strings.ToLower(o.StationID) + "-symmetric"

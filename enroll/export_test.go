@@ -284,7 +284,7 @@ func TestSymmetricKeyExports(t *testing.T) {
 	db := openDB(t)
 	var us []*store.Unit
 	for i := range 3 {
-		us = append(us, &store.Unit{Serial: fmt.Sprintf("SK%d", i), Status: store.StatusProvisioned, Attestation: AttestSymmetric,
+		us = append(us, &store.Unit{Serial: fmt.Sprintf("SK%d", i), Status: store.StatusProvisioned, Attestation: AttestSymmetricKey,
 			RegistrationID: fmt.Sprintf("sk%d", i), ProvisionedAt: t0})
 	}
 	putUnits(t, db, us...)
@@ -326,7 +326,7 @@ func TestSymmetricKeyExports(t *testing.T) {
 		if st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s mode %v", id, st.Mode())
 		}
-		if bytes.Contains(jwe, []byte(base64.StdEncoding.EncodeToString(DeriveDeviceKey(group, id)))) {
+		if bytes.Contains(jwe, []byte(base64.StdEncoding.EncodeToString(mustDeviceKey(t, group, id)))) {
 			t.Fatal("derived key in the clear")
 		}
 		plain, err := Decrypt(rcpt, jwe)
@@ -335,7 +335,7 @@ func TestSymmetricKeyExports(t *testing.T) {
 		}
 		var e IndividualEnrollment
 		json.Unmarshal(plain, &e)
-		if e.Attestation.SymmetricKey.PrimaryKey != base64.StdEncoding.EncodeToString(DeriveDeviceKey(group, id)) {
+		if e.Attestation.SymmetricKey.PrimaryKey != base64.StdEncoding.EncodeToString(mustDeviceKey(t, group, id)) {
 			t.Fatalf("%s: wrong key", id)
 		}
 	}

@@ -205,3 +205,13 @@ func names(m map[string][]byte) []string {
 	slices.Sort(out)
 	return out
 }
+
+// mustDeviceKey derives a symmetric-key unit's device key.
+func mustDeviceKey(t testing.TB, groupKey []byte, registrationID string) []byte {
+	t.Helper()
+	k, err := DeviceKey(groupKey, registrationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

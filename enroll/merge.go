@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/factory-id/station/enroll/regid"
 )
 
 // ErrDuplicates means a merge found the same unit identity at more than one
@@ -329,7 +331,7 @@ func serialOf(e *IndividualEnrollment) string {
 // identities are the values that must be unique across stations, each as
 // kind NUL value.
 func identities(e *IndividualEnrollment) []string {
-	out := []string{"registration-id\x00" + strings.ToLower(e.RegistrationID)}
+	out := []string{"registration-id\x00" + regid.Key(e.RegistrationID)}
 	if s := serialOf(e); s != "" {
 		out = append(out, "serial\x00"+s)
 	}

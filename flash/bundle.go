@@ -16,6 +16,8 @@ import (
 	"regexp"
 
 	"github.com/factory-id/station/tsskey"
+	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/enroll/regid"
 )
 
 // Bundle format versions (docs/BUNDLE.md). This package reads both and
@@ -34,11 +36,11 @@ const ImageMagic = "STBUNDLE"
 // MaxImageSize bounds a bundle image (parsers refuse anything larger).
 const MaxImageSize = 1 << 20
 
-// Attestation types a bundle may carry (as in dps.attestation).
+// Attestation types a bundle may carry: enroll's (dps.attestation).
 const (
-	AttestTPM          = "tpm"
-	AttestX509         = "x509"
-	AttestSymmetricKey = "symmetric-key"
+	AttestTPM          = enroll.AttestTPM
+	AttestX509         = enroll.AttestX509
+	AttestSymmetricKey = enroll.AttestSymmetricKey
 )
 
 // Signature algorithms (bundle field sig_alg).
@@ -122,7 +124,6 @@ type Bundle struct {
 }
 
 var (
-	regIDRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9._:-]{0,126}[a-z0-9])?$`)
 	printable  = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 	hexSHA256  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	versionStr = regexp.MustCompile(`^[\x20-\x7e]{0,64}$`)
@@ -213,7 +214,7 @@ func (b *Bundle) validate() error {
 	if err := ValidSerial(b.Serial); err != nil {
 		return fmt.Errorf("%w: %w", ErrBundle, err)
 	}
-	if !regIDRe.MatchString(b.RegistrationID) {
+	if regid.Validate(b.RegistrationID, false) != nil {
 		return bundleErr("registration ID %q is not a valid DPS registration ID", b.RegistrationID)
 	}
 	switch b.Attestation {

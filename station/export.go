@@ -8,7 +8,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/audit"
-	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 )
@@ -137,7 +136,7 @@ func filterPayload(f enroll.Filter) map[string]any {
 }
 
 // GroupKey reads dps.group_key ("env:NAME", or a file resolved against the
-// config's folder) with certgen.LoadGroupKey. The key is never stored or
+// config's folder) with enroll.LoadGroupKey. The key is never stored or
 // logged; errors are *configs.Error naming the key.
 func GroupKey(cfg *configs.Config, getenv func(string) string) ([]byte, error) {
 	if getenv == nil {
@@ -147,7 +146,7 @@ func GroupKey(cfg *configs.Config, getenv func(string) string) ([]byte, error) {
 	if p := cfg.File(configs.KeyGroupKey); p != "" {
 		ref = p
 	}
-	k, err := certgen.LoadGroupKey(ref, getenv)
+	k, err := enroll.LoadGroupKey(ref, getenv)
 	if err != nil {
 		return nil, &configs.Error{Key: string(configs.KeyGroupKey), Err: err}
 	}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 
 	"github.com/factory-id/station/audit"
-	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/tpmops"
 	"github.com/factory-id/station/tsskey"
@@ -43,11 +43,11 @@ func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
 	if b.TPMKey, err = r.tpmKeyFile(); err != nil {
 		return nil, err
 	}
-	if r.u.Attestation == "symmetric-key" {
+	if r.u.Attestation == enroll.AttestSymmetricKey {
 		// The per-device key, derived from the group key, reaches the unit
 		// only sealed under its SRK: only that TPM can unseal it.
 		var key []byte
-		key, err = certgen.DeviceKey(p.groupKey, r.u.RegistrationID)
+		key, err = enroll.DeviceKey(p.groupKey, r.u.RegistrationID)
 		if err != nil {
 			return nil, err
 		}

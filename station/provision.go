@@ -16,6 +16,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
@@ -155,7 +156,7 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 			return res, r.refuse(StepCertificate, t0, err)
 		}
 	}
-	if r.u == nil && p.env.Config.DPS.Attestation != "tpm" {
+	if r.u == nil && p.env.Config.DPS.Attestation != enroll.AttestTPM {
 		// The registration ID comes from the serial: a clash is known now.
 		if id, err := p.registrationID(req.Serial, nil); err == nil {
 			if err := r.regIDFree(id); err != nil {

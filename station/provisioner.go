@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/factory-id/station/certgen"
@@ -71,7 +70,7 @@ func NewProvisioner(env *Env, getenv func(string) string) (*Provisioner, error) 
 			return nil, err
 		}
 	}
-	if cfg.DPS.Attestation == "symmetric-key" {
+	if cfg.DPS.Attestation == enroll.AttestSymmetricKey {
 		if p.groupKey, err = GroupKey(cfg, getenv); err != nil {
 			p.Close()
 			return nil, err
@@ -93,12 +92,9 @@ func (p *Provisioner) Close() error {
 // TPM attestation, from the configured pattern otherwise.
 func (p *Provisioner) registrationID(serial string, ekPublic []byte) (string, error) {
 	cfg := p.env.Config
-	if cfg.DPS.Attestation == "tpm" {
-		return enroll.RegistrationID(ekPublic), nil
-	}
-	return enroll.ExpandPattern(cfg.DPS.RegistrationID, map[string]string{
-		"serial": strings.ToLower(serial), "factory": cfg.DPS.Factory, "line": cfg.DPS.Line, "station": cfg.Station.ID,
-	}, true)
+	return enroll.RegistrationIDFor(cfg.DPS.Attestation, cfg.DPS.RegistrationID, map[string]string{
+		"serial": serial, "factory": cfg.DPS.Factory, "line": cfg.DPS.Line, "station": cfg.Station.ID,
+	}, ekPublic)
 }
 
 func issuedKey(issuerSHA string) string { return "issued:" + issuerSHA }

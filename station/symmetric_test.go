@@ -45,7 +45,10 @@ func TestSymmetricKeySealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := enroll.DeriveDeviceKey(group, "sym-1")
+	want, err := enroll.DeviceKey(group, "sym-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(got, want) {
 		t.Fatal("the sealed key is not the DPS-derived device key")
 	}

@@ -29,8 +29,8 @@ import (
 	"github.com/factory-id/station/tpmops"
 )
 
-// The verify checks, in the order they run and are reported (contract,
-// "station verify checks").
+// The verify checks, in the order they run and are reported (docs/CLI.md,
+// station verify).
 const (
 	CheckRecord      = "record"
 	CheckEK          = "ek"
@@ -144,8 +144,8 @@ type verifier struct {
 	ctx      context.Context
 }
 
-// Verify re-proves everything on a provisioned unit (contract: station
-// verify checks) and appends the report to the audit log. It only reads
+// Verify re-proves everything on a provisioned unit (docs/CLI.md: station
+// verify) and appends the report to the audit log. It only reads
 // the unit: the one thing it writes is the temporary DPS key of the
 // dps-attestation check, which it removes again.
 //
@@ -352,7 +352,7 @@ func (v *verifier) find(name string) *Check {
 	return nil
 }
 
-// sort puts the checks in contract order.
+// sort puts the checks in the documented order (VerifyChecks).
 func (v *verifier) sort() {
 	out := make([]Check, 0, len(VerifyChecks))
 	for _, name := range VerifyChecks {
@@ -401,7 +401,7 @@ func (v *verifier) checkRecord() (string, error) {
 	if got := sha256Hex(u.Cert); got != u.CertSHA256 {
 		return "", fmt.Errorf("record's certificate hashes to %s, the record says %s", got, u.CertSHA256)
 	}
-	if u.Attestation == "tpm" {
+	if u.Attestation == enroll.AttestTPM {
 		if got := enroll.RegistrationID(u.EKPublic); got != u.RegistrationID {
 			return "", fmt.Errorf("registration ID %q is not the one the EK gives (%s)", u.RegistrationID, got)
 		}
@@ -839,7 +839,7 @@ func (v *verifier) checkFlash() (string, error) {
 func (v *verifier) checkDPS() (string, error) {
 	u := v.unit
 	cfg := v.env.Config
-	if u.Attestation != "tpm" {
+	if u.Attestation != enroll.AttestTPM {
 		return fmt.Sprintf("not applicable: %s attestation (device-key and certificate prove it)", u.Attestation), nil
 	}
 	_, ekHandle, err := tpmops.EKTemplate(v.ekAlg())

@@ -12,17 +12,19 @@
 // names the open file (ErrReplaced). Backup copies a database consistently
 // while another process writes it. See docs/DATABASE.md.
 //
-// store knows nothing of TPMs or cobra; it imports bbolt only.
+// store knows nothing of TPMs or cobra; it imports bbolt, and enroll/regid
+// for how DPS compares registration IDs (its index).
 package store
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/enroll/regid"
 )
 
 // ErrNotFound means no unit has that serial.
@@ -35,7 +37,7 @@ var (
 	bucketMeta  = []byte("meta")        // station-wide values
 	bucketCAs   = []byte("revoked-cas") // issuer SHA-256 hex -> Revocation JSON
 	// Created on first use, so databases made before them need no migration.
-	bucketRegIDs = []byte("regids")        // lower-case registration ID -> serial
+	bucketRegIDs = []byte("regids")        // regid.Key(registration ID) -> serial
 	bucketSeals  = []byte("pending-seals") // serial NUL hierarchy -> TPM-sealed pending auth
 )
 
@@ -202,9 +204,9 @@ func PutUnit(tx *bolt.Tx, u *Unit) error {
 	return nil
 }
 
-// regIDKey is how the index spells a registration ID: DPS compares them
-// without regard to case, so "CASE-A" and "case-a" are one ID.
-func regIDKey(id string) []byte { return []byte(strings.ToLower(id)) }
+// regIDKey is how the index spells a registration ID: as DPS compares them
+// (regid.Key).
+func regIDKey(id string) []byte { return []byte(regid.Key(id)) }
 
 // regIDIndex returns the registration ID index, building it from the units
 // the first time (a database written before the index existed).
@@ -234,7 +236,7 @@ func SerialByRegistrationID(tx *bolt.Tx, id string) string {
 	// Not indexed yet (read-only transaction on an older database): scan.
 	var serial string
 	ForEachUnit(tx, func(u *Unit) error {
-		if serial == "" && strings.EqualFold(u.RegistrationID, id) {
+		if serial == "" && regid.Key(u.RegistrationID) == regid.Key(id) {
 			serial = u.Serial
 		}
 		return nil

@@ -38,7 +38,7 @@ const (
 	// DPSKeyHandle is where the Azure DPS SDKs persist the key DPS sends
 	// during TPM attestation: this package never persists anything there.
 	DPSKeyHandle tpm2.TPMHandle = 0x81000100
-	// DefaultDeviceKeyHandle is the contract's default for the device key.
+	// DefaultDeviceKeyHandle is the default handle of the device key (tpm.device_key_handle).
 	DefaultDeviceKeyHandle tpm2.TPMHandle = 0x81000010
 )
 
