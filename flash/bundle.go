@@ -15,9 +15,9 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/factory-id/station/tsskey"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/enroll/regid"
+	"github.com/factory-id/station/tsskey"
 )
 
 // Bundle format versions (docs/BUNDLE.md). This package reads both and
