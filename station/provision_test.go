@@ -253,6 +253,9 @@ func TestProvisionRefusals(t *testing.T) {
 		{name: "lockout auth set by someone else", prepare: func(t *testing.T, inst *swtpmtest.Instance) {
 			tpm2tools(t, inst, "tpm2_changeauth", "-c", "lockout", "someone-else")
 		}, want: ErrOwnedElsewhere},
+		{name: "endorsement auth set by someone else", prepare: func(t *testing.T, inst *swtpmtest.Instance) {
+			tpm2tools(t, inst, "tpm2_changeauth", "-c", "endorsement", "someone-else")
+		}, want: ErrOwnedElsewhere},
 		{name: "foreign key at the device key handle", prepare: func(t *testing.T, inst *swtpmtest.Instance) {
 			ctx := filepath.Join(t.TempDir(), "k.ctx")
 			tpm2tools(t, inst, "tpm2_createprimary", "-C", "o", "-G", "ecc", "-c", ctx)
