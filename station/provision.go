@@ -17,6 +17,7 @@ import (
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
@@ -38,15 +39,21 @@ const (
 // Steps lists the timeline in order.
 var Steps = []string{StepEK, StepSRK, StepDeviceKey, StepCertificate, StepFlash, StepOwnership, StepRecord}
 
-// Policy refusals (exit code 3).
+// Policy refusals (exit code 3), each with the operator's next step.
 var (
-	ErrRefused        = errors.New("refused by policy")
-	ErrDuplicateEK    = fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused)
-	ErrSerialOtherTPM = fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused)
-	ErrOwnedElsewhere = fmt.Errorf("%w: the unit is owned by someone else", ErrRefused)
-	ErrRevoked        = fmt.Errorf("%w: the unit is revoked", ErrRefused)
-	ErrDuplicateRegID = fmt.Errorf("%w: duplicate registration ID", ErrRefused)
-	ErrIssuerRevoked  = fmt.Errorf("%w: the issuing CA is revoked", ErrRefused)
+	ErrRefused     = errors.New("refused by policy")
+	ErrDuplicateEK = hint.Wrap(fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused),
+		"this TPM is already provisioned under another serial: check the label, or quarantine a possible clone")
+	ErrSerialOtherTPM = hint.Wrap(fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused),
+		"the serial belongs to a unit with another TPM: check the label and the fixture")
+	ErrOwnedElsewhere = hint.Wrap(fmt.Errorf("%w: the unit is owned by someone else", ErrRefused),
+		"the TPM was already taken by someone else: set the unit aside; clearing it needs its owner")
+	ErrRevoked = hint.Wrap(fmt.Errorf("%w: the unit is revoked", ErrRefused),
+		"the unit is revoked and cannot be provisioned again")
+	ErrDuplicateRegID = hint.Wrap(fmt.Errorf("%w: duplicate registration ID", ErrRefused),
+		"DPS would see two units under one registration ID: check the serial label (IDs differing only in case are the same ID), or change dps.registration_id")
+	ErrIssuerRevoked = hint.Wrap(fmt.Errorf("%w: the issuing CA is revoked", ErrRefused),
+		"issue a new line intermediate (station ca issue-intermediate), point pki.issuer_cert and pki.issuer_key at it, then re-run provision")
 )
 
 // ErrBadSerial means a serial number is unusable (exit 2).
@@ -104,10 +111,8 @@ func (e *StepError) Error() string {
 	return fmt.Sprintf("unit %s: step %s: %v", e.Serial, e.Step, e.Err)
 }
 
-func (e *StepError) Unwrap() error { return e.Err }
-
-// Hint says what the operator should do next.
-func (e *StepError) Hint() string { return hintFor(e.Step, e.Err) }
+// Unwrap returns the cause with provision's hint for it (withStepHint).
+func (e *StepError) Unwrap() error { return withStepHint(e.Step, e.Err) }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
@@ -105,18 +106,8 @@ var ErrVerifyFailed = errors.New("unit failed verification")
 // ErrWrongTPM means the TPM verify reached holds another EK than the unit's
 // recorded one: another unit (or an unknown TPM) is on the fixture. It
 // wraps ErrVerifyFailed.
-var ErrWrongTPM = &hintedError{fmt.Errorf("%w: wrong TPM on the fixture", ErrVerifyFailed),
-	"put the unit named on the fixture (or verify the unit the TPM belongs to), then re-run verify"}
-
-// hintedError is a sentinel that also says what to do next.
-type hintedError struct {
-	err  error
-	hint string
-}
-
-func (e *hintedError) Error() string { return e.err.Error() }
-func (e *hintedError) Unwrap() error { return e.err }
-func (e *hintedError) Hint() string  { return e.hint }
+var ErrWrongTPM = hint.Wrap(fmt.Errorf("%w: wrong TPM on the fixture", ErrVerifyFailed),
+	"put the unit named on the fixture (or verify the unit the TPM belongs to), then re-run verify")
 
 // dpsKeyHandle is where the DPS SDKs persist the key of the attestation
 // challenge; verify persists its test key there only when it is free.

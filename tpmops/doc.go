@@ -29,7 +29,7 @@
 //   - Errors wrap the sentinels (ErrUnreachable, ErrBadAddress, ErrEKMismatch,
 //     ErrNoEKCert, ErrUntrustedEKCert, ErrForeignKey, ErrHandleEmpty,
 //     ErrLockout, ErrBadAuth) and the go-tpm response code; each sentinel
-//     carries a Hint() for the operator.
+//     but ErrHandleEmpty carries the operator's next step (internal/hint).
 //   - Never probes the lockout auth (it is dictionary-attack protected);
 //     the owner auth probe (OwnerAuthIsEmpty) is DA-exempt.
 //   - FlushStale clears only volatile handles a killed client left on a TPM
