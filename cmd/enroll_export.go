@@ -13,9 +13,6 @@ import (
 	"github.com/factory-id/station/station"
 )
 
-func init() {
-}
-
 type enrollExportOptions struct {
 	format, out    string
 	since, until   string

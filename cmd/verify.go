@@ -11,11 +11,6 @@ import (
 	"github.com/factory-id/station/station"
 )
 
-func init() {
-	register(newVerifyCommand)
-	addClass(station.ErrVerifyFailed, ExitFailed)
-}
-
 type verifyOptions struct {
 	unitFlags
 }
