@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,6 +215,28 @@ func TestDPSChallengeBreaks(t *testing.T) {
 				}
 			})
 		}
+
+		// A credential whose integrity is broken (its last byte flipped) is
+		// refused by the activation itself.
+		t.Run("tampered credential", func(t *testing.T) {
+			ak, err := MakeDPSChallenge(ekPub, srkPub, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch, err := ParseDPSChallenge(ak)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ak[2+len(ch.CredentialBlob.Buffer)-1] ^= 1
+			_, err = e.tpm.DPSSign(ak, d, []byte("x"))
+			var se *DPSStepError
+			if !errors.As(err, &se) || !strings.HasPrefix(se.Step, "activating the credential") {
+				t.Fatalf("DPSSign = %v, want an activation failure", err)
+			}
+			if hs, _ := e.tpm.Transients(); len(hs) != 0 {
+				t.Fatalf("transients left: %v", hs)
+			}
+		})
 
 		// A duplicate whose integrity is broken (one byte of the private
 		// flipped) is refused by the import, after the credential activates.

@@ -51,7 +51,7 @@ func TestObjectMemoryIsBusy(t *testing.T) {
 		if err != nil || n == 0 {
 			t.Fatalf("FlushStale = %d, %v", n, err)
 		}
-		k, err := e.tpm.StandardEK(RSA2048)
+		k, err := e.tpm.standardEK(RSA2048)
 		if err != nil {
 			t.Fatalf("after flushing: %v", err)
 		}
