@@ -25,13 +25,15 @@ func newEnrollCommand(g *globals) *cobra.Command {
 	return c
 }
 
-// enrollReadPublicKey reads a PEM public key (or certificate) file given by flag.
-func enrollReadPublicKey(flag, path string) (crypto.PublicKey, error) {
+// enrollReadPublicKey reads the PEM key file given by flag with parse: a
+// station's public key (audit.ParsePublicKeyPEM) or a recipient's
+// (enroll.ParseRecipientKeyPEM).
+func enrollReadPublicKey(flag, path string, parse func([]byte) (crypto.PublicKey, error)) (crypto.PublicKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, usageErrorf("%s: %v", flag, err)
 	}
-	k, err := enroll.ParsePublicKeyPEM(b)
+	k, err := parse(b)
 	if err != nil {
 		return nil, usageErrorf("%s %s: %v", flag, path, err)
 	}

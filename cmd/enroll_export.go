@@ -75,7 +75,7 @@ the last export in that format. Symmetric-key derived keys are written only with
 				Getenv: g.getenv,
 			}
 			if o.encryptTo != "" {
-				if so.EncryptTo, err = enrollReadPublicKey("--encrypt-to", o.encryptTo); err != nil {
+				if so.EncryptTo, err = enrollReadPublicKey("--encrypt-to", o.encryptTo, enroll.ParseRecipientKeyPEM); err != nil {
 					return err
 				}
 				switch so.EncryptTo.(type) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
@@ -40,7 +41,7 @@ written), 4 when an input does not verify.`,
 				return err
 			}
 			for _, k := range o.keys {
-				pub, err := enrollReadPublicKey("--key", k)
+				pub, err := enrollReadPublicKey("--key", k, audit.ParsePublicKeyPEM)
 				if err != nil {
 					return err
 				}

@@ -294,7 +294,7 @@ func (r *unitRun) sameTPM() error {
 		return err
 	}
 	if err != nil || !bytes.Equal(k.Public, r.u.EKPublic) {
-		return fmt.Errorf("%w (recorded EK %s, not the one at %s on this TPM): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), handleStr(h))
+		return fmt.Errorf("%w (recorded EK %s, not the one at %s on this TPM): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), handleHex(uint32(h)))
 	}
 	return nil
 }
@@ -526,10 +526,14 @@ func (r *unitRun) run(ctx context.Context, step string) ([]audit.Event, error) {
 	return nil, fmt.Errorf("unknown step %q", step)
 }
 
+// sha256hex is the hex SHA-256 of b, as records and reports write it.
 func sha256hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// handleHex writes a TPM handle as reports and errors do ("0x81000001").
+func handleHex(h uint32) string { return fmt.Sprintf("0x%08x", h) }
 
 func (r *unitRun) stepEK() ([]audit.Event, error) {
 	cfg := r.p.env.Config
@@ -659,7 +663,7 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 		// Something is there: ours only if it is the key this unit's journal
 		// says was being persisted when the last run stopped.
 		if r.u.DeviceKeyPending == nil || !bytes.Equal(existing.Public, r.u.DeviceKeyPending) {
-			return nil, fmt.Errorf("%w: handle %s holds a key station did not create; it is left alone (free the handle or set tpm.device_key_handle)", tpmops.ErrForeignKey, handleStr(h))
+			return nil, fmt.Errorf("%w: handle %s holds a key station did not create; it is left alone (free the handle or set tpm.device_key_handle)", tpmops.ErrForeignKey, handleHex(uint32(h)))
 		}
 		r.devKey = existing
 	case errors.Is(err, tpmops.ErrHandleEmpty):
@@ -681,11 +685,9 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 	}
 	r.u.DeviceKeyHandle, r.u.DeviceKeyPublic, r.u.DeviceKeyPending = uint32(h), r.devKey.Public, nil
 	return []audit.Event{{Type: "provision.device-key", Payload: map[string]any{
-		"handle": handleStr(h), "name": hex.EncodeToString(r.devKey.Name), "public_sha256": sha256hex(r.devKey.Public),
+		"handle": handleHex(uint32(h)), "name": hex.EncodeToString(r.devKey.Name), "public_sha256": sha256hex(r.devKey.Public),
 	}}}, nil
 }
-
-func handleStr(h tpm2.TPMHandle) string { return fmt.Sprintf("0x%08x", uint32(h)) }
 
 // ensureDeviceKey reloads the device key when a resumed run skipped its step.
 func (r *unitRun) ensureDeviceKey() error {
