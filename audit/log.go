@@ -14,6 +14,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
 // Buckets of the audit log in the station database.
@@ -58,12 +60,11 @@ func (e *VerifyError) Error() string {
 	return fmt.Sprintf("record %d: %s", e.Seq, e.Reason)
 }
 
-func (e *VerifyError) Unwrap() error { return ErrIntegrity }
+func (e *VerifyError) Unwrap() error { return errVerify }
 
-// Hint tells the operator what to do (printed by station's error handler).
-func (e *VerifyError) Hint() string {
-	return "the audit trail was altered or damaged after it was written; keep this database and export as evidence and compare with an anchor checkpoint kept elsewhere"
-}
+// errVerify is ErrIntegrity with what the operator does about a bad record.
+var errVerify = hint.Wrap(ErrIntegrity,
+	"the audit trail was altered or damaged after it was written; keep this database and export as evidence and compare with an anchor checkpoint kept elsewhere")
 
 func verr(seq uint64, format string, args ...any) *VerifyError {
 	return &VerifyError{Seq: seq, Reason: fmt.Sprintf(format, args...)}

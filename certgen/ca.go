@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.step.sm/crypto/x509util"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
 // CAOptions describe a CA certificate to make.
@@ -188,7 +190,7 @@ func NewIntermediate(parent *x509.Certificate, signer crypto.Signer, pub crypto.
 	case parent.MaxPathLen == 0 && parent.MaxPathLenZero:
 		return nil, policyf("issuer %q has path length 0: it may issue only end-entity certificates", parent.Subject.CommonName)
 	case parent.MaxPathLen > 0 && (o.PathLen < 0 || o.PathLen >= parent.MaxPathLen):
-		return nil, withHint(policyf("issuer %q allows %d CA level(s) below it, so this CA needs a path length below %d",
+		return nil, hint.Wrap(policyf("issuer %q allows %d CA level(s) below it, so this CA needs a path length below %d",
 			parent.Subject.CommonName, parent.MaxPathLen, parent.MaxPathLen), fmt.Sprintf("pass --path-len %d or less", parent.MaxPathLen-1))
 	}
 	tmpl, err := o.template(pub)
@@ -199,7 +201,7 @@ func NewIntermediate(parent *x509.Certificate, signer crypto.Signer, pub crypto.
 		tmpl.NotAfter = parent.NotAfter
 	}
 	if tmpl.NotAfter.After(parent.NotAfter) {
-		return nil, withHint(policyf("the new CA would be valid until %s, past its issuer's end (%s)",
+		return nil, hint.Wrap(policyf("the new CA would be valid until %s, past its issuer's end (%s)",
 			tmpl.NotAfter.Format(time.RFC3339), parent.NotAfter.Format(time.RFC3339)),
 			fmt.Sprintf("ask for a validity of at most %s", parent.NotAfter.Sub(o.Now).Truncate(time.Hour)))
 	}

@@ -36,18 +36,6 @@ var (
 	ErrKeyURI = errors.New("bad key URI")
 )
 
-// hintError carries a next step for the operator (cmd prints it as a hint).
-type hintError struct {
-	err  error
-	hint string
-}
-
-func (e *hintError) Error() string { return e.err.Error() }
-func (e *hintError) Unwrap() error { return e.err }
-func (e *hintError) Hint() string  { return e.hint }
-
-func withHint(err error, hint string) error { return &hintError{err, hint} }
-
 func policyf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrPolicy}, args...)...)
 }

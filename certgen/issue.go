@@ -10,6 +10,7 @@ import (
 	"go.step.sm/crypto/x509util"
 
 	"github.com/factory-id/station/enroll/regid"
+	"github.com/factory-id/station/internal/hint"
 )
 
 // DefaultSANURI binds a leaf to its unit's serial number.
@@ -72,7 +73,7 @@ func (is *Issuer) CheckLifetime(now time.Time, warehouse time.Duration) (time.Ti
 	}
 	shelfEnd := now.Add(warehouse)
 	if end.Before(shelfEnd) {
-		return end, withHint(fmt.Errorf("%w: %q expires %s, before the warehouse period ends (%s): units would leave the shelf with a dead certificate",
+		return end, hint.Wrap(fmt.Errorf("%w: %q expires %s, before the warehouse period ends (%s): units would leave the shelf with a dead certificate",
 			ErrShortLived, endBy.Subject.CommonName, end.UTC().Format(time.RFC3339), shelfEnd.UTC().Format(time.RFC3339)),
 			"issue a new line intermediate (station ca issue-intermediate) with a longer life, or shorten pki.warehouse")
 	}
@@ -111,7 +112,7 @@ func (is *Issuer) Issue(req LeafRequest) (*x509.Certificate, error) {
 		return nil, policyf("device key: %v", err)
 	}
 	if err := regid.Validate(req.RegistrationID, true); err != nil {
-		return nil, withHint(fmt.Errorf("%w: %w", ErrPolicy, err),
+		return nil, hint.Wrap(fmt.Errorf("%w: %w", ErrPolicy, err),
 			"a registration ID is 1-64 of a-z 0-9 . _ : - (not first or last); fix dps.registration_id or the unit's serial")
 	}
 	if strings.TrimSpace(req.UnitSerial) == "" {
@@ -146,7 +147,7 @@ func (is *Issuer) Issue(req LeafRequest) (*x509.Certificate, error) {
 	}
 
 	if req.MaxIssued > 0 && req.Issued >= req.MaxIssued {
-		return nil, withHint(policyf("issuance ceiling reached: %d certificates issued from %q, pki.max_issued is %d",
+		return nil, hint.Wrap(policyf("issuance ceiling reached: %d certificates issued from %q, pki.max_issued is %d",
 			req.Issued, is.Cert.Subject.CommonName, req.MaxIssued),
 			"the ceiling bounds what a stolen line key could sign; raise pki.max_issued deliberately or move to a new line intermediate")
 	}

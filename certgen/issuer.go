@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
 // Issuer is the line intermediate that signs device certificates, with its
@@ -122,7 +124,7 @@ func (is *Issuer) checkChain(t time.Time) error {
 		return err
 	}
 	if _, err := is.verify(is.Cert, t, x509.ExtKeyUsageAny); err != nil {
-		return withHint(issuerf("issuer %q does not verify up to the pinned root %q at %s: %v",
+		return hint.Wrap(issuerf("issuer %q does not verify up to the pinned root %q at %s: %v",
 			is.Cert.Subject.CommonName, is.Root.Subject.CommonName, t.UTC().Format(time.RFC3339), err),
 			"check pki.issuer_cert, pki.chain and pki.root: the chain file holds the intermediates between the issuer and the root")
 	}

@@ -24,6 +24,8 @@ import (
 	// cgo (without it, pkcs11: URIs fail with a clear "compiled without cgo").
 	_ "go.step.sm/crypto/kms/pkcs11"
 	_ "go.step.sm/crypto/kms/softkms"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
 // KeyType names a CA key algorithm.
@@ -138,7 +140,7 @@ func openKMS(ref string) (apiv1.KeyManager, error) {
 		if msg := err.Error(); strings.Contains(msg, "CKR_PIN_INCORRECT") || strings.Contains(msg, "CKR_PIN_LOCKED") ||
 			strings.Contains(msg, "CKR_PIN_LEN_RANGE") || strings.Contains(msg, "CKR_PIN_EXPIRED") {
 			// Not retryable: repeating a wrong PIN locks the token.
-			return nil, withHint(fmt.Errorf("%w: token refused the PIN for %s: %w", ErrPassword, RedactURI(ref), redactErr(err, ref)),
+			return nil, hint.Wrap(fmt.Errorf("%w: token refused the PIN for %s: %w", ErrPassword, RedactURI(ref), redactErr(err, ref)),
 				"check the pin-source file; do not retry a wrong PIN, the token locks after a few")
 		}
 		return nil, fmt.Errorf("%w: opening %s: %w", ErrHSM, RedactURI(ref), redactErr(err, ref))
@@ -182,7 +184,7 @@ func CreateKey(ref string, kt KeyType) (*Key, error) {
 	if err != nil {
 		km.Close()
 		if errors.As(err, new(apiv1.AlreadyExistsError)) {
-			return nil, withHint(fmt.Errorf("%w: key %s", ErrExists, RedactURI(ref)),
+			return nil, hint.Wrap(fmt.Errorf("%w: key %s", ErrExists, RedactURI(ref)),
 				"choose another id= and object=; the station never replaces a key in a token")
 		}
 		return nil, fmt.Errorf("creating %s key in %s: %w", kt, RedactURI(ref), redactErr(err, ref))
@@ -247,7 +249,7 @@ func OpenKey(ref string, password func() ([]byte, error)) (*Key, error) {
 		req.Password = pw
 		defer clear(pw)
 	} else if !strings.HasPrefix(ref, "softkms:") {
-		return nil, withHint(fmt.Errorf("%w: %s holds an unencrypted private key", ErrIssuer, path),
+		return nil, hint.Wrap(fmt.Errorf("%w: %s holds an unencrypted private key", ErrIssuer, path),
 			"CA keys are kept as encrypted PEM; name it softkms:path="+path+" to use a plaintext key on purpose")
 	}
 	km, err := openKMS("softkms:")
@@ -291,7 +293,7 @@ func WriteKeyPEM(path string, k crypto.Signer, password []byte, overwrite bool) 
 func writeFile(path string, data []byte, perm os.FileMode, overwrite bool) error {
 	if !overwrite {
 		if _, err := os.Lstat(path); err == nil {
-			return withHint(fmt.Errorf("%w: %s", ErrExists, path), "move it away, or pass --force to replace it")
+			return hint.Wrap(fmt.Errorf("%w: %s", ErrExists, path), "move it away, or pass --force to replace it")
 		}
 	}
 	dir := filepath.Dir(path)
@@ -323,7 +325,7 @@ func writeFile(path string, data []byte, perm os.FileMode, overwrite bool) error
 		// Link fails if the name appeared meanwhile: no silent replacement.
 		if err := os.Link(tmp, path); err != nil {
 			if errors.Is(err, os.ErrExist) {
-				return withHint(fmt.Errorf("%w: %s", ErrExists, path), "move it away, or pass --force to replace it")
+				return hint.Wrap(fmt.Errorf("%w: %s", ErrExists, path), "move it away, or pass --force to replace it")
 			}
 			return err
 		}

@@ -9,16 +9,6 @@ import (
 	"github.com/factory-id/station/audit"
 )
 
-func init() {
-	register(newAuditCommand)
-	addClass(audit.ErrIntegrity, ExitIntegrity)
-	addClass(audit.ErrWitness, ExitEnvironment)
-	addClass(audit.ErrKey, ExitUsage)
-	addClass(audit.ErrStation, ExitUsage)
-	addClass(audit.ErrExportDir, ExitUsage)
-	addClass(audit.ErrNotExport, ExitUsage)
-}
-
 // newAuditCommand is `station audit`: the signed audit trail.
 func newAuditCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{

@@ -9,10 +9,6 @@ import (
 	"github.com/factory-id/station/station"
 )
 
-func init() {
-	register(newBackupCommand)
-}
-
 type backupOptions struct {
 	out string
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
-	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/hint"
 )
 
 // Password variables of the ca commands (docs/CLI.md).
@@ -21,17 +21,6 @@ const (
 	envCAKeyPassword    = configs.EnvCAKeyPassword
 	envCAIssuerPassword = configs.EnvCAIssuerPassword
 )
-
-func init() {
-	register(newCACommand)
-	addClass(certgen.ErrHSM, ExitEnvironment)
-	addClass(certgen.ErrPolicy, ExitPolicy)
-	addClass(certgen.ErrIssuer, ExitUsage)
-	addClass(certgen.ErrExists, ExitUsage)
-	addClass(certgen.ErrPassword, ExitUsage)
-	addClass(enroll.ErrGroupKey, ExitUsage)
-	addClass(certgen.ErrKeyURI, ExitUsage)
-}
 
 // newCACommand is `station ca`: the offline PKI ceremony.
 func newCACommand(g *globals) *cobra.Command {
@@ -133,7 +122,7 @@ func (f *caKeyFlags) refuseOverwrite(keyFile string) error {
 			continue
 		}
 		if _, err := os.Lstat(p); err == nil {
-			return caHint{fmt.Errorf("%w: %s (pass --force to replace it)", certgen.ErrExists, p), "the ceremony never overwrites a CA without --force"}
+			return hint.Wrap(fmt.Errorf("%w: %s (pass --force to replace it)", certgen.ErrExists, p), "the ceremony never overwrites a CA without --force")
 		}
 	}
 	return nil
@@ -228,16 +217,6 @@ func reportCA(w io.Writer, asJSON bool, kind, certPath, keyRef string, inHSM boo
 	}
 	return nil
 }
-
-// caHint is an error with a next step.
-type caHint struct {
-	err  error
-	hint string
-}
-
-func (e caHint) Error() string { return e.err.Error() }
-func (e caHint) Unwrap() error { return e.err }
-func (e caHint) Hint() string  { return e.hint }
 
 // stdinTerminal returns the terminal's file descriptor when the command's
 // input is an interactive terminal.

@@ -11,8 +11,6 @@ import (
 	"github.com/factory-id/station/station"
 )
 
-func init() { register(newDemoCommand) }
-
 type demoOptions struct {
 	units int
 	out   string

@@ -19,8 +19,6 @@ import (
 	"github.com/factory-id/station/tpmops"
 )
 
-func init() { register(newEKCommand) }
-
 func newEKCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "ek",

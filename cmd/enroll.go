@@ -10,20 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 )
-
-func init() {
-	register(newEnrollCommand)
-	addClass(enroll.ErrSignature, ExitIntegrity)
-	addClass(enroll.ErrTampered, ExitIntegrity)
-	addClass(enroll.ErrDuplicates, ExitPolicy)
-	addClass(enroll.ErrNoKey, ExitUsage)
-	addClass(enroll.ErrOptions, ExitUsage)
-	addClass(enroll.ErrOutput, ExitUsage)
-	addClass(enroll.ErrSecretsNeeded, ExitUsage)
-	addClass(enroll.ErrConcurrentExport, ExitEnvironment)
-}
 
 // newEnrollCommand is `station enroll`: DPS enrollment exports.
 func newEnrollCommand(g *globals) *cobra.Command {
@@ -36,23 +25,15 @@ func newEnrollCommand(g *globals) *cobra.Command {
 	return c
 }
 
-// enrollHint adds the operator's next step to an error.
-type enrollHint struct {
-	err  error
-	hint string
-}
-
-func (e enrollHint) Error() string { return e.err.Error() }
-func (e enrollHint) Unwrap() error { return e.err }
-func (e enrollHint) Hint() string  { return e.hint }
-
-// enrollReadPublicKey reads a PEM public key (or certificate) file given by flag.
-func enrollReadPublicKey(flag, path string) (crypto.PublicKey, error) {
+// enrollReadPublicKey reads the PEM key file given by flag with parse: a
+// station's public key (audit.ParsePublicKeyPEM) or a recipient's
+// (enroll.ParseRecipientKeyPEM).
+func enrollReadPublicKey(flag, path string, parse func([]byte) (crypto.PublicKey, error)) (crypto.PublicKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, usageErrorf("%s: %v", flag, err)
 	}
-	k, err := enroll.ParsePublicKeyPEM(b)
+	k, err := parse(b)
 	if err != nil {
 		return nil, usageErrorf("%s %s: %v", flag, path, err)
 	}
@@ -89,7 +70,7 @@ func ownStationKey(g *globals) (crypto.PublicKey, error) {
 }
 
 func enrollNoKeyError() error {
-	return enrollHint{enroll.ErrNoKey, "give the station's public key with --key PUB.pem (`station audit pubkey` on that station prints it); a key inside the export would prove nothing"}
+	return hint.Wrap(enroll.ErrNoKey, "give the station's public key with --key PUB.pem (`station audit pubkey` on that station prints it); a key inside the export would prove nothing")
 }
 
 func enrollPlural(n int, word string) string {

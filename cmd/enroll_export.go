@@ -13,9 +13,6 @@ import (
 	"github.com/factory-id/station/station"
 )
 
-func init() {
-}
-
 type enrollExportOptions struct {
 	format, out    string
 	since, until   string
@@ -78,7 +75,7 @@ the last export in that format. Symmetric-key derived keys are written only with
 				Getenv: g.getenv,
 			}
 			if o.encryptTo != "" {
-				if so.EncryptTo, err = enrollReadPublicKey("--encrypt-to", o.encryptTo); err != nil {
+				if so.EncryptTo, err = enrollReadPublicKey("--encrypt-to", o.encryptTo, enroll.ParseRecipientKeyPEM); err != nil {
 					return err
 				}
 				switch so.EncryptTo.(type) {

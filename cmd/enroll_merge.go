@@ -6,7 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 )
 
@@ -39,7 +41,7 @@ written), 4 when an input does not verify.`,
 				return err
 			}
 			for _, k := range o.keys {
-				pub, err := enrollReadPublicKey("--key", k)
+				pub, err := enrollReadPublicKey("--key", k, audit.ParsePublicKeyPEM)
 				if err != nil {
 					return err
 				}
@@ -81,8 +83,8 @@ written), 4 when an input does not verify.`,
 					enrollPlural(len(rep.Manifest.Files), "file"), rep.Out, enrollPlural(rep.Excluded, "duplicated enrollment"))
 			}
 			if len(rep.Duplicates) > 0 {
-				return enrollHint{fmt.Errorf("%w: %d identities at more than one station", enroll.ErrDuplicates, len(rep.Duplicates)),
-					"investigate the units listed (clones or units provisioned twice); the combined export holds everything else, see duplicates.json"}
+				return hint.Wrap(fmt.Errorf("%w: %d identities at more than one station", enroll.ErrDuplicates, len(rep.Duplicates)),
+					"investigate the units listed (clones or units provisioned twice); the combined export holds everything else, see duplicates.json")
 			}
 			return nil
 		},

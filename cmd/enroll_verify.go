@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
 )
 
@@ -34,7 +35,7 @@ Exit 4 when anything does not verify.`,
 			if o.key == "" {
 				pub, err = ownStationKey(g)
 			} else {
-				pub, err = enrollReadPublicKey("--key", o.key)
+				pub, err = enrollReadPublicKey("--key", o.key, audit.ParsePublicKeyPEM)
 			}
 			if err != nil {
 				return err

@@ -5,18 +5,28 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/enroll/regid"
+	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/internal/hint"
+	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
+	"github.com/factory-id/station/tpmops"
+	"github.com/factory-id/station/tsskey"
 )
 
-// Exit codes of the contract.
+// Exit codes of the contract. The comment after each code is its row of the
+// README's exit-code table (TestExitCodesMatchREADME compares them).
 const (
-	ExitOK          = 0
+	ExitOK          = 0 // success
 	ExitFailed      = 1 // a provisioning step or a verify check failed
-	ExitUsage       = 2 // bad flag, invalid or unreadable config or input file
-	ExitPolicy      = 3 // refused by policy
-	ExitIntegrity   = 4 // audit chain, checkpoint or export signature does not verify
-	ExitEnvironment = 5 // TPM, HSM or database unreachable, busy or locked
+	ExitUsage       = 2 // usage or configuration error
+	ExitPolicy      = 3 // refused by policy: duplicate EK or serial, untrusted EK certificate, unit owned by someone else, firmware hash mismatch, TPM in dictionary-attack lockout (set it aside)
+	ExitIntegrity   = 4 // integrity violation: audit chain, checkpoint or export signature does not verify
+	ExitEnvironment = 5 // environment: TPM, HSM or database unreachable, busy (out of object or session slots) or locked (retry)
 )
 
 // usageError marks a command-line mistake (exit 2).
@@ -35,32 +45,106 @@ type silentError struct{ code int }
 
 func (e silentError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// classes maps sentinel errors of the libraries to exit codes. A library
-// wraps its sentinel with %w; the first match (in order) wins.
+// classes maps every sentinel error of station's packages to its exit code.
+// The first entry an error wraps (errors.Is) decides, so a sentinel that
+// wraps another comes before it. Before the table, a usage error or a
+// *configs.Error is exit 2; an error matching no entry is exit 1.
+// TestEverySentinelHasAClass requires each exported Err… variable of every
+// package to be listed here, and no entry to be hidden by an earlier one.
 var classes = []struct {
 	target error
 	code   int
 }{
+	// The database.
 	{store.ErrBusy, ExitEnvironment},
 	{store.ErrReplaced, ExitEnvironment}, // the database went away under a running command
 	{store.ErrNotStationDB, ExitUsage},   // --db or station.db names the wrong file
 	{store.ErrDamaged, ExitIntegrity},    // the station's database cannot be read whole
 	{store.ErrNotFound, ExitUsage},       // an unknown serial is bad input
+
+	// The audit log and its exports.
+	{audit.ErrIntegrity, ExitIntegrity},
+	{audit.ErrKey, ExitUsage},
+	{audit.ErrStation, ExitUsage},
+	{audit.ErrExportDir, ExitUsage},
+	{audit.ErrNotExport, ExitUsage},
+	{audit.ErrWitness, ExitEnvironment}, // the witness folder cannot be read or written
+
+	// The CA side.
+	{certgen.ErrHSM, ExitEnvironment},
+	{certgen.ErrShortLived, ExitPolicy}, // wraps ErrPolicy
+	{certgen.ErrPolicy, ExitPolicy},
+	{certgen.ErrIssuer, ExitUsage},
+	{certgen.ErrExists, ExitUsage},
+	{certgen.ErrPassword, ExitUsage},
+	{enroll.ErrGroupKey, ExitUsage},
+	{certgen.ErrKeyURI, ExitUsage},
+
+	// DPS enrollment exports and revocation.
+	{enroll.ErrSignature, ExitIntegrity},
+	{enroll.ErrTampered, ExitIntegrity},
+	{enroll.ErrDuplicates, ExitPolicy},
+	{enroll.ErrNoKey, ExitUsage},
+	{enroll.ErrOptions, ExitUsage},
+	{enroll.ErrOutput, ExitUsage},
+	{enroll.ErrSecretsNeeded, ExitUsage},
+	{enroll.ErrConcurrentExport, ExitEnvironment},
+	{enroll.ErrNotCA, ExitUsage},
+
+	// The station: setup, serials, provisioning refusals, revocation.
+	{station.ErrNotInitialized, ExitUsage},
+	{station.ErrBadSerial, ExitUsage},
+	{station.ErrDuplicateEK, ExitPolicy}, // these six wrap ErrRefused
+	{station.ErrSerialOtherTPM, ExitPolicy},
+	{station.ErrOwnedElsewhere, ExitPolicy},
+	{station.ErrRevoked, ExitPolicy},
+	{station.ErrDuplicateRegID, ExitPolicy},
+	{station.ErrIssuerRevoked, ExitPolicy},
+	{station.ErrRefused, ExitPolicy},
+	{station.ErrRevokeTarget, ExitUsage},
+
+	// The TPM.
+	{tpmops.ErrEKMismatch, ExitPolicy},
+	{tpmops.ErrUntrustedEKCert, ExitPolicy},
+	{tpmops.ErrNoEKCert, ExitPolicy},
+	{tpmops.ErrForeignKey, ExitPolicy},
+	{tpmops.ErrBadAddress, ExitUsage},
+	{tpmops.ErrUnreachable, ExitEnvironment},
+	{tpmops.ErrLockout, ExitPolicy}, // set the unit aside: not retryable
+	{tpmops.ErrTPMBusy, ExitEnvironment},
+
+	// Flashing.
+	{flash.ErrFirmwareMismatch, ExitPolicy},
+	{flash.ErrOtherUnit, ExitPolicy},
+
+	// Exit 1 on purpose: the operation failed, and nothing about the input,
+	// the policy or the environment says more. These come last, so that
+	// anything else such an error wraps decides.
+	{audit.ErrSecret, ExitFailed},      // a payload that looks like a secret is the caller's bug
+	{audit.ErrNoRecords, ExitFailed},   // a proof for a serial the log never saw
+	{audit.ErrCheckpoint, ExitFailed},  // verification wraps it in ErrIntegrity (exit 4)
+	{enroll.ErrIncomplete, ExitFailed}, // a unit record that cannot be exported
+	{regid.ErrInvalid, ExitFailed},     // issuance wraps it in certgen.ErrPolicy (exit 3)
+	{station.ErrWrongTPM, ExitFailed},  // wraps ErrVerifyFailed
+	{station.ErrVerifyFailed, ExitFailed},
+	{station.ErrEscrowKey, ExitFailed},   // a verify check; provisioning wraps it in *configs.Error (exit 2)
+	{station.ErrBadEscrow, ExitFailed},   // a verify check
+	{tpmops.ErrHandleEmpty, ExitFailed},  // callers turn it into their own refusal or check
+	{tpmops.ErrBadAuth, ExitFailed},      // provisioning refuses the unit as station.ErrOwnedElsewhere (exit 3)
+	{tpmops.ErrDPSChallenge, ExitFailed}, // the DPS attestation check of verify
+	{tpmops.ErrDPSActivation, ExitFailed},
+	{flash.ErrReadback, ExitFailed}, // the flash step, or its verify check
+	{flash.ErrTool, ExitFailed},
+	{flash.ErrUnsafeInput, ExitFailed},
+	{flash.ErrBundle, ExitFailed},
+	{flash.ErrSignature, ExitFailed},
+	{flash.ErrNVTooLarge, ExitFailed},
+	{flash.ErrNoReadback, ExitFailed},
+	{tsskey.ErrKeyFile, ExitFailed}, // a device key file that is not the one station writes: the flash step fails
 }
 
-// addClass registers a library sentinel; called from init in the files that
-// use the library, so this file need not import every package.
-func addClass(target error, code int) {
-	classes = append(classes, struct {
-		target error
-		code   int
-	}{target, code})
-}
-
-// hinter is an error that knows what the operator should do next.
-type hinter interface{ Hint() string }
-
-// Exit prints err once to w (with its hint) and returns the exit code.
+// Exit prints err once to w, with its hint (hint.Of: the most specific
+// cause's, unless an outer layer overrides it), and returns the exit code.
 func Exit(err error, w io.Writer) int {
 	if err == nil {
 		return ExitOK
@@ -70,9 +154,8 @@ func Exit(err error, w io.Writer) int {
 		return s.code
 	}
 	fmt.Fprintf(w, "station: %v\n", err)
-	var h hinter
-	if errors.As(err, &h) && h.Hint() != "" {
-		fmt.Fprintf(w, "hint: %s\n", h.Hint())
+	if h := hint.Of(err); h != "" {
+		fmt.Fprintf(w, "hint: %s\n", h)
 	}
 	return code(err)
 }

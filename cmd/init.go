@@ -10,11 +10,6 @@ import (
 	"github.com/factory-id/station/station"
 )
 
-func init() {
-	register(newInitCommand)
-	addClass(station.ErrNotInitialized, ExitUsage)
-}
-
 func newInitCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "init",

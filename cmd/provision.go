@@ -8,29 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/factory-id/station/certgen"
-	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/station"
-	"github.com/factory-id/station/tpmops"
 )
-
-func init() {
-	register(newProvisionCommand)
-	addClass(station.ErrBadSerial, ExitUsage)
-	addClass(station.ErrRefused, ExitPolicy)
-	addClass(tpmops.ErrEKMismatch, ExitPolicy)
-	addClass(tpmops.ErrUntrustedEKCert, ExitPolicy)
-	addClass(tpmops.ErrNoEKCert, ExitPolicy)
-	addClass(tpmops.ErrForeignKey, ExitPolicy)
-	addClass(tpmops.ErrBadAddress, ExitUsage)
-	addClass(tpmops.ErrUnreachable, ExitEnvironment)
-	addClass(tpmops.ErrLockout, ExitPolicy) // set the unit aside: not retryable
-	addClass(tpmops.ErrTPMBusy, ExitEnvironment)
-	addClass(certgen.ErrPolicy, ExitPolicy)
-	addClass(certgen.ErrIssuer, ExitUsage)
-	addClass(flash.ErrFirmwareMismatch, ExitPolicy)
-	addClass(flash.ErrOtherUnit, ExitPolicy)
-}
 
 type provisionOptions struct {
 	unitFlags

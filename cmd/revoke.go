@@ -8,15 +8,7 @@ import (
 
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/station"
-	"github.com/factory-id/station/store"
 )
-
-func init() {
-	register(newRevokeCommand)
-	addClass(enroll.ErrNotCA, ExitUsage)
-	addClass(station.ErrRevokeTarget, ExitUsage)
-	addClass(store.ErrNotFound, ExitFailed)
-}
 
 type revokeOptions struct {
 	serial, caCert, reason string

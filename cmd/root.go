@@ -57,17 +57,24 @@ func NewRootCommand(version string) *cobra.Command {
 	pf.StringVar(&g.operator, "operator", "", "who runs this command (overrides station.operator)")
 	pf.BoolVar(&g.verbose, "verbose", false, "log each step to stderr")
 
-	for _, add := range commands {
-		root.AddCommand(add(g))
-	}
+	// The top-level commands, each built by the constructor in its own
+	// file (help lists them sorted by name).
+	root.AddCommand(
+		newInitCommand(g),
+		newProvisionCommand(g),
+		newVerifyCommand(g),
+		newUnitsCommand(g),
+		newRevokeCommand(g),
+		newEnrollCommand(g),
+		newAuditCommand(g),
+		newCACommand(g),
+		newEKCommand(g),
+		newTPMCommand(g),
+		newBackupCommand(g),
+		newDemoCommand(g),
+	)
 	return root
 }
-
-// commands lists the constructors of the top-level commands; each command's
-// file registers itself in init, so adding a command touches one file.
-var commands []func(*globals) *cobra.Command
-
-func register(f func(*globals) *cobra.Command) { commands = append(commands, f) }
 
 // config loads the configuration named by --config, $STATION_CONFIG or
 // ./station.yaml, then applies --db and --operator.

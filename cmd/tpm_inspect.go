@@ -3,7 +3,6 @@ package cmd
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,12 +14,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
-
-func init() { register(newTPMCommand) }
 
 func newTPMCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{
@@ -81,7 +79,7 @@ func (o *tpmInspectOptions) run(g *globals, c *cobra.Command) error {
 	if err != nil {
 		if g.json() {
 			// One document on stdout, whatever happened.
-			_ = writeJSON(c.OutOrStdout(), inspectFailure{TPM: addr, Error: err.Error(), ExitCode: code(err), Hint: hintOf(err)})
+			_ = writeJSON(c.OutOrStdout(), inspectFailure{TPM: addr, Error: err.Error(), ExitCode: code(err), Hint: hint.Of(err)})
 		}
 		return err
 	}
@@ -116,15 +114,6 @@ func (o *tpmInspectOptions) loadRoots(cfg *configs.Config) (*tpmops.VendorRoots,
 	}
 	rr.Certs = len(r.Certs)
 	return r, rr, nil
-}
-
-// hintOf is the hint an error carries, if any.
-func hintOf(err error) string {
-	var h hinter
-	if errors.As(err, &h) {
-		return h.Hint()
-	}
-	return ""
 }
 
 type inspectFailure struct {

@@ -10,10 +10,6 @@ import (
 	"github.com/factory-id/station/store"
 )
 
-func init() {
-	register(newUnitsCommand)
-}
-
 func newUnitsCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "units", Short: "What the station knows of its units", Args: noArgs}
 	c.AddCommand(newUnitsListCommand(g), newUnitsShowCommand(g))

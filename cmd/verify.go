@@ -12,11 +12,6 @@ import (
 	"github.com/factory-id/station/station"
 )
 
-func init() {
-	register(newVerifyCommand)
-	addClass(station.ErrVerifyFailed, ExitFailed)
-}
-
 type verifyOptions struct {
 	unitFlags
 }

@@ -339,7 +339,6 @@ func applyEnv(c *Config, env []string) error {
 			continue // an empty variable means "not set"
 		}
 		rest := strings.ToLower(strings.TrimPrefix(name, "STATION_"))
-		matched := false
 		for i := 0; i < t.NumField(); i++ {
 			sec := t.Field(i).Tag.Get("yaml")
 			if sec == "-" || !strings.HasPrefix(rest, sec+"_") {
@@ -351,14 +350,10 @@ func applyEnv(c *Config, env []string) error {
 				if sv.Type().Field(j).Tag.Get("yaml") != key {
 					continue
 				}
-				matched = true
 				if err := setScalar(sv.Field(j), val); err != nil {
 					return &Error{Key: sec + "." + key, Err: fmt.Errorf("from $%s: %w", name, err)}
 				}
 			}
-		}
-		if !matched {
-			return &Error{Err: fmt.Errorf("unknown environment variable $%s", name)}
 		}
 	}
 	return nil

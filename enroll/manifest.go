@@ -111,9 +111,11 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// ParsePublicKeyPEM reads a "PUBLIC KEY" (PKIX) PEM block, or takes the key
-// of a "CERTIFICATE" block.
-func ParsePublicKeyPEM(b []byte) (crypto.PublicKey, error) {
+// ParseRecipientKeyPEM reads the key secrets are encrypted to (Encrypt)
+// from a "PUBLIC KEY" (PKIX) PEM block, or takes the key of a "CERTIFICATE"
+// block. The station's own public key, which verifies exports, is read by
+// audit.ParsePublicKeyPEM.
+func ParseRecipientKeyPEM(b []byte) (crypto.PublicKey, error) {
 	for {
 		var blk *pem.Block
 		blk, b = pem.Decode(b)

@@ -11,9 +11,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // signedExport makes a 25-unit bulk export (3 files) signed by key seed 1.
@@ -189,17 +191,31 @@ func TestManifestKeyTypes(t *testing.T) {
 				t.Fatalf("%T: signature not deterministic", s)
 			}
 		}
-		der, _ := x509.MarshalPKIXPublicKey(s.Public())
-		pub, err := ParsePublicKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := VerifyManifest(pub, m, sig); err != nil {
-			t.Fatal(err)
+	}
+}
+
+// A recipient key comes as a PUBLIC KEY block or in a certificate.
+func TestParseRecipientKeyPEM(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(ec.Public())
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: time.Now().Add(time.Hour)}
+	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, ec.Public(), ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{
+		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}),
+		append([]byte("text before\n"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert})...),
+	} {
+		pub, err := ParseRecipientKeyPEM(b)
+		if err != nil || !ec.PublicKey.Equal(pub) {
+			t.Errorf("ParseRecipientKeyPEM = %v, %v, want the key", pub, err)
 		}
 	}
-	if _, err := ParsePublicKeyPEM([]byte("nothing")); err == nil {
-		t.Fatal("garbage parsed as a key")
+	for _, b := range [][]byte{[]byte("nothing"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1}})} {
+		if _, err := ParseRecipientKeyPEM(b); err == nil {
+			t.Errorf("%q parsed as a key", b)
+		}
 	}
 }
 

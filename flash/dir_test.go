@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/hint"
 )
 
 func openOne(t *testing.T, spec string, cfg configs.Flash, nv NVDevice) Target {
@@ -364,8 +365,7 @@ func TestLoadFirmware(t *testing.T) {
 	if !errors.Is(err, ErrFirmwareMismatch) {
 		t.Fatalf("got %v, want ErrFirmwareMismatch", err)
 	}
-	var h interface{ Hint() string }
-	if !errors.As(err, &h) || h.Hint() == "" {
+	if hint.Of(err) == "" {
 		t.Error("no hint")
 	}
 	if _, err := LoadFirmware(p, "xyz"); !errors.Is(err, ErrFirmwareMismatch) {

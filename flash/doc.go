@@ -77,9 +77,8 @@
 //
 // # Errors and exit codes
 //
-// Intended mapping in cmd: ErrFirmwareMismatch and ErrOtherUnit → 3
-// (policy); ErrReadback, ErrTool, ErrNVTooLarge → 1 (the unit fails at the
-// flash step; re-running provision retries it); ErrUnsafeInput → 2; a bundle
-// checked on its own that fails (ErrSignature) → 4. A bad target list or
-// tool definition is a *configs.Error (2).
+// cmd/errors.go maps the sentinels (errors.go) to exit codes: the firmware
+// or another unit's bundle refused is policy (3); everything else fails the
+// unit at the flash step (1), and re-running provision retries it. A bad
+// target list or tool definition is a *configs.Error (2).
 package flash

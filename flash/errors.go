@@ -3,7 +3,7 @@ package flash
 import "errors"
 
 // Sentinel errors. Callers branch on them with errors.Is; cmd maps them to
-// exit codes (see the package documentation for the intended mapping).
+// exit codes (the table in cmd/errors.go).
 var (
 	// ErrFirmwareMismatch: the firmware image's SHA-256 is not the
 	// published firmware.sha256 (policy, exit 3). Nothing was written.
@@ -22,15 +22,17 @@ var (
 	ErrTool = errors.New("flashing tool failed")
 
 	// ErrUnsafeInput: unit data (a serial, a path built from it) that could
-	// escape its place in a path or an argument list (exit 2).
+	// escape its place in a path or an argument list (exit 1; a bad serial
+	// is refused before any flash as station.ErrBadSerial, exit 2).
 	ErrUnsafeInput = errors.New("unsafe unit data")
 
 	// ErrBundle: a bundle that does not parse, is of an unknown version or is
-	// inconsistent (exit 1 within verify; exit 4 for a bundle checked alone).
+	// inconsistent (exit 1).
 	ErrBundle = errors.New("malformed credential bundle")
 
 	// ErrSignature: a bundle's digest or signature does not verify under
-	// the station key, or was made by another key (integrity, exit 4).
+	// the station key, or was made by another key (exit 1: a failed step or
+	// verify check).
 	ErrSignature = errors.New("credential bundle signature does not verify")
 
 	// ErrNVTooLarge: the certificate does not fit the TPM's NV index limit

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
 // MaxFirmwareSize bounds a firmware image read into memory.
@@ -44,7 +46,7 @@ type firmwareError struct{ path, got, want string }
 func (e *firmwareError) Error() string {
 	return fmt.Sprintf("firmware image %s has SHA-256 %s, the release's is %s: %v", e.path, e.got, e.want, ErrFirmwareMismatch)
 }
-func (e *firmwareError) Unwrap() error { return ErrFirmwareMismatch }
-func (e *firmwareError) Hint() string {
-	return "use the released image, or set firmware.sha256 to the published hash of this release"
-}
+func (e *firmwareError) Unwrap() error { return errFirmwareHint }
+
+var errFirmwareHint = hint.Wrap(ErrFirmwareMismatch,
+	"use the released image, or set firmware.sha256 to the published hash of this release")

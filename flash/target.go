@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/hint"
 )
 
 // Job is one unit's flash: its firmware and its signed bundle.
@@ -182,10 +183,10 @@ type otherUnitError struct{ where, serial, want string }
 func (e *otherUnitError) Error() string {
 	return fmt.Sprintf("%s already holds unit %s's bundle (this is unit %s): %v", e.where, e.serial, e.want, ErrOtherUnit)
 }
-func (e *otherUnitError) Unwrap() error { return ErrOtherUnit }
-func (e *otherUnitError) Hint() string {
-	return "check the fixture holds the right unit; re-run with --force to overwrite it"
-}
+func (e *otherUnitError) Unwrap() error { return errOtherUnitHint }
+
+var errOtherUnitHint = hint.Wrap(ErrOtherUnit,
+	"check the fixture holds the right unit; re-run with --force to overwrite it")
 
 // Recorded is what the station keeps of a unit's bundle: the unit record's
 // certificate and Result.Detail's "bundle_digest" and "image_size".

@@ -4,13 +4,16 @@ import (
 	"errors"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
 
-// hints say what an operator does next, for the failures that have one
-// answer. The first match wins.
-var hints = []struct {
+// provisionHints replace tpmops' generic hints (hint.Override) for the TPM
+// conditions a provision run answers differently: it resumes where it
+// stopped, so re-running provision for the unit is the retry. The first
+// match wins.
+var provisionHints = []struct {
 	err  error
 	hint string
 }{
@@ -22,36 +25,30 @@ var hints = []struct {
 	{tpmops.ErrNoEKCert, "the TPM holds no EK certificate: set the unit aside (or set tpm.require_ek_cert: false where the policy allows it)"},
 	{tpmops.ErrEKMismatch, "the key at 0x81010001 is not this TPM's standard EK: set the unit aside for QA; station never evicts it"},
 	{tpmops.ErrForeignKey, "a persistent handle station needs holds a key it did not create: set the unit aside for QA; station never evicts it"},
-	{ErrOwnedElsewhere, "the TPM was already taken by someone else: set the unit aside; clearing it needs its owner"},
-	{ErrDuplicateEK, "this TPM is already provisioned under another serial: check the label, or quarantine a possible clone"},
-	{ErrSerialOtherTPM, "the serial belongs to a unit with another TPM: check the label and the fixture"},
-	{ErrRevoked, "the unit is revoked and cannot be provisioned again"},
-	{ErrIssuerRevoked, "issue a new line intermediate (station ca issue-intermediate), point pki.issuer_cert and pki.issuer_key at it, then re-run provision"},
-	{ErrDuplicateRegID, "DPS would see two units under one registration ID: check the serial label (IDs differing only in case are the same ID), or change dps.registration_id"},
 }
 
-func hintFor(step string, err error) string {
+// withStepHint returns err, a provision failure at step, with the
+// operator's next step: the database's own hint when the database failed;
+// provision's override for a TPM condition of provisionHints; otherwise
+// the cause's own hint (a refusal, a certgen or flash error) or, when the
+// cause has none, provision's default (fix the named configuration key, or
+// re-run provision, which resumes at step).
+func withStepHint(step string, err error) error {
 	var se *store.Error // the database's own failures say what to do
 	if errors.As(err, &se) {
-		return se.Hint()
+		return err
 	}
-	for _, h := range hints {
+	for _, h := range provisionHints {
 		if errors.Is(err, h.err) {
-			return h.hint
+			return hint.Override(err, h.hint)
 		}
 	}
-	// A cause that knows its own next step (a configuration problem, a
-	// certgen refusal) says it: re-running would only fail the same way.
-	var h interface{ Hint() string }
-	if errors.As(err, &h) && h.Hint() != "" {
-		return h.Hint()
-	}
 	var ce *configs.Error
-	if errors.As(err, &ce) {
-		return "fix the configuration (" + ce.Key + ") and re-run provision for this unit"
+	switch {
+	case errors.As(err, &ce):
+		return hint.Wrap(err, "fix the configuration ("+ce.Key+") and re-run provision for this unit")
+	case step == StepFlash:
+		return hint.Wrap(err, "check the flash target and re-run provision for this unit: it resumes at the flash step")
 	}
-	if step == StepFlash {
-		return "check the flash target and re-run provision for this unit: it resumes at the flash step"
-	}
-	return "re-run provision for this unit: it resumes at step " + step
+	return hint.Wrap(err, "re-run provision for this unit: it resumes at step "+step)
 }

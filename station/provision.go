@@ -18,6 +18,7 @@ import (
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
@@ -39,15 +40,21 @@ const (
 // Steps lists the timeline in order.
 var Steps = []string{StepEK, StepSRK, StepDeviceKey, StepCertificate, StepFlash, StepOwnership, StepRecord}
 
-// Policy refusals (exit code 3).
+// Policy refusals (exit code 3), each with the operator's next step.
 var (
-	ErrRefused        = errors.New("refused by policy")
-	ErrDuplicateEK    = fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused)
-	ErrSerialOtherTPM = fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused)
-	ErrOwnedElsewhere = fmt.Errorf("%w: the unit is owned by someone else", ErrRefused)
-	ErrRevoked        = fmt.Errorf("%w: the unit is revoked", ErrRefused)
-	ErrDuplicateRegID = fmt.Errorf("%w: duplicate registration ID", ErrRefused)
-	ErrIssuerRevoked  = fmt.Errorf("%w: the issuing CA is revoked", ErrRefused)
+	ErrRefused     = errors.New("refused by policy")
+	ErrDuplicateEK = hint.Wrap(fmt.Errorf("%w: this TPM's EK is already recorded for another unit", ErrRefused),
+		"this TPM is already provisioned under another serial: check the label, or quarantine a possible clone")
+	ErrSerialOtherTPM = hint.Wrap(fmt.Errorf("%w: this serial is recorded with another TPM", ErrRefused),
+		"the serial belongs to a unit with another TPM: check the label and the fixture")
+	ErrOwnedElsewhere = hint.Wrap(fmt.Errorf("%w: the unit is owned by someone else", ErrRefused),
+		"the TPM was already taken by someone else: set the unit aside; clearing it needs its owner")
+	ErrRevoked = hint.Wrap(fmt.Errorf("%w: the unit is revoked", ErrRefused),
+		"the unit is revoked and cannot be provisioned again")
+	ErrDuplicateRegID = hint.Wrap(fmt.Errorf("%w: duplicate registration ID", ErrRefused),
+		"DPS would see two units under one registration ID: check the serial label (IDs differing only in case are the same ID), or change dps.registration_id")
+	ErrIssuerRevoked = hint.Wrap(fmt.Errorf("%w: the issuing CA is revoked", ErrRefused),
+		"issue a new line intermediate (station ca issue-intermediate), point pki.issuer_cert and pki.issuer_key at it, then re-run provision")
 )
 
 // ErrBadSerial means a serial number is unusable (exit 2).
@@ -105,10 +112,8 @@ func (e *StepError) Error() string {
 	return fmt.Sprintf("unit %s: step %s: %v", e.Serial, e.Step, e.Err)
 }
 
-func (e *StepError) Unwrap() error { return e.Err }
-
-// Hint says what the operator should do next.
-func (e *StepError) Hint() string { return hintFor(e.Step, e.Err) }
+// Unwrap returns the cause with provision's hint for it (withStepHint).
+func (e *StepError) Unwrap() error { return withStepHint(e.Step, e.Err) }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
@@ -290,7 +295,7 @@ func (r *unitRun) sameTPM() error {
 		return err
 	}
 	if err != nil || !bytes.Equal(k.Public, r.u.EKPublic) {
-		return fmt.Errorf("%w (recorded EK %s, not the one at %s on this TPM): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), handleStr(h))
+		return fmt.Errorf("%w (recorded EK %s, not the one at %s on this TPM): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), handleHex(uint32(h)))
 	}
 	return nil
 }
@@ -522,10 +527,14 @@ func (r *unitRun) run(ctx context.Context, step string) ([]audit.Event, error) {
 	return nil, fmt.Errorf("unknown step %q", step)
 }
 
+// sha256hex is the hex SHA-256 of b, as records and reports write it.
 func sha256hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// handleHex writes a TPM handle as reports and errors do ("0x81000001").
+func handleHex(h uint32) string { return fmt.Sprintf("0x%08x", h) }
 
 func (r *unitRun) stepEK() ([]audit.Event, error) {
 	cfg := r.p.env.Config
@@ -655,7 +664,7 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 		// Something is there: ours only if it is the key this unit's journal
 		// says was being persisted when the last run stopped.
 		if r.u.DeviceKeyPending == nil || !bytes.Equal(existing.Public, r.u.DeviceKeyPending) {
-			return nil, fmt.Errorf("%w: handle %s holds a key station did not create; it is left alone (free the handle or set tpm.device_key_handle)", tpmops.ErrForeignKey, handleStr(h))
+			return nil, fmt.Errorf("%w: handle %s holds a key station did not create; it is left alone (free the handle or set tpm.device_key_handle)", tpmops.ErrForeignKey, handleHex(uint32(h)))
 		}
 		r.devKey = existing
 	case errors.Is(err, tpmops.ErrHandleEmpty):
@@ -680,11 +689,9 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 	}
 	r.u.DeviceKeyHandle, r.u.DeviceKeyPublic, r.u.DeviceKeyPending = uint32(h), r.devKey.Public, nil
 	return []audit.Event{{Type: "provision.device-key", Payload: map[string]any{
-		"handle": handleStr(h), "name": hex.EncodeToString(r.devKey.Name), "public_sha256": sha256hex(r.devKey.Public),
+		"handle": handleHex(uint32(h)), "name": hex.EncodeToString(r.devKey.Name), "public_sha256": sha256hex(r.devKey.Public),
 	}}}, nil
 }
-
-func handleStr(h tpm2.TPMHandle) string { return fmt.Sprintf("0x%08x", uint32(h)) }
 
 // ensureDeviceKey reloads the device key when a resumed run skipped its step.
 func (r *unitRun) ensureDeviceKey() error {

@@ -23,6 +23,7 @@ import (
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
@@ -280,7 +281,7 @@ func TestProvisionRefusals(t *testing.T) {
 				t.Fatalf("provision = %v, want %v", err, tc.want)
 			}
 			var se *StepError
-			if !errors.As(err, &se) || se.Serial != "REF-1" || se.Hint() == "" || res.FailedStep == "" {
+			if !errors.As(err, &se) || se.Serial != "REF-1" || hint.Of(err) == "" || res.FailedStep == "" {
 				t.Errorf("error %v does not name the unit, the step and a hint", err)
 			}
 			if u := l.unit("REF-1"); u != nil && u.Status == store.StatusProvisioned {

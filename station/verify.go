@@ -25,6 +25,7 @@ import (
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
@@ -105,18 +106,8 @@ var ErrVerifyFailed = errors.New("unit failed verification")
 // ErrWrongTPM means the TPM verify reached holds another EK than the unit's
 // recorded one: another unit (or an unknown TPM) is on the fixture. It
 // wraps ErrVerifyFailed.
-var ErrWrongTPM = &hintedError{fmt.Errorf("%w: wrong TPM on the fixture", ErrVerifyFailed),
-	"put the unit named on the fixture (or verify the unit the TPM belongs to), then re-run verify"}
-
-// hintedError is a sentinel that also says what to do next.
-type hintedError struct {
-	err  error
-	hint string
-}
-
-func (e *hintedError) Error() string { return e.err.Error() }
-func (e *hintedError) Unwrap() error { return e.err }
-func (e *hintedError) Hint() string  { return e.hint }
+var ErrWrongTPM = hint.Wrap(fmt.Errorf("%w: wrong TPM on the fixture", ErrVerifyFailed),
+	"put the unit named on the fixture (or verify the unit the TPM belongs to), then re-run verify")
 
 // dpsKeyHandle is where the DPS SDKs persist the key of the attestation
 // challenge; verify persists its test key there only when it is free.
@@ -324,7 +315,7 @@ func (v *verifier) otherUnitsTPM() string {
 	}
 	var other string
 	_ = v.env.DB.View(func(tx *bolt.Tx) error {
-		other = store.SerialByEK(tx, sha256Hex(k.Public))
+		other = store.SerialByEK(tx, sha256hex(k.Public))
 		return nil
 	})
 	if other == "" {
@@ -363,13 +354,6 @@ func (v *verifier) sort() {
 	v.rep.Checks = out
 }
 
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-func handleHex(h uint32) string { return fmt.Sprintf("0x%08x", h) }
-
 // record: the unit exists, finished provisioning, and its record is
 // self-consistent (the hashes and the registration ID derive from what it
 // holds).
@@ -395,10 +379,10 @@ func (v *verifier) checkRecord() (string, error) {
 	if len(missing) > 0 {
 		return "", fmt.Errorf("record lacks: %s", strings.Join(missing, ", "))
 	}
-	if got := sha256Hex(u.EKPublic); u.EKSHA256 != "" && got != u.EKSHA256 {
+	if got := sha256hex(u.EKPublic); u.EKSHA256 != "" && got != u.EKSHA256 {
 		return "", fmt.Errorf("record's EK hashes to %s, the record says %s", got, u.EKSHA256)
 	}
-	if got := sha256Hex(u.Cert); got != u.CertSHA256 {
+	if got := sha256hex(u.Cert); got != u.CertSHA256 {
 		return "", fmt.Errorf("record's certificate hashes to %s, the record says %s", got, u.CertSHA256)
 	}
 	if u.Attestation == enroll.AttestTPM {
@@ -473,7 +457,7 @@ func (v *verifier) checkEK() (string, error) {
 		return "", errors.New(v.wrongTPM)
 	}
 	if !bytes.Equal(k.Public, v.unit.EKPublic) {
-		return "", fmt.Errorf("the key at %s (SHA-256 %s) is not the recorded EK (%s)", handleHex(uint32(handle)), sha256Hex(k.Public), sha256Hex(v.unit.EKPublic))
+		return "", fmt.Errorf("the key at %s (SHA-256 %s) is not the recorded EK (%s)", handleHex(uint32(handle)), sha256hex(k.Public), sha256hex(v.unit.EKPublic))
 	}
 	// The handle is occupied, so EnsureEK only compares (it persists nothing).
 	if _, _, err := v.tpm.EnsureEK(alg, nil); err != nil {
@@ -482,7 +466,7 @@ func (v *verifier) checkEK() (string, error) {
 		}
 		return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK of this TPM: %w", handleHex(uint32(handle)), alg, err)
 	}
-	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(handle)), sha256Hex(k.Public)), nil
+	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(handle)), sha256hex(k.Public)), nil
 }
 
 // ek-cert: the certificate of the recorded EK (in NV, else in
@@ -783,7 +767,7 @@ func (v *verifier) checkCertificate() (string, error) {
 		probs = append(probs, fmt.Sprintf("unit revoked %s: %s", u.Revocation.At.UTC().Format(time.RFC3339), u.Revocation.Reason))
 	}
 	for _, c := range chain {
-		if r, ok := v.revokedCAs[sha256Hex(c.Raw)]; ok {
+		if r, ok := v.revokedCAs[sha256hex(c.Raw)]; ok {
 			probs = append(probs, fmt.Sprintf("issuer %q revoked %s: %s", c.Subject.CommonName, r.At.UTC().Format(time.RFC3339), r.Reason))
 		}
 	}

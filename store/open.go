@@ -14,24 +14,31 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
 // Conditions of the database file that callers branch on. Each comes wrapped
-// in an *Error naming the file and what was found.
+// in an *Error naming the file and what was found, and carries the
+// operator's next step (hint.Of).
 var (
 	// ErrBusy means another process holds the database (retryable).
-	ErrBusy = errors.New("station database is in use by another process")
+	ErrBusy = hint.New("station database is in use by another process",
+		"another station command holds the database: wait for it to finish and retry")
 	// ErrNotStationDB means the path names something that is not an
 	// initialized database of this station: an empty file, another program's
 	// file, a database `station init` never finished, another station's.
-	ErrNotStationDB = errors.New("not a station database")
+	ErrNotStationDB = hint.New("not a station database",
+		"check station.db in the config (or --db); if this file was the station's database, restore it from its latest backup (docs/DATABASE.md); `station init` creates a database only where no file exists")
 	// ErrDamaged means the file is a station database (it carries bbolt's
 	// header) that cannot be read whole: truncated, a bad checksum, a corrupt
 	// page, a record that does not decode.
-	ErrDamaged = errors.New("station database is damaged")
+	ErrDamaged = hint.New("station database is damaged",
+		"keep the damaged file as evidence, restore the database from its latest backup (docs/DATABASE.md), then run `station audit verify`")
 	// ErrReplaced means the database file was deleted, renamed or replaced
 	// while this process had it open: what it writes would be lost.
-	ErrReplaced = errors.New("station database was deleted or replaced while in use")
+	ErrReplaced = hint.New("station database was deleted or replaced while in use",
+		"stop the line: put the database file back (or restore its latest backup, docs/DATABASE.md) and re-run; a unit stopped mid-way resumes")
 )
 
 // Error is a failure of the database file at Path (empty when the caller has
@@ -54,21 +61,6 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// Hint says what the operator does next.
-func (e *Error) Hint() string {
-	switch e.Err {
-	case ErrBusy:
-		return "another station command holds the database: wait for it to finish and retry"
-	case ErrNotStationDB:
-		return "check station.db in the config (or --db); if this file was the station's database, restore it from its latest backup (docs/DATABASE.md); `station init` creates a database only where no file exists"
-	case ErrDamaged:
-		return "keep the damaged file as evidence, restore the database from its latest backup (docs/DATABASE.md), then run `station audit verify`"
-	case ErrReplaced:
-		return "stop the line: put the database file back (or restore its latest backup, docs/DATABASE.md) and re-run; a unit stopped mid-way resumes"
-	}
-	return ""
-}
 
 // Options say how to open a station database.
 type Options struct {

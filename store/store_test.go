@@ -16,6 +16,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
 func TestPutUnitKeepsIndexes(t *testing.T) {
@@ -78,7 +80,7 @@ func TestErrBusy(t *testing.T) {
 	db := mustCreateDB(t)
 	_, err := Open(db.Path(), testOptions())
 	var se *Error
-	if !errors.Is(err, ErrBusy) || !errors.As(err, &se) || se.Hint() == "" {
+	if !errors.Is(err, ErrBusy) || !errors.As(err, &se) || hint.Of(err) == "" {
 		t.Fatalf("second read-write open: %v, want ErrBusy with a hint", err)
 	}
 	o := testOptions()
@@ -246,7 +248,7 @@ func TestOpenRefuses(t *testing.T) {
 			path := writeFile(t, tc.data)
 			_, err := Open(path, testOptions())
 			var se *Error
-			if !errors.Is(err, tc.want) || !errors.As(err, &se) || se.Hint() == "" || !strings.Contains(err.Error(), path) {
+			if !errors.Is(err, tc.want) || !errors.As(err, &se) || hint.Of(err) == "" || !strings.Contains(err.Error(), path) {
 				t.Errorf("Open: %v, want %v naming the file, with a hint", err, tc.want)
 			}
 			if got, _ := os.ReadFile(path); !bytes.Equal(got, tc.data) {
@@ -347,7 +349,7 @@ func TestReplacedUnderneath(t *testing.T) {
 			}
 			err := db.Update(func(tx *bolt.Tx) error { return PutUnit(tx, testUnit(1)) })
 			var se *Error
-			if !errors.Is(err, ErrReplaced) || !errors.As(err, &se) || se.Hint() == "" {
+			if !errors.Is(err, ErrReplaced) || !errors.As(err, &se) || hint.Of(err) == "" {
 				t.Fatalf("Update after the file was %s: %v, want ErrReplaced", how, err)
 			}
 			if how == "replaced" {

@@ -29,9 +29,8 @@
 //   - Errors wrap the sentinels (ErrUnreachable, ErrBadAddress, ErrEKMismatch,
 //     ErrNoEKCert, ErrUntrustedEKCert, ErrForeignKey, ErrHandleEmpty,
 //     ErrLockout, ErrBadAuth) and the go-tpm response code; each sentinel
-//     carries a Hint() for the operator.
-//   - Never probes the lockout auth (it is dictionary-attack protected);
-//     the owner auth probe (OwnerAuthIsEmpty) is DA-exempt.
+//     but ErrHandleEmpty carries the operator's next step (internal/hint).
+//   - Never probes the lockout auth (it is dictionary-attack protected).
 //   - FlushStale clears only volatile handles a killed client left on a TPM
 //     without a resource manager, so a resumed run starts clean.
 //   - Seal wraps data (a symmetric-key unit's device key) as a fixedTPM,

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,28 +216,39 @@ func TestDPSChallengeBreaks(t *testing.T) {
 			})
 		}
 
-		// A duplicate whose integrity is broken (one byte of the private
-		// flipped) is refused by the import, after the credential activates.
-		t.Run("tampered duplicate", func(t *testing.T) {
-			ak, err := MakeDPSChallenge(ekPub, srkPub, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ch, err := ParseDPSChallenge(ak)
-			if err != nil {
-				t.Fatal(err)
-			}
-			off := 2 + len(ch.CredentialBlob.Buffer) + 2 + len(ch.CredentialSeed.Buffer) + 2 + 40
-			ak[off] ^= 1
-			_, err = e.tpm.DPSSign(ak, d, []byte("x"))
-			var se *DPSStepError
-			if !errors.As(err, &se) || se.Step != "importing the key under the SRK" {
-				t.Fatalf("DPSSign = %v, want an import failure", err)
-			}
-			if hs, _ := e.tpm.Transients(); len(hs) != 0 {
-				t.Fatalf("transients left: %v", hs)
-			}
-		})
+		// One byte flipped: in the credential (its last byte), the activation
+		// refuses it; in the duplicate's private, the import refuses it after
+		// the credential activates.
+		for _, tc := range []struct {
+			name     string
+			offset   func(ch *DPSChallenge) int
+			wantStep string
+		}{
+			{"tampered credential", func(ch *DPSChallenge) int { return 2 + len(ch.CredentialBlob.Buffer) - 1 }, "activating the credential"},
+			{"tampered duplicate", func(ch *DPSChallenge) int {
+				return 2 + len(ch.CredentialBlob.Buffer) + 2 + len(ch.CredentialSeed.Buffer) + 2 + 40
+			}, "importing the key under the SRK"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ak, err := MakeDPSChallenge(ekPub, srkPub, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ch, err := ParseDPSChallenge(ak)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ak[tc.offset(ch)] ^= 1
+				_, err = e.tpm.DPSSign(ak, d, []byte("x"))
+				var se *DPSStepError
+				if !errors.As(err, &se) || !strings.HasPrefix(se.Step, tc.wantStep) {
+					t.Fatalf("DPSSign = %v, want a failure at %q", err, tc.wantStep)
+				}
+				if hs, _ := e.tpm.Transients(); len(hs) != 0 {
+					t.Fatalf("transients left: %v", hs)
+				}
+			})
+		}
 	})
 }
 

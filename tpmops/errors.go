@@ -5,57 +5,50 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/factory-id/station/internal/hint"
 )
 
-// sentinel is an error callers branch on (errors.Is) that also tells the
-// operator what to do next (Hint, printed by the command line).
-type sentinel struct{ msg, hint string }
-
-func (e *sentinel) Error() string { return e.msg }
-
-// Hint says what the operator should do next.
-func (e *sentinel) Hint() string { return e.hint }
-
 // Sentinel errors callers branch on. Every error returned by this package that
-// stems from one of these conditions wraps the sentinel (errors.Is works), and
-// errors.As finds a Hint() string on it.
+// stems from one of these conditions wraps the sentinel (errors.Is works);
+// most carry the operator's next step (hint.Of).
 var (
 	// ErrUnreachable: the TPM could not be opened or stopped answering.
-	ErrUnreachable error = &sentinel{"TPM unreachable",
-		"check the fixture's TPM connection (the --tpm address; swtpm running; /dev/tpmrm0 present and accessible), then retry"}
+	ErrUnreachable = hint.New("TPM unreachable",
+		"check the fixture's TPM connection (the --tpm address; swtpm running; /dev/tpmrm0 present and accessible), then retry")
 	// ErrBadAddress: the TPM address is malformed (a usage or configuration
 	// error, not a retryable one).
-	ErrBadAddress error = &sentinel{"bad TPM address",
-		"use sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path such as /dev/tpmrm0"}
+	ErrBadAddress = hint.New("bad TPM address",
+		"use sim, sim:SEED, swtpm://HOST:PORT, unix:///PATH or a device path such as /dev/tpmrm0")
 	// ErrEKMismatch: the key persisted at the EK handle is not the EK the
 	// standard template gives on this TPM.
-	ErrEKMismatch error = &sentinel{"key at the EK handle is not the standard EK",
-		"another tool persisted a non-standard EK (some DPS SDKs do); it was left in place: set the unit aside and clear its TPM deliberately"}
+	ErrEKMismatch = hint.New("key at the EK handle is not the standard EK",
+		"another tool persisted a non-standard EK (some DPS SDKs do); it was left in place: set the unit aside and clear its TPM deliberately")
 	// ErrNoEKCert: no EK certificate in the TPM's NV.
-	ErrNoEKCert error = &sentinel{"no EK certificate in NV",
-		"this TPM carries no manufacturer EK certificate; use TPMs that do, or set tpm.require_ek_cert: false"}
+	ErrNoEKCert = hint.New("no EK certificate in NV",
+		"this TPM carries no manufacturer EK certificate; use TPMs that do, or set tpm.require_ek_cert: false")
 	// ErrUntrustedEKCert: the EK certificate does not chain to a trusted
 	// vendor root or does not certify this EK.
-	ErrUntrustedEKCert error = &sentinel{"untrusted EK certificate",
-		"if this TPM vendor is approved, add its EK CA certificates to tpm.vendor_roots; otherwise set the unit aside"}
+	ErrUntrustedEKCert = hint.New("untrusted EK certificate",
+		"if this TPM vendor is approved, add its EK CA certificates to tpm.vendor_roots; otherwise set the unit aside")
 	// ErrForeignKey: a persistent handle (or NV index) holds something this
 	// station did not make and will not reuse; it is never evicted.
-	ErrForeignKey error = &sentinel{"foreign key at persistent handle",
-		"the handle holds a key this station did not create; it was left in place: set the unit aside"}
+	ErrForeignKey = hint.New("foreign key at persistent handle",
+		"the handle holds a key this station did not create; it was left in place: set the unit aside")
 	// ErrHandleEmpty: nothing at the handle (object or NV index).
-	ErrHandleEmpty error = &sentinel{"handle empty", ""}
+	ErrHandleEmpty = errors.New("handle empty")
 	// ErrLockout: the TPM is in dictionary-attack lockout.
-	ErrLockout error = &sentinel{"TPM in dictionary-attack lockout",
-		"too many failed authorizations: set the unit aside for QA (it recovers after its recovery time, or with the unit's escrowed lockout auth)"}
+	ErrLockout = hint.New("TPM in dictionary-attack lockout",
+		"too many failed authorizations: set the unit aside for QA (it recovers after its recovery time, or with the unit's escrowed lockout auth)")
 	// ErrTPMBusy: the TPM is out of a resource (object or session slots,
 	// memory, NV write rate) or kept asking to be retried: nothing is wrong
 	// with the unit, and a later run (which flushes what a killed client
 	// left loaded) succeeds.
-	ErrTPMBusy error = &sentinel{"TPM out of resources or busy",
-		"the TPM ran out of object or session slots or is busy; re-run the command (it flushes what a killed run left loaded), and power-cycle the unit if it persists"}
+	ErrTPMBusy = hint.New("TPM out of resources or busy",
+		"the TPM ran out of object or session slots or is busy; re-run the command (it flushes what a killed run left loaded), and power-cycle the unit if it persists")
 	// ErrBadAuth: an authorization value was refused.
-	ErrBadAuth error = &sentinel{"authorization refused",
-		"the TPM refused an authorization: the unit may already be owned by someone else"}
+	ErrBadAuth = hint.New("authorization refused",
+		"the TPM refused an authorization: the unit may already be owned by someone else")
 )
 
 // classify adds this package's sentinels to a TPM response code error, so

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/internal/swtpmtest"
 )
 
@@ -24,8 +25,7 @@ func TestClassify(t *testing.T) {
 		if !errors.Is(err, tc.want) || !errors.Is(err, tc.rc) {
 			t.Errorf("classify(%#x) = %v, want %v and the TPM code", uint32(tc.rc), err, tc.want)
 		}
-		var h interface{ Hint() string }
-		if !errors.As(err, &h) || h.Hint() == "" {
+		if hint.Of(err) == "" {
 			t.Errorf("classify(%#x): no hint", uint32(tc.rc))
 		}
 	}
@@ -51,7 +51,7 @@ func TestObjectMemoryIsBusy(t *testing.T) {
 		if err != nil || n == 0 {
 			t.Fatalf("FlushStale = %d, %v", n, err)
 		}
-		k, err := e.tpm.StandardEK(RSA2048)
+		k, err := e.tpm.standardEK(RSA2048)
 		if err != nil {
 			t.Fatalf("after flushing: %v", err)
 		}

@@ -2,9 +2,12 @@ package tpmops
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/factory-id/station/internal/swtpmtest"
 )
@@ -96,4 +99,20 @@ func eachTPM(t *testing.T, opts swtpmtest.Options, fn func(t *testing.T, e *env)
 		openChecked(t, e, e.sw.Addr)
 		fn(t, e)
 	})
+}
+
+// standardEK returns the EK the standard template gives on this TPM
+// (CreatePrimary in the endorsement hierarchy, flushed at once) with Handle
+// set to the standard persistent handle, and persists nothing.
+func (t *TPM) standardEK(alg Alg) (Key, error) {
+	tmpl, handle, err := EKTemplate(alg)
+	if err != nil {
+		return Key{}, err
+	}
+	k, err := t.createPrimary(tpm2.TPMRHEndorsement, nil, tmpl)
+	if err != nil {
+		return Key{}, fmt.Errorf("creating the %s EK: %w", alg, err)
+	}
+	t.flush(k.Handle)
+	return persistedAs(k, handle), nil
 }

@@ -82,7 +82,7 @@ func foreignTemplate() tpm2.TPMTPublic {
 // nothing on the TPM changed.
 func TestInspect(t *testing.T) {
 	eachTPM(t, swtpmtest.Options{}, func(t *testing.T, e *env) {
-		ek, err := e.tpm.StandardEK(RSA2048)
+		ek, err := e.tpm.standardEK(RSA2048)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -197,24 +197,6 @@ func persistedAs(k Key, handle tpm2.TPMHandle) Key {
 	return k
 }
 
-// StandardEK returns the EK the standard template gives on this TPM
-// (CreatePrimary in the endorsement hierarchy, flushed at once) with Handle
-// set to the standard persistent handle, and persists nothing: for read-only
-// checks such as station verify, which compare it with ReadPublic of that
-// handle and with the recorded EK.
-func (t *TPM) StandardEK(alg Alg) (Key, error) {
-	tmpl, handle, err := EKTemplate(alg)
-	if err != nil {
-		return Key{}, err
-	}
-	k, err := t.createPrimary(tpm2.TPMRHEndorsement, nil, tmpl)
-	if err != nil {
-		return Key{}, fmt.Errorf("creating the %s EK: %w", alg, err)
-	}
-	t.flush(k.Handle)
-	return persistedAs(k, handle), nil
-}
-
 // EnsureEK creates the standard EK for alg (CreatePrimary in the
 // endorsement hierarchy with empty auth, exactly once) and makes sure it is
 // persisted at the standard handle (0x81010001 RSA, 0x81010002 ECC):

@@ -86,12 +86,12 @@ func TestEnsureEK(t *testing.T) {
 		} {
 			t.Run(string(tc.alg), func(t *testing.T) {
 				tmpl, handle, _ := EKTemplate(tc.alg)
-				std, err := e.tpm.StandardEK(tc.alg)
+				std, err := e.tpm.standardEK(tc.alg)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if _, err := e.tpm.ReadPublic(handle); tc.preexisting == errors.Is(err, ErrHandleEmpty) {
-					t.Fatalf("StandardEK changed what is persisted at %#x: %v", uint32(handle), err)
+					t.Fatalf("standardEK changed what is persisted at %#x: %v", uint32(handle), err)
 				}
 				ek, persisted, err := e.tpm.EnsureEK(tc.alg, nil)
 				if err != nil {
@@ -105,7 +105,7 @@ func TestEnsureEK(t *testing.T) {
 				}
 				checkTemplate(t, ek, tmpl)
 				if !bytes.Equal(std.Public, ek.Public) || std.Handle != ek.Handle {
-					t.Fatal("StandardEK differs from the persisted EK")
+					t.Fatal("standardEK differs from the persisted EK")
 				}
 				if tc.alg == RSA2048 && (len(ek.Public) != 316 || !bytes.HasPrefix(ek.Public, []byte{0x01, 0x3a, 0x00, 0x01, 0x00, 0x0b, 0x00, 0x03, 0x00, 0xb2})) {
 					t.Fatalf("RSA EK TPM2B_PUBLIC: %d bytes, starts %x", len(ek.Public), ek.Public[:10])

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/factory-id/station/internal/swtpmtest"
@@ -58,11 +59,11 @@ func TestLockout(t *testing.T) {
 		if _, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256); !errors.Is(err, ErrLockout) {
 			t.Fatalf("signing in lockout: %v, want ErrLockout", err)
 		}
-		if err := e.tpm.ResetDALockout(nil); err != nil {
+		if err := e.tpm.resetDALockout(nil); err != nil {
 			t.Fatal(err)
 		}
 		if p, err := e.tpm.Permanent(); err != nil || p.InLockout {
-			t.Fatalf("after ResetDALockout: %+v, %v", p, err)
+			t.Fatalf("after resetDALockout: %+v, %v", p, err)
 		}
 		if _, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
 			t.Fatalf("signing after the reset: %v", err)
@@ -121,4 +122,13 @@ func TestFirstDAAuthAfterStartup(t *testing.T) {
 		}
 	}
 	t.Logf("TPM_RC_RETRY answers absorbed by the transport: %d (response codes %#x)", retries, spy.rcs)
+}
+
+// resetDALockout runs TPM2_DictionaryAttackLockReset (lockout auth): the
+// failure counter goes to zero and the TPM leaves lockout.
+func (t *TPM) resetDALockout(lockoutAuth []byte) error {
+	if err := t.lockoutCommand(ccDictionaryAttackLockReset, lockoutAuth, nil); err != nil {
+		return fmt.Errorf("resetting dictionary-attack lockout: %w", err)
+	}
+	return nil
 }

@@ -94,15 +94,6 @@ func (t *TPM) SetDAParams(lockoutAuth []byte, p DAParams) error {
 	return nil
 }
 
-// ResetDALockout runs TPM2_DictionaryAttackLockReset (lockout auth): the
-// failure counter goes to zero and the TPM leaves lockout.
-func (t *TPM) ResetDALockout(lockoutAuth []byte) error {
-	if err := t.lockoutCommand(ccDictionaryAttackLockReset, lockoutAuth, nil); err != nil {
-		return fmt.Errorf("resetting dictionary-attack lockout: %w", err)
-	}
-	return nil
-}
-
 // lockoutCommand marshals a command whose one handle is TPM_RH_LOCKOUT,
 // authorised by a password session, and checks the response code.
 func (t *TPM) lockoutCommand(cc uint32, auth, params []byte) error {
@@ -246,43 +237,6 @@ func (t *TPM) ProveAuth(h Hierarchy, auth []byte, saltKey Key) error {
 		return fmt.Errorf("proving the %s auth: %w", h, classify(err))
 	}
 	return nil
-}
-
-// probeTemplate is a keyed-hash primary: deriving it costs the TPM a KDF,
-// not a key search, so it makes a cheap owner-authorised probe.
-var probeTemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgKeyedHash,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true, SignEncrypt: true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
-		Scheme: tpm2.TPMTKeyedHashScheme{
-			Scheme:  tpm2.TPMAlgHMAC,
-			Details: tpm2.NewTPMUSchemeKeyedHash(tpm2.TPMAlgHMAC, &tpm2.TPMSSchemeHMAC{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BDigest{Buffer: []byte("station owner-auth probe")}),
-}
-
-// OwnerAuthIsEmpty reports whether an owner-authorised command succeeds with
-// an empty password (a keyed-hash CreatePrimary, flushed at once). A set
-// owner auth gives TPM_RC_BAD_AUTH, which the owner hierarchy does not count
-// against the dictionary-attack counter. The lockout auth is never probed.
-func (t *TPM) OwnerAuthIsEmpty() (bool, error) {
-	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-		InPublic:      tpm2.New2B(probeTemplate),
-	}.Execute(t.tr)
-	if err == nil {
-		t.flush(rsp.ObjectHandle)
-		return true, nil
-	}
-	err = classify(err)
-	if errors.Is(err, ErrBadAuth) {
-		return false, nil
-	}
-	return false, fmt.Errorf("probing the owner auth: %w", err)
 }
 
 // encryptIn returns a one-shot HMAC session salted to saltKey (whose public

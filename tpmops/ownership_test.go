@@ -3,9 +3,12 @@ package tpmops
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/factory-id/station/internal/swtpmtest"
 )
@@ -48,8 +51,8 @@ func TestOwnership(t *testing.T) {
 		if p.OwnerAuthSet || p.LockoutAuthSet || p.EndorsementAuthSet || p.InLockout {
 			t.Fatalf("fresh TPM: %+v", p)
 		}
-		if empty, err := e.tpm.OwnerAuthIsEmpty(); err != nil || !empty {
-			t.Fatalf("OwnerAuthIsEmpty on a fresh TPM = %v, %v", empty, err)
+		if empty, err := e.tpm.ownerAuthIsEmpty(); err != nil || !empty {
+			t.Fatalf("ownerAuthIsEmpty on a fresh TPM = %v, %v", empty, err)
 		}
 		da, err := e.tpm.DAParams()
 		if err != nil {
@@ -88,8 +91,8 @@ func TestOwnership(t *testing.T) {
 				}
 			}
 		}
-		if empty, err := e.tpm.OwnerAuthIsEmpty(); err != nil || empty {
-			t.Fatalf("OwnerAuthIsEmpty after taking ownership = %v, %v", empty, err)
+		if empty, err := e.tpm.ownerAuthIsEmpty(); err != nil || empty {
+			t.Fatalf("ownerAuthIsEmpty after taking ownership = %v, %v", empty, err)
 		}
 		// The new owner auth works, the old (empty) one does not.
 		if _, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil); !errors.Is(err, ErrBadAuth) {
@@ -118,8 +121,8 @@ func TestOwnership(t *testing.T) {
 		if err := e.tpm.ChangeAuth(Owner, ownerAuth, nil, ek); err != nil {
 			t.Fatal(err)
 		}
-		if empty, err := e.tpm.OwnerAuthIsEmpty(); err != nil || !empty {
-			t.Fatalf("OwnerAuthIsEmpty after clearing = %v, %v", empty, err)
+		if empty, err := e.tpm.ownerAuthIsEmpty(); err != nil || !empty {
+			t.Fatalf("ownerAuthIsEmpty after clearing = %v, %v", empty, err)
 		}
 	})
 }
@@ -141,4 +144,41 @@ func TestChangeAuthRefusesLongAuth(t *testing.T) {
 	if p, err := e.tpm.Permanent(); err != nil || !p.LockoutAuthSet {
 		t.Fatalf("Permanent = %+v, %v", p, err)
 	}
+}
+
+// probeTemplate is a keyed-hash primary: deriving it costs the TPM a KDF,
+// not a key search, so it makes a cheap owner-authorised probe.
+var probeTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgKeyedHash,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true, SignEncrypt: true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
+		Scheme: tpm2.TPMTKeyedHashScheme{
+			Scheme:  tpm2.TPMAlgHMAC,
+			Details: tpm2.NewTPMUSchemeKeyedHash(tpm2.TPMAlgHMAC, &tpm2.TPMSSchemeHMAC{HashAlg: tpm2.TPMAlgSHA256}),
+		},
+	}),
+	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BDigest{Buffer: []byte("station owner-auth probe")}),
+}
+
+// ownerAuthIsEmpty reports whether an owner-authorised command succeeds with
+// an empty password (a keyed-hash CreatePrimary, flushed at once). A set
+// owner auth gives TPM_RC_BAD_AUTH, which the owner hierarchy does not count
+// against the dictionary-attack counter. The lockout auth is never probed.
+func (t *TPM) ownerAuthIsEmpty() (bool, error) {
+	rsp, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		InPublic:      tpm2.New2B(probeTemplate),
+	}.Execute(t.tr)
+	if err == nil {
+		t.flush(rsp.ObjectHandle)
+		return true, nil
+	}
+	err = classify(err)
+	if errors.Is(err, ErrBadAuth) {
+		return false, nil
+	}
+	return false, fmt.Errorf("probing the owner auth: %w", err)
 }
