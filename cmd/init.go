@@ -25,7 +25,7 @@ checks of station doctor on what init cannot create (vendor roots, the line
 intermediate and its key, the escrow key, the firmware, the fixtures' TPMs)
 and prints them. The exit code is doctor's: 1 when a check failed (the
 database and key are created all the same), 0 otherwise; warnings pass.`,
-		Args:  noArgs,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := g.config()
 			if err != nil {

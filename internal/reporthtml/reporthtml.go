@@ -63,7 +63,7 @@ type view struct {
 // Render writes the report as an HTML page to w.
 func Render(w io.Writer, r *station.Report, generated time.Time) error {
 	return page.Execute(w, view{R: r, StepTimes: stepTimesChart(r), Throughput: throughputChart(r),
-		ByStep: countChart("failures-by-step", "Failed attempts by step", r.FailuresByStep),
+		ByStep:  countChart("failures-by-step", "Failed attempts by step", r.FailuresByStep),
 		ByCause: countChart("failures-by-cause", "Failed attempts by cause", r.FailuresByCause), Generated: generated})
 }
 
