@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the test dependencies (swtpm, tpm2-tools, SoftHSM2, OpenSSL headers)
+# Installs the test dependencies (swtpm, tpm2-tools, SoftHSM2, OpenSSL headers,
+# Chromium for rendering station report's HTML page headless)
 # with apt when they are missing and we are root; otherwise says exactly what
 # to install. Under CI=true a missing dependency is a failure, never a skip.
 set -euo pipefail
-pkgs=(swtpm swtpm-tools gnutls-bin tpm2-tools softhsm2 libssl-dev openssl)
+pkgs=(swtpm swtpm-tools gnutls-bin tpm2-tools softhsm2 libssl-dev openssl chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -72,7 +72,7 @@ const (
 	labelWidth = 150.0
 	rowHeight  = 26.0
 	barHeight  = 16.0
-	valueWidth = 190.0
+	valueWidth = 240.0
 )
 
 // stepTimesChart draws each step's p95 (pale) with its p50 (dark) over it.
