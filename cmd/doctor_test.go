@@ -279,6 +279,15 @@ func TestDoctor(t *testing.T) {
 		}
 		checks, _ = l.doctorRun([]string{"doctor"}, "STATION_PKI_ISSUER_KEY="+enc, "STATION_PKI_KEY_PASSWORD=correct horse battery")
 		want(t, checks, "issuer-key", station.CheckPass, `^encrypted PEM .* opens and signs for "Demo Line 1 CA"`, "")
+		// The password is never shown, right or wrong.
+		for _, pw := range []string{"correct horse battery", "tr0ub4dor-guess"} {
+			c := l.cmd("doctor")
+			c.Env = append(c.Env, "STATION_PKI_ISSUER_KEY="+enc, "STATION_PKI_KEY_PASSWORD="+pw)
+			text, _ := c.CombinedOutput()
+			if strings.Contains(string(text), pw) {
+				t.Errorf("doctor printed the issuer key's password %q", pw)
+			}
+		}
 	})
 	t.Run("escrow key is a private key", func(t *testing.T) {
 		checks, code := l.doctorRun([]string{"doctor"}, "STATION_OWNERSHIP_ESCROW_PUBLIC_KEY="+filepath.Join(l.dir, "escrow.key.pem"))
