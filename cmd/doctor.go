@@ -37,7 +37,8 @@ what it found and, unless it passed, what to do:
   disk          free space where the database and exports go (warn under 1 GiB or 5%)
 
 It changes nothing. Exit 1 if any check failed, 0 otherwise (warnings do not
-fail). -o json: {"checks":[{"name","status","detail","hint"}],"exit_code":N}.`,
+fail). -o json: {"checks":[{"name","status","detail","hint"}],"exit_code":N}
+(hint "" when the check passed).`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			checks := g.doctor()

@@ -36,7 +36,7 @@ type DoctorCheck struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Detail string `json:"detail"`
-	Hint   string `json:"hint,omitempty"`
+	Hint   string `json:"hint"` // "" when the check passed
 }
 
 // DoctorOptions are the inputs of Doctor besides the configuration.

@@ -143,17 +143,7 @@ func MakeReport(db *store.DB, stationID string, from, to, now time.Time) (*Repor
 			if !ok || r.Serial == "" {
 				return nil
 			}
-			var p struct {
-				Step  string   `json:"step"`
-				Cause string   `json:"cause"`
-				Error string   `json:"error"`
-				Ms    *float64 `json:"ms"`
-			}
-			if len(r.Payload) > 0 {
-				if err := json.Unmarshal(r.Payload, &p); err != nil {
-					return fmt.Errorf("audit record %d: payload: %w", r.Seq, err)
-				}
-			}
+			p := payloadOf(r)
 			u := tallies[r.Serial]
 			if u == nil {
 				u = &unitTally{serial: r.Serial}
@@ -185,8 +175,8 @@ func MakeReport(db *store.DB, stationID string, from, to, now time.Time) (*Repor
 			if !u.runOpen {
 				u.runOpen, u.resumedRun = true, step != StepEK
 			}
-			if p.Ms != nil {
-				stepMs[step] = append(stepMs[step], *p.Ms)
+			if p.hasMs {
+				stepMs[step] = append(stepMs[step], p.Ms)
 			}
 			if step == StepRecord {
 				rep.Attempts++
@@ -250,6 +240,28 @@ func MakeReport(db *store.DB, stationID string, from, to, now time.Time) (*Repor
 	}
 	rep.Expiry, err = expiryOf(db, passed)
 	return rep, err
+}
+
+// failurePayload is what a report reads of a provisioning record's
+// payload; a field of another type (a record of another version) is
+// ignored, never an error.
+type failurePayload struct {
+	Step, Cause, Error string
+	Ms                 float64
+	hasMs              bool
+}
+
+func payloadOf(r *audit.Record) failurePayload {
+	var m map[string]any
+	var p failurePayload
+	if json.Unmarshal(r.Payload, &m) != nil {
+		return p
+	}
+	p.Step, _ = m["step"].(string)
+	p.Cause, _ = m["cause"].(string)
+	p.Error, _ = m["error"].(string)
+	p.Ms, p.hasMs = m["ms"].(float64)
+	return p
 }
 
 // percentile is the nearest-rank percentile of sorted values.
