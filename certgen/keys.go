@@ -334,6 +334,13 @@ func writeFile(path string, data []byte, perm os.FileMode, overwrite bool) error
 	return os.Rename(tmp, path)
 }
 
+// CheckKeyMatches proves that signer holds the private key of pub (a
+// certificate's): the public halves must be equal and a fresh signature
+// must verify under pub. station doctor uses it on the issuer key.
+func CheckKeyMatches(signer crypto.Signer, pub crypto.PublicKey) error {
+	return checkKeyMatches(signer, pub)
+}
+
 // checkKeyMatches proves that signer holds the private key of pub: the public
 // halves must be equal and a fresh signature must verify under pub.
 func checkKeyMatches(signer crypto.Signer, pub crypto.PublicKey) error {

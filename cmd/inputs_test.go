@@ -163,7 +163,7 @@ func TestFailedAttemptsAudited(t *testing.T) {
 		t.Fatalf("audit records of GONE-1: %v", recs)
 	}
 	payload, _ := recs[0]["payload"].(map[string]any)
-	if ms, ok := payload["ms"].(float64); !ok || ms <= 0 || payload["step"] != "ek" || !strings.Contains(payload["error"].(string), "unreachable") {
+	if ms, ok := payload["ms"].(float64); !ok || ms <= 0 || payload["step"] != "ek" || payload["cause"] != "tpm-unreachable" || !strings.Contains(payload["error"].(string), "unreachable") {
 		t.Errorf("failed attempt record: %v", payload)
 	}
 

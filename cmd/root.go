@@ -71,6 +71,8 @@ func NewRootCommand(version string) *cobra.Command {
 		newEKCommand(g),
 		newTPMCommand(g),
 		newBackupCommand(g),
+		newDoctorCommand(g),
+		newReportCommand(g),
 		newDemoCommand(g),
 	)
 	return root
@@ -80,13 +82,7 @@ func NewRootCommand(version string) *cobra.Command {
 // ./station.yaml, then applies --db and --operator.
 func (g *globals) config() (*configs.Config, error) {
 	env := g.environ()
-	path, must := g.configPath, true
-	if path == "" {
-		path = lookup(env, configs.EnvConfig)
-	}
-	if path == "" {
-		path, must = "station.yaml", false
-	}
+	path, must := g.configSource()
 	c, err := configs.Load(path, must, env)
 	if err != nil {
 		return nil, err
@@ -104,6 +100,18 @@ func (g *globals) config() (*configs.Config, error) {
 		c.Station.Operator = g.operator
 	}
 	return c, nil
+}
+
+// configSource is the config file to read: --config, $STATION_CONFIG or
+// ./station.yaml; must is false for the last (it may be absent).
+func (g *globals) configSource() (path string, must bool) {
+	if g.configPath != "" {
+		return g.configPath, true
+	}
+	if p := lookup(g.environ(), configs.EnvConfig); p != "" {
+		return p, true
+	}
+	return "station.yaml", false
 }
 
 // environ is the command's environment (os.Environ unless a test set one).

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -47,12 +48,16 @@ func newUnitsListCommand(g *globals) *cobra.Command {
 		Short: "List the units (serial, status, registration ID)",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			keep, ok := unitFilters[o.status]
+			if !ok {
+				return usageErrorf("--status %q: want one of %s", o.status, strings.Join(unitStatuses, ", "))
+			}
 			db, err := g.openDB()
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			units, err := db.Units(func(u *store.Unit) bool { return o.status == "" || u.Status == o.status })
+			units, err := db.Units(keep)
 			if err != nil {
 				return err
 			}
@@ -82,9 +87,35 @@ func newUnitsListCommand(g *globals) *cobra.Command {
 			return w.Flush()
 		},
 	}
-	c.Flags().StringVar(&o.status, "status", "", "only units in this status (in-progress, provisioned, revoked)")
+	c.Flags().StringVar(&o.status, "status", "", "only units in this state: "+strings.Join(unitStatuses, ", "))
 	return c
 }
+
+// lastStepFailed reports whether the unit's journal holds a failed step
+// (a step's state is reset when a later attempt starts it again).
+func lastStepFailed(u *store.Unit) bool {
+	for _, st := range u.Steps {
+		if st.State == store.StepFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// unitFilters are the --status values of units list: failed and
+// resumable split the units in progress (a step failed on the last
+// attempt / interrupted by a crash, a kill or Ctrl-C); both resume with
+// station provision --serial SN. in-progress is both.
+var unitFilters = map[string]func(*store.Unit) bool{
+	"":            func(*store.Unit) bool { return true },
+	"failed":      func(u *store.Unit) bool { return u.Status == store.StatusInProgress && lastStepFailed(u) },
+	"resumable":   func(u *store.Unit) bool { return u.Status == store.StatusInProgress && !lastStepFailed(u) },
+	"in-progress": func(u *store.Unit) bool { return u.Status == store.StatusInProgress },
+	"provisioned": func(u *store.Unit) bool { return u.Status == store.StatusProvisioned },
+	"revoked":     func(u *store.Unit) bool { return u.Status == store.StatusRevoked },
+}
+
+var unitStatuses = []string{"failed", "provisioned", "resumable", "revoked", "in-progress"}
 
 func newUnitsShowCommand(g *globals) *cobra.Command {
 	return &cobra.Command{

@@ -3,13 +3,14 @@
 # and the device-side TPM software the unit's key must work with: OpenSSL's
 # tpm2 provider, tpm2-pkcs11 and its tpm2_ptool, OpenSC's pkcs11-tool, and
 # tpm2-abrmd on a private D-Bus as the resource manager tpm2_ptool needs in
-# front of swtpm) with apt when they are missing and we are root; otherwise
+# front of swtpm, and Chromium for rendering station report's HTML page
+# headless) with apt when they are missing and we are root; otherwise
 # says exactly what to install. Under CI=true a missing dependency is a
 # failure, never a skip.
 set -euo pipefail
 pkgs=(swtpm swtpm-tools gnutls-bin tpm2-tools softhsm2 libssl-dev openssl
   tpm2-openssl libtss2-tcti-swtpm0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools opensc
-  tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon)
+  tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -428,7 +428,7 @@ func (r *unitRun) failed(step string, t0 time.Time, err error, journal bool) err
 	se := &StepError{Serial: r.req.Serial, Step: step, Err: err}
 	d := ms(time.Since(t0))
 	r.res.StepsMs[step] = d
-	ev := audit.Event{Type: "provision.failed", Payload: map[string]any{"step": step, "error": err.Error(), "ms": d}}
+	ev := audit.Event{Type: "provision.failed", Payload: map[string]any{"step": step, "cause": CauseOf(step, err), "error": err.Error(), "ms": d}}
 	if r.u != nil && journal {
 		if s := r.u.Step(step); s != nil {
 			s.State, s.FinishedAt, s.Error, s.Millis = store.StepFailed, time.Now().UTC(), err.Error(), d
