@@ -171,7 +171,7 @@ func rsaPrimaries(t *testing.T, tpm *tpmops.TPM, fn func()) int {
 	return tpm.Stats().Since(before).Count(tpmops.CreatePrimaryRSA)
 }
 
-func (l *testLine) request(t *testing.T, tpm *tpmops.TPM, serial string) Request {
+func (l *testLine) request(t testing.TB, tpm *tpmops.TPM, serial string) Request {
 	t.Helper()
 	d := filepath.Join(l.dir, "units", serial)
 	if err := os.MkdirAll(d, 0o700); err != nil {
@@ -226,7 +226,7 @@ func (l *testLine) ekProof(t *testing.T, serial string) string {
 
 // evictAt removes the persistent object at h (test setup: the tests play
 // a TPM's past, as another tool would have left it).
-func evictAt(t *testing.T, tpm *tpmops.TPM, h tpm2.TPMHandle) {
+func evictAt(t testing.TB, tpm *tpmops.TPM, h tpm2.TPMHandle) {
 	t.Helper()
 	k, err := tpm.ReadPublic(h)
 	if err != nil {
