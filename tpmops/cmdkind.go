@@ -12,7 +12,9 @@ import (
 // Create, CreateLoaded), the type of the key asked for (TPM_ALG_RSA,
 // TPM_ALG_ECC, TPM_ALG_KEYEDHASH...), which decides what the command costs
 // on a discrete TPM: seconds for an RSA key, a fraction of one for the rest.
-// Alg is zero for every other command.
+// For a StartAuthSession salted to a key, Alg is that key's type as its
+// encrypted salt shows it (RSA: an RSA decryption in the TPM; ECC: an
+// ECDH). Alg is zero for every other command.
 type CommandKind struct {
 	Code tpm2.TPMCC
 	Alg  tpm2.TPMAlgID
@@ -29,8 +31,33 @@ func KindOf(cmd []byte) CommandKind {
 	switch k.Code {
 	case tpm2.TPMCCCreatePrimary, tpm2.TPMCCCreate, tpm2.TPMCCCreateLoaded:
 		k.Alg = createdType(cmd)
+	case tpm2.TPMCCStartAuthSession:
+		k.Alg = saltType(cmd)
 	}
 	return k
+}
+
+// saltType tells, in a StartAuthSession command without an authorization
+// area, whether its salt is encrypted to an RSA key (a 2048-bit or larger
+// OAEP ciphertext) or an ECC one (a TPMS_ECC_POINT, at most 136 bytes):
+// header (10), tpmKey and bind (8), nonceCaller (TPM2B), encryptedSalt
+// (TPM2B). Zero for an unsalted session or bytes it cannot read.
+func saltType(cmd []byte) tpm2.TPMAlgID {
+	if binary.BigEndian.Uint16(cmd[0:2]) != uint16(tpm2.TPMSTNoSessions) || len(cmd) < 20 {
+		return 0
+	}
+	off := 20 + int(binary.BigEndian.Uint16(cmd[18:20])) // nonceCaller
+	if len(cmd) < off+2 {
+		return 0
+	}
+	switch n := int(binary.BigEndian.Uint16(cmd[off : off+2])); {
+	case n == 0:
+		return 0
+	case n >= 256:
+		return tpm2.TPMAlgRSA
+	default:
+		return tpm2.TPMAlgECC
+	}
 }
 
 // createdType reads the type of inPublic in a CreatePrimary, Create or

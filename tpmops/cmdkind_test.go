@@ -25,14 +25,27 @@ func TestStatsByKind(t *testing.T) {
 	if err := e.tpm.NVDefineWrite(0x01500001, []byte("hello"), nil, NVAttrs{}); err != nil {
 		t.Fatal(err)
 	}
+	ek, err := e.tpm.ReadPublic(EKHandleRSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := []byte("station-test-owner-auth")
+	if err := e.tpm.ChangeAuth(Owner, nil, auth, ek); err != nil { // a session salted to the RSA EK
+		t.Fatal(err)
+	}
+	if err := e.tpm.ProveAuth(Owner, auth, srk); err != nil { // one salted to the ECC SRK
+		t.Fatal(err)
+	}
 	d := e.tpm.Stats().Since(before)
 	for k, want := range map[CommandKind]int{
 		CreatePrimaryRSA: 1,
-		{tpm2.TPMCCCreatePrimary, tpm2.TPMAlgECC}: 1,
-		{tpm2.TPMCCCreate, tpm2.TPMAlgECC}:        1,
-		{Code: tpm2.TPMCCEvictControl}:            2,
-		{Code: tpm2.TPMCCNVWrite}:                 1,
-		{Code: tpm2.TPMCCNVDefineSpace}:           1,
+		{tpm2.TPMCCCreatePrimary, tpm2.TPMAlgECC}:    1,
+		{tpm2.TPMCCCreate, tpm2.TPMAlgECC}:           1,
+		{Code: tpm2.TPMCCEvictControl}:               2,
+		{Code: tpm2.TPMCCNVWrite}:                    1,
+		{Code: tpm2.TPMCCNVDefineSpace}:              1,
+		{tpm2.TPMCCStartAuthSession, tpm2.TPMAlgRSA}: 1,
+		{tpm2.TPMCCStartAuthSession, tpm2.TPMAlgECC}: 1,
 	} {
 		if got := d.Count(k); got != want {
 			t.Errorf("%v: %d commands, want %d (all: %v)", k, got, want, d.ByKind)
@@ -49,7 +62,7 @@ func TestStatsByKind(t *testing.T) {
 
 func TestCommandKindString(t *testing.T) {
 	for k, want := range map[CommandKind]string{
-		CreatePrimaryRSA:                        "CreatePrimary(RSA)",
+		CreatePrimaryRSA:                         "CreatePrimary(RSA)",
 		{tpm2.TPMCCCreate, tpm2.TPMAlgKeyedHash}: "Create(KEYEDHASH)",
 		{Code: tpm2.TPMCCNVWrite}:                "NV_Write",
 		{Code: 0x19a}:                            "CC 0x0000019a",

@@ -81,7 +81,7 @@ func TestModelSleeps(t *testing.T) {
 
 func TestPartsCited(t *testing.T) {
 	for _, p := range Parts {
-		if p.Name == "" || p.Bus == "" || p.RSAKeyGen < time.Second || p.ECCKeyGen <= 0 || p.ECDSASign <= 0 || p.RSADecrypt <= 0 || p.PerByte <= 0 {
+		if p.Name == "" || p.Bus == "" || p.RSAKeyGen < time.Second || p.ECCKeyGen <= 0 || p.ECDSASign <= 0 || p.RSADecrypt <= 0 || p.ECDH <= 0 || p.PerByte <= 0 {
 			t.Errorf("part %+v is incomplete", p)
 		}
 		if p.RSAKeyGen < 5*p.ECCKeyGen {
