@@ -1,13 +1,18 @@
 package station
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/factory-id/station/internal/swtpmtest"
+	"github.com/factory-id/station/internal/tpmlatency"
+	"github.com/factory-id/station/tpmops"
 )
 
 // BenchmarkProvisionSwtpm provisions fresh swtpm units (made by
@@ -66,6 +71,114 @@ func BenchmarkProvisionSimulator(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(median(total), "ms/unit(median)")
+}
+
+// BenchmarkProvisionDiscreteTPM provisions simulator units through the
+// discrete-TPM latency model (internal/tpmlatency) of each modelled part:
+// what a unit costs on that chip, and where the time goes. The model only
+// accounts (no sleeping): a unit's modelled time is its measured time
+// outside the TPM plus the part's time for every command it sent. Two
+// kinds of unit: the EK already persisted with its certificate in NV (as
+// swtpm_setup or an OEM leaves it: station proves the EK by reading), and
+// the EK not persisted (a TPM from the reel: station must derive it, one
+// more RSA key generation). The last sub-benchmark runs one unit of the
+// default part with the model sleeping, end to end, as a cross-check.
+func BenchmarkProvisionDiscreteTPM(b *testing.B) {
+	const units = 3
+	l := newTestLine(b, nil)
+	n := 0
+	run := func(b *testing.B, part tpmlatency.Part, ekPersisted, sleep bool) {
+		var total, inTPM []float64
+		steps := map[string][]float64{}
+		m := tpmlatency.New(part, sleep)
+		kinds := map[tpmops.CommandKind]tpmlatency.Tally{}
+		for i := 0; i < b.N; i++ {
+			for u := 0; u < units; u++ {
+				b.StopTimer()
+				tpm := l.simUnitWrapped(m.Wrap)
+				if !ekPersisted {
+					evictAt(b, tpm, tpmops.EKHandleRSA)
+				}
+				n++
+				serial := fmt.Sprintf("DT-%04d", n)
+				req := l.request(b, tpm, serial)
+				req.Progress = m.Mark
+				m.Reset()
+				b.StartTimer()
+				res, err := l.prov.Provision(context.Background(), req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				tpm.Close()
+				t := m.Total()
+				outside := res.TotalMs - msOf(t.Real)
+				if sleep { // the wall clock already holds the modelled time
+					outside = res.TotalMs - msOf(t.Model)
+				}
+				total, inTPM = append(total, outside+msOf(t.Model)), append(inTPM, msOf(t.Model))
+				for _, st := range append([]string{""}, Steps...) {
+					tl := m.Step(st)
+					wall := res.StepsMs[st]
+					if sleep {
+						wall -= msOf(tl.Model)
+					} else {
+						wall -= msOf(tl.Real)
+					}
+					steps[st] = append(steps[st], max(wall, 0)+msOf(tl.Model))
+				}
+				for _, k := range m.Kinds() {
+					acc := kinds[k.Kind]
+					acc.Commands += k.Commands
+					acc.Model += k.Model
+					kinds[k.Kind] = acc
+				}
+				b.StartTimer()
+			}
+		}
+		b.ReportMetric(median(total), "model-ms/unit")
+		b.ReportMetric(100*sum(inTPM)/sum(total), "%in-tpm")
+		b.ReportMetric(3600e3/median(total), "units/hour/fixture")
+		// Three lines (benchmark logs are cut at ten): the unit, its
+		// steps, the costliest kinds of command.
+		var st, ks []string
+		for _, name := range append([]string{""}, Steps...) {
+			label := name
+			if label == "" {
+				label = "open+preflight"
+			}
+			st = append(st, fmt.Sprintf("%s %.0f", label, median(steps[name])))
+		}
+		runs := float64(len(total))
+		for i, k := range sortedKinds(kinds) {
+			if i == 6 {
+				break
+			}
+			ks = append(ks, fmt.Sprintf("%v %.1fx %.0f", k.Kind, float64(k.Commands)/runs, msOf(k.Model)/runs))
+		}
+		b.Logf("%s (%s), EK persisted %v: %.0f ms/unit, %.1f%% in the TPM\n  steps ms: %s\n  commands (per unit, ms): %s",
+			part.Name, part.Bus, ekPersisted, median(total), 100*sum(inTPM)/sum(total), strings.Join(st, ", "), strings.Join(ks, ", "))
+	}
+	for _, part := range tpmlatency.Parts {
+		for _, persisted := range []bool{true, false} {
+			name := strings.ReplaceAll(part.Name, " ", "_") + map[bool]string{true: "/ek-persisted", false: "/ek-not-persisted"}[persisted]
+			b.Run(name, func(b *testing.B) { run(b, part, persisted, false) })
+		}
+	}
+	b.Run("sleeping/"+strings.ReplaceAll(tpmlatency.Default.Name, " ", "_")+"/ek-persisted", func(b *testing.B) {
+		run(b, tpmlatency.Default, true, true)
+	})
+}
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func sortedKinds(kinds map[tpmops.CommandKind]tpmlatency.Tally) []tpmlatency.KindTally {
+	out := make([]tpmlatency.KindTally, 0, len(kinds))
+	for k, t := range kinds {
+		out = append(out, tpmlatency.KindTally{Kind: k, Tally: t})
+	}
+	slices.SortFunc(out, func(a, b tpmlatency.KindTally) int { return int(b.Model - a.Model) })
+	return out
 }
 
 func median(xs []float64) float64 {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2/transport"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/configs"
@@ -79,7 +80,14 @@ func trustSwtpm(t testing.TB, ca *swtpmtest.CA) func(*configs.Config) {
 // Only one simulator can be open in a process: close it before the next.
 func (l *testLine) simUnit() *tpmops.TPM {
 	l.t.Helper()
-	tpm, err := tpmops.Open("sim")
+	return l.simUnitWrapped(nil)
+}
+
+// simUnitWrapped is simUnit with wrap around the simulator's connection
+// (tpmops.OpenWrapped), e.g. a latency model.
+func (l *testLine) simUnitWrapped(wrap func(transport.TPM) transport.TPM) *tpmops.TPM {
+	l.t.Helper()
+	tpm, err := tpmops.OpenWrapped("sim", wrap)
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -3,8 +3,10 @@ package station
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -536,37 +538,84 @@ func sha256hex(b []byte) string {
 // handleHex writes a TPM handle as reports and errors do ("0x81000001").
 func handleHex(h uint32) string { return fmt.Sprintf("0x%08x", h) }
 
+// ekCertLookup is the search for the certificate of one EK and its verdict.
+type ekCertLookup struct {
+	found   *tpmops.EKCertificate
+	nvChain []*x509.Certificate
+	findErr error
+	// cert is set when found chains to a vendor root and certifies the EK;
+	// verifyErr says why not otherwise.
+	cert      *x509.Certificate
+	verifyErr error
+}
+
+// lookupEKCert finds the certificate that certifies this very EK (from NV,
+// any index, else from the offline folder; the TPM's own intermediates
+// help chain) and verifies it against the vendor roots.
+func (r *unitRun) lookupEKCert(ek crypto.PublicKey) ekCertLookup {
+	var l ekCertLookup
+	l.found, l.nvChain, l.findErr = r.tpm.FindEKCert(ek, r.p.env.Config.File(configs.KeyEKCertDir))
+	if l.found != nil {
+		l.cert, l.verifyErr = tpmops.VerifyEKCert(l.found.DER, ek, r.p.vendorRoots, l.nvChain, time.Now())
+	}
+	return l
+}
+
+// ensureEK returns the configured EK, persisted at its standard handle, and
+// its certificate lookup. An RSA CreatePrimary costs seconds on a discrete
+// TPM, so an EK already persisted is proven by reading when that can be
+// done: a key of the standard template's shape whose unique field is the
+// key a vendor-rooted certificate certifies (see tpmops.ReadEK). Otherwise
+// EnsureEK derives the EK with CreatePrimary: to compare (a persisted key
+// without such a certificate) or to persist it (an empty handle).
+func (r *unitRun) ensureEK(alg tpmops.Alg) (ek tpmops.Key, persisted bool, proof string, l ekCertLookup, err error) {
+	k, err := r.tpm.ReadEK(alg)
+	switch {
+	case err == nil:
+		l = r.lookupEKCert(k.Pub)
+		if l.cert != nil {
+			return k, false, "read, certified", l, nil
+		}
+	case !errors.Is(err, tpmops.ErrHandleEmpty):
+		return tpmops.Key{}, false, "", l, err
+	}
+	ek, persisted, err = r.tpm.EnsureEK(alg, nil)
+	if err != nil {
+		return tpmops.Key{}, false, "", l, err
+	}
+	if !bytes.Equal(ek.Public, k.Public) {
+		l = r.lookupEKCert(ek.Pub)
+	}
+	return ek, persisted, "created", l, nil
+}
+
 func (r *unitRun) stepEK() ([]audit.Event, error) {
 	cfg := r.p.env.Config
 	alg := tpmops.Alg(cfg.TPM.EK)
-	ek, persisted, err := r.tpm.EnsureEK(alg, nil)
+	ek, persisted, proof, l, err := r.ensureEK(alg)
 	if err != nil {
 		return nil, err
 	}
 	r.ek = ek
-	// The certificate that certifies this very EK: from NV (any index),
-	// else from the offline folder; the TPM's own intermediates help chain.
-	found, nvChain, err := r.tpm.FindEKCert(ek.Pub, cfg.File(configs.KeyEKCertDir))
 	switch {
-	case errors.Is(err, tpmops.ErrNoEKCert) && !cfg.TPM.RequireEKCert:
-	case errors.Is(err, tpmops.ErrUntrustedEKCert) && !cfg.TPM.RequireEKCert:
-	case err != nil:
-		return nil, err
+	case errors.Is(l.findErr, tpmops.ErrNoEKCert) && !cfg.TPM.RequireEKCert:
+	case errors.Is(l.findErr, tpmops.ErrUntrustedEKCert) && !cfg.TPM.RequireEKCert:
+	case l.findErr != nil:
+		return nil, l.findErr
 	}
 	var (
 		certDER []byte
 		issuer  string
 	)
 	certInfo := map[string]any{}
-	if found != nil {
-		certDER = found.DER
-		certInfo = map[string]any{"source": found.Source, "tcg_header": found.Header, "padding": found.Padding, "nv_intermediates": len(nvChain)}
-		c, err := tpmops.VerifyEKCert(certDER, ek.Pub, r.p.vendorRoots, nvChain, time.Now())
-		if err != nil && cfg.TPM.RequireEKCert {
-			return nil, err
+	if l.found != nil {
+		certDER = l.found.DER
+		certInfo = map[string]any{"source": l.found.Source, "tcg_header": l.found.Header, "padding": l.found.Padding, "nv_intermediates": len(l.nvChain)}
+		if l.verifyErr != nil && cfg.TPM.RequireEKCert {
+			return nil, l.verifyErr
 		}
-		if c != nil {
-			issuer = c.Issuer.String()
+		if l.cert != nil {
+			issuer = l.cert.Issuer.String()
 		}
 	}
 	ekHash := sha256hex(ek.Public)
@@ -607,7 +656,7 @@ func (r *unitRun) stepEK() ([]audit.Event, error) {
 	r.u.EKType, r.u.EKPublic, r.u.EKSHA256, r.u.EKCert = cfg.TPM.EK, ek.Public, ekHash, certDER
 	return []audit.Event{{Type: "provision.ek", Payload: map[string]any{
 		"ek_sha256": ekHash, "ek_type": cfg.TPM.EK, "ek_cert": certDER != nil, "ek_cert_issuer": issuer,
-		"ek_cert_sha256": hashOrEmpty(certDER), "ek_cert_found": certInfo, "persisted_now": persisted, "registration_id": regID,
+		"ek_cert_sha256": hashOrEmpty(certDER), "ek_cert_found": certInfo, "persisted_now": persisted, "ek_proof": proof, "registration_id": regID,
 	}}}, nil
 }
 

@@ -123,6 +123,7 @@ type verifier struct {
 	rep  *VerifyReport
 	// What the checks learn and later checks use.
 	ekPub      crypto.PublicKey
+	ekCert     *verifyEKCert // the recorded EK's certificate, looked up once
 	certSource string
 	revokedCAs map[string]store.Revocation
 	// unreachable is the first check error that says the TPM stopped
@@ -434,7 +435,9 @@ func publicKey(tpm2b []byte) (*tpm2.TPMTPublic, crypto.PublicKey, error) {
 }
 
 // ek: the key persisted at the EK handle is the recorded EK, and the key the
-// standard template gives on this TPM.
+// standard template gives on this TPM: proven by reading where a vendor
+// certificate certifies it (its shape is the template's and its key the
+// certified one, see tpmops.ReadEK), by CreatePrimary otherwise.
 func (v *verifier) checkEK() (string, error) {
 	_, recorded, err := publicKey(v.unit.EKPublic)
 	if err != nil {
@@ -459,14 +462,57 @@ func (v *verifier) checkEK() (string, error) {
 	if !bytes.Equal(k.Public, v.unit.EKPublic) {
 		return "", fmt.Errorf("the key at %s (SHA-256 %s) is not the recorded EK (%s)", handleHex(uint32(handle)), sha256hex(k.Public), sha256hex(v.unit.EKPublic))
 	}
-	// The handle is occupied, so EnsureEK only compares (it persists nothing).
-	if _, _, err := v.tpm.EnsureEK(alg, nil); err != nil {
-		if errors.Is(err, tpmops.ErrBadAuth) {
-			return "", fmt.Errorf("cannot re-derive the standard %s EK to compare: the endorsement hierarchy refused an empty auth", alg)
-		}
-		return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK of this TPM: %w", handleHex(uint32(handle)), alg, err)
+	if _, err := v.tpm.ReadEK(alg); err != nil {
+		return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK: %w", handleHex(uint32(handle)), alg, err)
 	}
-	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(handle)), sha256hex(k.Public)), nil
+	how := "certified by its vendor"
+	if v.lookupEKCert().cert == nil {
+		how = "re-derived"
+		// The handle is occupied, so EnsureEK only compares (it persists nothing).
+		if _, _, err := v.tpm.EnsureEK(alg, nil); err != nil {
+			if errors.Is(err, tpmops.ErrBadAuth) {
+				return "", fmt.Errorf("cannot re-derive the standard %s EK to compare: the endorsement hierarchy refused an empty auth", alg)
+			}
+			return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK of this TPM: %w", handleHex(uint32(handle)), alg, err)
+		}
+	}
+	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's, %s (SHA-256 %s)", alg, handleHex(uint32(handle)), how, sha256hex(k.Public)), nil
+}
+
+// verifyEKCert is the lookup of the recorded EK's certificate and its
+// verdict, shared by the ek and ek-cert checks.
+type verifyEKCert struct {
+	found     *tpmops.EKCertificate
+	findErr   error
+	rootsErr  error
+	cert      *x509.Certificate // set when found chains to a vendor root
+	verifyErr error
+}
+
+func (v *verifier) lookupEKCert() *verifyEKCert {
+	if v.ekCert != nil {
+		return v.ekCert
+	}
+	l := &verifyEKCert{}
+	v.ekCert = l
+	cfg := v.env.Config
+	if v.ekPub == nil {
+		if _, v.ekPub, l.findErr = publicKey(v.unit.EKPublic); l.findErr != nil {
+			l.findErr = fmt.Errorf("recorded EK: %w", l.findErr)
+			return l
+		}
+	}
+	var nvChain []*x509.Certificate
+	if l.found, nvChain, l.findErr = v.tpm.FindEKCert(v.ekPub, cfg.File(configs.KeyEKCertDir)); l.findErr != nil {
+		return l
+	}
+	roots, err := tpmops.LoadVendorRoots(cfg.Path(cfg.TPM.VendorRoots))
+	if err != nil {
+		l.rootsErr = err
+		return l
+	}
+	l.cert, l.verifyErr = tpmops.VerifyEKCert(l.found.DER, v.ekPub, roots, nvChain, v.now)
+	return l
 }
 
 // ek-cert: the certificate of the recorded EK (in NV, else in
@@ -474,27 +520,16 @@ func (v *verifier) checkEK() (string, error) {
 // own intermediates where it stores them.
 func (v *verifier) checkEKCert() (string, error) {
 	cfg := v.env.Config
-	var err error
-	if v.ekPub == nil {
-		if _, v.ekPub, err = publicKey(v.unit.EKPublic); err != nil {
-			return "", fmt.Errorf("recorded EK: %w", err)
-		}
-	}
-	found, nvChain, err := v.tpm.FindEKCert(v.ekPub, cfg.File(configs.KeyEKCertDir))
-	if errors.Is(err, tpmops.ErrNoEKCert) && !cfg.TPM.RequireEKCert {
+	l := v.lookupEKCert()
+	if errors.Is(l.findErr, tpmops.ErrNoEKCert) && !cfg.TPM.RequireEKCert {
 		return "no EK certificate (tpm.require_ek_cert is false)", nil
 	}
-	if err != nil {
-		return "", err
+	for _, err := range []error{l.findErr, l.rootsErr, l.verifyErr} {
+		if err != nil {
+			return "", err
+		}
 	}
-	roots, err := tpmops.LoadVendorRoots(cfg.Path(cfg.TPM.VendorRoots))
-	if err != nil {
-		return "", err
-	}
-	c, err := tpmops.VerifyEKCert(found.DER, v.ekPub, roots, nvChain, v.now)
-	if err != nil {
-		return "", err
-	}
+	found, c := l.found, l.cert
 	detail := fmt.Sprintf("%s, issued by %q, chains to a TPM vendor root, certifies the recorded EK", found.Source, c.Issuer.CommonName)
 	if len(v.unit.EKCert) > 0 && !bytes.Equal(v.unit.EKCert, found.DER) {
 		detail += " (differs from the certificate recorded at provisioning)"
@@ -529,27 +564,18 @@ func (v *verifier) checkSRK() (string, error) {
 	if !bytes.Equal(k.Name, v.unit.SRKName) || (len(v.unit.SRKPublic) > 0 && !bytes.Equal(k.Public, v.unit.SRKPublic)) {
 		return "", fmt.Errorf("the key at %s (name %x) is not the recorded SRK (name %x)", handleHex(uint32(h)), k.Name, v.unit.SRKName)
 	}
-	area, _, err := publicKey(k.Public)
+	// The recorded Name says it is the key station created or proved; its
+	// public area must still be the standard template's, which the DPS
+	// SDKs and station's own checks (dps-attestation) expect.
+	alg, err := tpmops.CheckSRKShape(k.Public)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("the SRK at %s: %w", handleHex(uint32(h)), err)
 	}
-	a := area.ObjectAttributes
-	if !(a.FixedTPM && a.FixedParent && a.SensitiveDataOrigin && a.UserWithAuth && a.Restricted && a.Decrypt) || a.SignEncrypt {
-		return "", fmt.Errorf("the SRK at %s is not a restricted storage key (attributes %#08x)", handleHex(uint32(h)), tpm2AttrBits(area))
-	}
-	detail := fmt.Sprintf("recorded SRK at %s", handleHex(uint32(h)))
+	detail := fmt.Sprintf("recorded SRK at %s, standard %s SRK template", handleHex(uint32(h)), alg)
 	if h != tpmops.SRKHandleRSA {
 		detail += " (note: the Azure C SDK reads its SRK at 0x81000001)"
 	}
 	return detail, nil
-}
-
-func tpm2AttrBits(area *tpm2.TPMTPublic) uint32 {
-	b := tpm2.Marshal(area.ObjectAttributes)
-	if len(b) != 4 {
-		return 0
-	}
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // ownerAuthEscrowed reports the unit's owner auth policy.

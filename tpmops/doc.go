@@ -23,7 +23,10 @@
 //     without a resource manager would otherwise run out of slots).
 //     Transients() lets callers and tests check it.
 //   - Never creates an RSA primary twice in one call (seconds on a discrete
-//     TPM).
+//     TPM), and offers the reads that make one unnecessary: ReadEK checks a
+//     persisted EK's shape (what a vendor certificate for its key then
+//     proves), CheckSRKShape an SRK's. Stats counts commands by kind
+//     (CreatePrimary by key type), so callers can pin what a unit costs.
 //   - Secrets (hierarchy auths) never appear in errors; a new hierarchy auth
 //     crosses to the TPM only inside a salted, parameter-encrypting session.
 //   - Errors wrap the sentinels (ErrUnreachable, ErrBadAddress, ErrEKMismatch,

@@ -209,12 +209,7 @@ func MatchTemplate(area *tpm2.TPMTPublic) Template {
 		return ""
 	}
 	for _, k := range knownTemplates() {
-		if k.tmpl.Type != area.Type {
-			continue
-		}
-		a := *area
-		a.Unique = k.tmpl.Unique
-		if bytes.Equal(tpm2.Marshal(a), tpm2.Marshal(k.tmpl)) {
+		if sameShape(area, k.tmpl) {
 			return k.name
 		}
 	}

@@ -129,6 +129,27 @@ var DeviceKeyTemplate = tpm2.TPMTPublic{
 	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
 }
 
+// sameShape reports whether the public area was made from tmpl: every field
+// equal (type, name algorithm, attributes, auth policy, parameters) but the
+// unique one, which holds the key itself.
+func sameShape(area *tpm2.TPMTPublic, tmpl tpm2.TPMTPublic) bool {
+	if area == nil || area.Type != tmpl.Type {
+		return false
+	}
+	a := *area
+	a.Unique = tmpl.Unique
+	return bytes.Equal(tpm2.Marshal(a), tpm2.Marshal(tmpl))
+}
+
+// publicArea decodes the TPMT_PUBLIC of a TPM2B_PUBLIC.
+func publicArea(tpm2b []byte) (*tpm2.TPMTPublic, error) {
+	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](tpm2b)
+	if err != nil {
+		return nil, err
+	}
+	return pub.Contents()
+}
+
 func keyFrom(h tpm2.TPMHandle, pub tpm2.TPM2BPublic, name tpm2.TPM2BName) (Key, error) {
 	contents, err := pub.Contents()
 	if err != nil {
@@ -195,6 +216,65 @@ func (t *TPM) persist(k Key, handle tpm2.TPMHandle, ownerAuth []byte) error {
 func persistedAs(k Key, handle tpm2.TPMHandle) Key {
 	k.Handle = handle
 	return k
+}
+
+// ReadEK reads the key persisted at alg's standard EK handle (0x81010001
+// RSA, 0x81010002 ECC P-256, 0x81010016 ECC P-384) and checks, without
+// creating anything, that its public area is the standard EK template's in
+// every field but unique: type, name algorithm, attributes, auth policy
+// (policy A/B) and parameters. An empty handle wraps ErrHandleEmpty; a key
+// of any other shape wraps ErrEKMismatch.
+//
+// The shape is not proof that the key is this TPM's EK: the template with
+// another unique (as some SDKs create it), or created in another hierarchy,
+// gives a key of the same shape. What proves it by reading is a certificate
+// from the TPM's vendor for exactly this key (ek.Pub; see VerifyEKCert):
+// the key at the handle is non-duplicable (fixedTPM) and a TPM cannot
+// persist a public key without its private half, so this TPM holds the
+// private key of a vendor-certified EK. Without such a certificate only
+// EnsureEK's CreatePrimary proves it.
+func (t *TPM) ReadEK(alg Alg) (Key, error) {
+	tmpl, handle, err := EKTemplate(alg)
+	if err != nil {
+		return Key{}, err
+	}
+	k, err := t.ReadPublic(handle)
+	if err != nil {
+		return Key{}, err
+	}
+	area, err := publicArea(k.Public)
+	if err != nil {
+		return Key{}, fmt.Errorf("%s EK at %#x: %w", alg, uint32(handle), err)
+	}
+	if !sameShape(area, tmpl) {
+		return Key{}, fmt.Errorf("%s EK at %#x: not of the standard EK template (%s): %w", alg, uint32(handle), describeShape(area), ErrEKMismatch)
+	}
+	return k, nil
+}
+
+// CheckSRKShape checks that an SRK's TPM2B_PUBLIC is the standard SRK
+// template's (RSA-2048 or ECC P-256, TCG Provisioning Guidance) in every
+// field but unique, and returns which. Like ReadEK's check it reads only:
+// it says the key is a restricted, non-duplicable storage key made inside
+// the TPM with the standard parameters, not that it is the primary key
+// the template gives (a Name recorded when station created or proved it
+// says that).
+func CheckSRKShape(public []byte) (Alg, error) {
+	area, err := publicArea(public)
+	if err != nil {
+		return "", fmt.Errorf("SRK public area: %w", err)
+	}
+	for _, alg := range []Alg{RSA2048, ECCP256} {
+		if tmpl, _, _ := SRKTemplate(alg); sameShape(area, tmpl) {
+			return alg, nil
+		}
+	}
+	return "", fmt.Errorf("not of a standard SRK template (%s): %w", describeShape(area), ErrForeignKey)
+}
+
+// describeShape says what a public area is, for refusals.
+func describeShape(area *tpm2.TPMTPublic) string {
+	return fmt.Sprintf("%s, attributes 0x%x, policy of %d bytes", KeyAlgName(area), tpm2.Marshal(area.ObjectAttributes), len(area.AuthPolicy.Buffer))
 }
 
 // EnsureEK creates the standard EK for alg (CreatePrimary in the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -45,12 +46,24 @@ type TPM struct {
 // bounded backoff. A TPM that cannot be reached gives an error wrapping
 // ErrUnreachable.
 func Open(addr string) (*TPM, error) {
+	return OpenWrapped(addr, nil)
+}
+
+// OpenWrapped is Open with wrap (when not nil) around the connection,
+// beneath the retries and the statistics: every command sent to the TPM,
+// retries included, goes through it and Stats counts the time it takes.
+// It is the seam for measurements, such as internal/tpmlatency's model of
+// a discrete TPM's timing.
+func OpenWrapped(addr string, wrap func(transport.TPM) transport.TPM) (*TPM, error) {
 	tr, closer, err := openTransport(addr)
 	if errors.Is(err, ErrBadAddress) {
 		return nil, fmt.Errorf("opening TPM %s: %w", redactAddr(addr), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening TPM %s: %w: %w", redactAddr(addr), ErrUnreachable, err)
+	}
+	if wrap != nil {
+		tr = wrap(tr)
 	}
 	return &TPM{addr: addr, tr: &retryTransport{inner: tr, addr: addr}, closer: closer}, nil
 }
@@ -281,17 +294,44 @@ type retryTransport struct {
 }
 
 // Stats counts the commands sent on a connection and the time spent waiting
-// for the TPM to answer them (retries and backoff included).
+// for the TPM to answer them (retries and backoff included), in all and by
+// kind of command.
 type Stats struct {
+	Commands int
+	Busy     time.Duration
+	ByKind   map[CommandKind]KindStats
+}
+
+// KindStats counts the commands of one kind and the time they took.
+type KindStats struct {
 	Commands int
 	Busy     time.Duration
 }
 
-// Stats returns the connection's command count and time spent in the TPM.
+// Count returns how many commands of kind k were sent.
+func (s Stats) Count(k CommandKind) int { return s.ByKind[k].Commands }
+
+// Since returns what was sent after before was taken (both from the same
+// connection): the commands of one step or one unit.
+func (s Stats) Since(before Stats) Stats {
+	d := Stats{Commands: s.Commands - before.Commands, Busy: s.Busy - before.Busy, ByKind: map[CommandKind]KindStats{}}
+	for k, v := range s.ByKind {
+		v.Commands -= before.ByKind[k].Commands
+		v.Busy -= before.ByKind[k].Busy
+		if v.Commands != 0 {
+			d.ByKind[k] = v
+		}
+	}
+	return d
+}
+
+// Stats returns the connection's command counts and time spent in the TPM.
 func (t *TPM) Stats() Stats {
 	t.tr.mu.Lock()
 	defer t.tr.mu.Unlock()
-	return t.tr.stats
+	s := t.tr.stats
+	s.ByKind = maps.Clone(s.ByKind)
+	return s
 }
 
 const (
@@ -305,8 +345,17 @@ func (r *retryTransport) Send(cmd []byte) ([]byte, error) {
 	defer r.mu.Unlock()
 	start := time.Now()
 	defer func() {
+		d := time.Since(start)
 		r.stats.Commands++
-		r.stats.Busy += time.Since(start)
+		r.stats.Busy += d
+		if r.stats.ByKind == nil {
+			r.stats.ByKind = map[CommandKind]KindStats{}
+		}
+		k := KindOf(cmd)
+		ks := r.stats.ByKind[k]
+		ks.Commands++
+		ks.Busy += d
+		r.stats.ByKind[k] = ks
 	}()
 	sleep := retryFirst
 	for attempt := 0; ; attempt++ {

@@ -93,6 +93,21 @@ func BenchmarkEnsureEK(b *testing.B) {
 	})
 }
 
+// BenchmarkReadEK: proving a persisted EK's shape by reading (ReadPublic
+// and a comparison), what provision and verify do instead of EnsureEK's
+// CreatePrimary when a vendor certificate certifies the key.
+func BenchmarkReadEK(b *testing.B) {
+	benchTPMs(b, func(b *testing.B, tp *TPM) {
+		if _, _, err := tp.EnsureEK(RSA2048, nil); err != nil {
+			b.Fatal(err)
+		}
+		measure(b, nil, func() error {
+			_, err := tp.ReadEK(RSA2048)
+			return err
+		})
+	})
+}
+
 // BenchmarkEnsureSRK: RSA SRK created and persisted; then reused by recorded Name.
 func BenchmarkEnsureSRK(b *testing.B) {
 	benchTPMs(b, func(b *testing.B, tp *TPM) {
