@@ -5,20 +5,21 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/factory-id/station/credbundle"
 )
 
 // Names the dir target writes under its folder.
 const (
 	DirFirmware = "firmware.bin"
-	DirBundle   = "station-bundle" // the folder form
-	DirImage    = FileImage        // the single-file form
+	DirBundle   = "station-bundle"     // the folder form
+	DirImage    = credbundle.FileImage // the single-file form
 )
 
 // dirTarget writes to a mounted unit storage or an image folder.
@@ -54,7 +55,7 @@ func (d *dirTarget) Name() string { return d.spec }
 // already exist: a unit storage that is not mounted must not turn into a
 // write to the station's own disk. With it, only the last level is created.
 func (d *dirTarget) root(serial string, create bool) (string, error) {
-	if err := ValidSerial(serial); err != nil {
+	if err := safeSerial(serial); err != nil {
 		return "", err
 	}
 	p := strings.ReplaceAll(d.path, "{serial}", serial)
@@ -100,17 +101,14 @@ func dirPlan(j Job) (map[string][]byte, error) {
 // image's serial record (even if the image is otherwise damaged), else from
 // the folder's manifest; "" when neither names one.
 func existingSerial(root string) string {
-	if data, err := readFileLimited(filepath.Join(root, DirImage), MaxImageSize); err == nil {
-		if s, ok := peekSerial(data); ok {
+	if data, err := readFileLimited(filepath.Join(root, DirImage), credbundle.MaxImageSize); err == nil {
+		if s, ok := credbundle.PeekSerial(data); ok {
 			return s
 		}
 	}
-	if data, err := readFileLimited(filepath.Join(root, DirBundle, FileManifest), MaxImageSize); err == nil {
-		var m struct {
-			Serial string `json:"serial"`
-		}
-		if json.Unmarshal(data, &m) == nil && ValidSerial(m.Serial) == nil {
-			return m.Serial
+	if data, err := readFileLimited(filepath.Join(root, DirBundle, credbundle.FileManifest), credbundle.MaxImageSize); err == nil {
+		if s, ok := credbundle.PeekFolderSerial(data); ok {
+			return s
 		}
 	}
 	return ""
@@ -156,13 +154,13 @@ func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
 	// each commit to everything through the digest.
 	folder, _ := j.Bundle.Folder()
 	order := []string{DirFirmware}
-	for _, n := range FolderOrder(folder) {
+	for _, n := range credbundle.FolderOrder(folder) {
 		order = append(order, filepath.Join(DirBundle, n))
 	}
 	order = append(order, DirImage)
 	for _, rel := range order {
 		dir, name := filepath.Split(filepath.Join(root, rel))
-		if err := writeAtomic(filepath.Clean(dir), name, plan[rel], FileMode(name)); err != nil {
+		if err := writeAtomic(filepath.Clean(dir), name, plan[rel], credbundle.FileMode(name)); err != nil {
 			return res, fmt.Errorf("%s: writing %s: %w", d.spec, rel, err)
 		}
 	}
@@ -190,7 +188,7 @@ func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
 // compare reads every planned file back and compares it byte for byte.
 func (d *dirTarget) compare(root string, plan map[string][]byte) error {
 	for rel, want := range plan {
-		limit := int64(MaxImageSize)
+		limit := int64(credbundle.MaxImageSize)
 		if rel == DirFirmware {
 			limit = MaxFirmwareSize
 		}
@@ -210,11 +208,11 @@ func (d *dirTarget) ReadBack(_ context.Context, j Job) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, ErrReadback)
 	}
-	data, err := readFileLimited(filepath.Join(root, DirImage), MaxImageSize)
+	data, err := readFileLimited(filepath.Join(root, DirImage), credbundle.MaxImageSize)
 	if err != nil {
 		return fmt.Errorf("%s: %v: %w", d.spec, err, ErrReadback)
 	}
-	img, err := ParseImage(data)
+	img, err := credbundle.ParseImage(data)
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", d.spec, DirImage, err)
 	}
@@ -241,4 +239,26 @@ func (d *dirTarget) ReadBack(_ context.Context, j Job) error {
 		return fmt.Errorf("%s: firmware on the unit has SHA-256 %s, expected %s: %w", d.spec, got, want, ErrReadback)
 	}
 	return nil
+}
+
+// ReadFolder reads a bundle folder from disk, from the medium (see
+// readFileLimited), and parses it (credbundle.ParseFolder). Symbolic links
+// and sub-folders are refused.
+func ReadFolder(dir string) (*credbundle.Bundle, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, e := range ents {
+		if e.Type()&fs.ModeType != 0 {
+			return nil, fmt.Errorf("%w: %s in bundle folder is not a regular file", credbundle.ErrBundle, e.Name())
+		}
+		data, err := readFileLimited(filepath.Join(dir, e.Name()), credbundle.MaxImageSize)
+		if err != nil {
+			return nil, err
+		}
+		files[e.Name()] = data
+	}
+	return credbundle.ParseFolder(files)
 }

@@ -25,14 +25,6 @@ var (
 	// escape its place in a path or an argument list (exit 2).
 	ErrUnsafeInput = errors.New("unsafe unit data")
 
-	// ErrBundle: a bundle that does not parse, is of an unknown version or is
-	// inconsistent (exit 1 within verify; exit 4 for a bundle checked alone).
-	ErrBundle = errors.New("malformed credential bundle")
-
-	// ErrSignature: a bundle's digest or signature does not verify under
-	// the station key, or was made by another key (integrity, exit 4).
-	ErrSignature = errors.New("credential bundle signature does not verify")
-
 	// ErrNVTooLarge: the certificate does not fit the TPM's NV index limit
 	// (exit 1).
 	ErrNVTooLarge = errors.New("certificate larger than the TPM's NV index limit")

@@ -197,9 +197,13 @@ func (n *nvTarget) check(der []byte) (tpmops.NVPublicInfo, error) {
 }
 
 func (n *nvTarget) ReadBack(_ context.Context, j Job) error {
-	if j.Bundle == nil || len(j.Bundle.certDER) == 0 {
+	var der []byte
+	if j.Bundle != nil {
+		der = j.Bundle.CertDER()
+	}
+	if len(der) == 0 {
 		return fmt.Errorf("%s: no certificate to compare with: %w", n.where(), ErrReadback)
 	}
-	_, err := n.check(j.Bundle.certDER)
+	_, err := n.check(der)
 	return err
 }

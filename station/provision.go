@@ -16,7 +16,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
-	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
 )
@@ -57,7 +57,7 @@ var ErrBadSerial = errors.New("invalid serial number")
 // digits and . _ -, starting with a letter or digit, no "..", at most 64) is
 // the station's rule.
 func ValidateSerial(s string) error {
-	if err := flash.ValidSerial(s); err != nil {
+	if err := credbundle.ValidSerial(s); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSerial, err)
 	}
 	return nil

@@ -23,6 +23,7 @@ import (
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/store"
@@ -701,10 +702,10 @@ func (v *verifier) flashSpec() string {
 
 // unitBundle reads the bundle the unit holds on a dir: target of spec (the
 // single-file image), nil if there is none.
-func (v *verifier) unitBundle() (*flash.Bundle, string) {
+func (v *verifier) unitBundle() (*credbundle.Bundle, string) {
 	for _, t := range strings.Split(v.flashSpec(), ",") {
 		p, ok := strings.CutPrefix(strings.TrimSpace(t), "dir:")
-		if !ok || flash.ValidSerial(v.unit.Serial) != nil {
+		if !ok || credbundle.ValidSerial(v.unit.Serial) != nil {
 			continue
 		}
 		p = strings.ReplaceAll(p, "{serial}", v.unit.Serial)
@@ -712,7 +713,7 @@ func (v *verifier) unitBundle() (*flash.Bundle, string) {
 		if err != nil {
 			continue
 		}
-		if b, err := flash.ParseImage(data); err == nil {
+		if b, err := credbundle.ParseImage(data); err == nil {
 			return b, "dir:" + p
 		}
 	}
@@ -816,7 +817,7 @@ func (v *verifier) checkFlash() (string, error) {
 	job := flash.Job{
 		Serial:   u.Serial,
 		Firmware: &flash.Firmware{SHA256: u.FirmwareSHA256},
-		Bundle:   &flash.Bundle{Serial: u.Serial, Digest: digest},
+		Bundle:   &credbundle.Bundle{Serial: u.Serial, Digest: digest},
 	}
 	if v.env.Signer != nil {
 		job.StationKey = v.env.Signer.Public()
