@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/credbundle"
 )
 
@@ -25,27 +26,10 @@ const (
 // dirTarget writes to a mounted unit storage or an image folder.
 type dirTarget struct {
 	spec string
-	path string // may hold {serial}
+	path string // checked by configs.Flash.ParseTargets; may hold {serial}
 	// beforeCompare, in tests only, plays a medium that does not keep what
 	// was written.
 	beforeCompare func(root string)
-}
-
-func newDirTarget(path string) (*dirTarget, error) {
-	if path == "" {
-		return nil, specErr("dir: needs a folder")
-	}
-	if strings.ContainsAny(path, "\x00\n\r") {
-		return nil, specErr("dir:%q: control characters in the path", path)
-	}
-	if strings.Contains(filepath.Dir(path), "{serial}") {
-		return nil, specErr("dir:%s: {serial} may only be in the last path element", path)
-	}
-	rest := strings.ReplaceAll(path, "{serial}", "")
-	if strings.ContainsAny(rest, "{}") {
-		return nil, specErr("dir:%s: the only placeholder is {serial}", path)
-	}
-	return &dirTarget{spec: "dir:" + path, path: path}, nil
 }
 
 func (d *dirTarget) Name() string { return d.spec }
@@ -261,4 +245,34 @@ func ReadFolder(dir string) (*credbundle.Bundle, error) {
 		files[e.Name()] = data
 	}
 	return credbundle.ParseFolder(files)
+}
+
+// HeldBundle reads the bundle a unit holds on the first dir: target of spec
+// that has one: its single-file image, parsed (its digest checked, not its
+// signature), and the folder it was read from ("dir:/mnt/unit"). It is for
+// checks that want what the unit holds rather than the record's copy; nil
+// and "" when no dir: target of spec holds one, or spec does not parse.
+func HeldBundle(spec string, cfg configs.Flash, serial string) (*credbundle.Bundle, string) {
+	parsed, err := cfg.ParseTargets(spec)
+	if err != nil {
+		return nil, ""
+	}
+	for _, p := range parsed {
+		if p.Kind != configs.TargetDir {
+			continue
+		}
+		d := &dirTarget{spec: p.Spec, path: p.Path}
+		root, err := d.root(serial, false)
+		if err != nil {
+			continue
+		}
+		data, err := readFileLimited(filepath.Join(root, DirImage), credbundle.MaxImageSize)
+		if err != nil {
+			continue
+		}
+		if b, err := credbundle.ParseImage(data); err == nil {
+			return b, "dir:" + root
+		}
+	}
+	return nil, ""
 }

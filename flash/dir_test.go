@@ -483,3 +483,41 @@ func TestDirV2(t *testing.T) {
 		}
 	}
 }
+
+// HeldBundle finds the bundle a unit holds on a dir: target of a list
+// (verify's certificate check reads the unit's own certificate from it),
+// through {serial}, and nothing where there is none or it was edited.
+func TestHeldBundle(t *testing.T) {
+	f := newFixture(t)
+	units := t.TempDir()
+	tools := configs.Flash{Tools: map[string]configs.FlashTool{"esp": {Command: "/bin/true"}}}
+	spec := "exec:esp,dir:" + units + "/{serial}"
+	tg := openOne(t, "dir:"+units+"/{serial}", configs.Flash{}, nil)
+	j := f.job(t, "SN-0410")
+	if _, err := tg.Write(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	b, where := HeldBundle(spec, tools, "SN-0410")
+	if b == nil || where != "dir:"+filepath.Join(units, "SN-0410") || !bytes.Equal(b.Digest, j.Bundle.Digest) {
+		t.Fatalf("HeldBundle = %v, %q", b, where)
+	}
+	for name, tc := range map[string]struct{ spec, serial string }{
+		"another unit":    {spec, "SN-0411"},
+		"no dir target":   {"exec:esp", "SN-0410"},
+		"unparsable list": {spec + ",ftp:x", "SN-0410"},
+		"unsafe serial":   {spec, "../SN-0410"},
+	} {
+		if b, where := HeldBundle(tc.spec, tools, tc.serial); b != nil || where != "" {
+			t.Errorf("%s: HeldBundle = %v, %q", name, b, where)
+		}
+	}
+	img := filepath.Join(units, "SN-0410", DirImage)
+	data, _ := os.ReadFile(img)
+	data[len(data)/2] ^= 1
+	if err := os.WriteFile(img, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := HeldBundle(spec, tools, "SN-0410"); b != nil {
+		t.Error("an edited image was returned")
+	}
+}

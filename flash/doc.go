@@ -21,7 +21,9 @@
 //
 // # Targets
 //
-// Open parses a comma-separated list of targets (flash.target or --flash):
+// Open opens a comma-separated list of targets (flash.target or --flash;
+// configs.Flash.ParseTargets is the grammar, which config loading and
+// batch rows check with the same code):
 //
 //   - dir:PATH writes firmware.bin, station-bundle.bin and the folder
 //     station-bundle/ under PATH, each file through a temporary name, fsync,
@@ -54,6 +56,7 @@
 //     public area checked. A *tpmops.TPM is an NVDevice.
 //
 // A target list is split on commas, so a dir: path cannot hold one.
+// HeldBundle reads the bundle a unit holds on a list's dir: targets.
 //
 // Every Write refuses a target that already holds another unit's bundle
 // (ErrOtherUnit) unless Job.Force. Serials are checked

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"fmt"
-	"strings"
 
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/credbundle"
@@ -60,47 +59,31 @@ func safeSerial(s string) error {
 	return nil
 }
 
-// Open parses a comma-separated target list ("dir:/mnt/unit,tpm-nv") into
-// targets. cfg supplies the exec tools and the NV index; nv is the unit's
-// TPM (needed only by tpm-nv). A bad list is a *configs.Error (exit 2).
+// Open opens a comma-separated target list ("dir:/mnt/unit,tpm-nv"; the
+// grammar is configs.Flash.ParseTargets). cfg supplies the exec tools and
+// the NV index; nv is the unit's TPM (needed only by tpm-nv). A bad list is
+// a *configs.Error (exit 2).
 func Open(spec string, cfg configs.Flash, nv NVDevice) ([]Target, error) {
-	var ts []Target
-	seen := map[string]bool{}
-	for _, t := range strings.Split(spec, ",") {
-		t = strings.TrimSpace(t)
-		if t == "" {
-			continue
-		}
-		if seen[t] {
-			return nil, specErr("%q listed twice", t)
-		}
-		seen[t] = true
-		kind, arg, _ := strings.Cut(t, ":")
-		switch kind {
-		case "dir":
-			d, err := newDirTarget(arg)
-			if err != nil {
-				return nil, err
+	parsed, err := cfg.ParseTargets(spec)
+	if err != nil {
+		return nil, err
+	}
+	ts := make([]Target, 0, len(parsed))
+	for _, p := range parsed {
+		switch p.Kind {
+		case configs.TargetDir:
+			ts = append(ts, &dirTarget{spec: p.Spec, path: p.Path})
+		case configs.TargetExec:
+			tool := cfg.Tools[p.Tool]
+			if p.HasPort {
+				tool.Port = p.Port
 			}
-			ts = append(ts, d)
-		case "exec":
-			name, port, hasPort := strings.Cut(arg, "@")
-			tool, ok := cfg.Tools[name]
-			if !ok {
-				return nil, specErr("%q: no tool %q under flash.tools", t, name)
-			}
-			if hasPort {
-				tool.Port = port
-			}
-			e, err := newExecTarget(t, name, tool)
+			e, err := newExecTarget(p.Spec, p.Tool, tool)
 			if err != nil {
 				return nil, err
 			}
 			ts = append(ts, e)
-		case "tpm-nv":
-			if arg != "" {
-				return nil, specErr("%q: tpm-nv takes no argument (the index is flash.nv_index)", t)
-			}
+		case configs.TargetTPMNV:
 			if nv == nil {
 				return nil, specErr("tpm-nv needs the unit's TPM")
 			}
@@ -113,12 +96,7 @@ func Open(spec string, cfg configs.Flash, nv NVDevice) ([]Target, error) {
 				return nil, err
 			}
 			ts = append(ts, n)
-		default:
-			return nil, specErr("%q: want dir:PATH, exec:NAME or tpm-nv", t)
 		}
-	}
-	if len(ts) == 0 {
-		return nil, specErr("no flash target")
 	}
 	return ts, nil
 }

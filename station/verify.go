@@ -12,8 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -700,26 +698,6 @@ func (v *verifier) flashSpec() string {
 	return v.env.Config.Flash.Target
 }
 
-// unitBundle reads the bundle the unit holds on a dir: target of spec (the
-// single-file image), nil if there is none.
-func (v *verifier) unitBundle() (*credbundle.Bundle, string) {
-	for _, t := range strings.Split(v.flashSpec(), ",") {
-		p, ok := strings.CutPrefix(strings.TrimSpace(t), "dir:")
-		if !ok || credbundle.ValidSerial(v.unit.Serial) != nil {
-			continue
-		}
-		p = strings.ReplaceAll(p, "{serial}", v.unit.Serial)
-		data, err := os.ReadFile(filepath.Join(p, flash.DirImage))
-		if err != nil {
-			continue
-		}
-		if b, err := credbundle.ParseImage(data); err == nil {
-			return b, "dir:" + p
-		}
-	}
-	return nil, ""
-}
-
 // certificate: the certificate the unit holds (its flashed bundle; the
 // record's where the target cannot be read here) chains to the pinned root
 // now and through the warehouse period, names the registration ID, is the
@@ -730,7 +708,7 @@ func (v *verifier) checkCertificate() (string, error) {
 	v.certSource = "the record's"
 	der := u.Cert
 	chainDER := u.Chain
-	if b, where := v.unitBundle(); b != nil {
+	if b, where := flash.HeldBundle(v.flashSpec(), v.env.Config.Flash, u.Serial); b != nil {
 		v.certSource = "the one on " + where
 		der = b.CertDER()
 		if cs, err := certgen.ParseCertificates(b.ChainPEM); err == nil && len(cs) > 0 {
