@@ -12,8 +12,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/credbundle"
@@ -632,7 +630,7 @@ func (r *unitRun) ensureSRK() error {
 	if r.srk.Public != nil {
 		return nil
 	}
-	k, err := r.tpm.ReadPublic(tpm2.TPMHandle(r.u.SRKHandle))
+	k, err := r.tpm.ReadPublic(tpmops.Handle(r.u.SRKHandle))
 	if err != nil {
 		return fmt.Errorf("reading the recorded SRK: %w", err)
 	}
@@ -647,7 +645,7 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 	if err := r.ensureSRK(); err != nil {
 		return nil, err
 	}
-	h := tpm2.TPMHandle(r.p.env.Config.TPM.DeviceKeyHandle)
+	h := tpmops.Handle(r.p.env.Config.TPM.DeviceKeyHandle)
 	existing, err := r.tpm.ReadPublic(h)
 	switch {
 	case err == nil:
@@ -683,14 +681,14 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 	}}}, nil
 }
 
-func handleStr(h tpm2.TPMHandle) string { return fmt.Sprintf("0x%08x", uint32(h)) }
+func handleStr(h tpmops.Handle) string { return fmt.Sprintf("0x%08x", uint32(h)) }
 
 // ensureDeviceKey reloads the device key when a resumed run skipped its step.
 func (r *unitRun) ensureDeviceKey() error {
 	if r.devKey.Public != nil {
 		return nil
 	}
-	k, err := r.tpm.ReadPublic(tpm2.TPMHandle(r.u.DeviceKeyHandle))
+	k, err := r.tpm.ReadPublic(tpmops.Handle(r.u.DeviceKeyHandle))
 	if err != nil {
 		return fmt.Errorf("reading the recorded device key: %w", err)
 	}

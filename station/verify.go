@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/audit"
@@ -117,10 +116,6 @@ func (e *hintedError) Error() string { return e.err.Error() }
 func (e *hintedError) Unwrap() error { return e.err }
 func (e *hintedError) Hint() string  { return e.hint }
 
-// dpsKeyHandle is where the DPS SDKs persist the key of the attestation
-// challenge; verify persists its test key there only when it is free.
-const dpsKeyHandle tpm2.TPMHandle = 0x81000100
-
 // verifier runs the checks of one unit.
 type verifier struct {
 	env  *Env
@@ -137,7 +132,7 @@ type verifier struct {
 	// answering: the report is then not a verdict on the unit.
 	unreachable error
 	// transientsBefore are the transient handles loaded when verify began.
-	transientsBefore map[tpm2.TPMHandle]bool
+	transientsBefore map[tpmops.Handle]bool
 	// wrongTPM says whose TPM is on the fixture when it is not this unit's.
 	wrongTPM string
 	ctx      context.Context
@@ -212,7 +207,7 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 			}
 		}
 		if hs, err := v.tpm.Transients(); err == nil {
-			v.transientsBefore = map[tpm2.TPMHandle]bool{}
+			v.transientsBefore = map[tpmops.Handle]bool{}
 			for _, h := range hs {
 				v.transientsBefore[h] = true
 			}
@@ -431,57 +426,23 @@ func (v *verifier) ekAlg() tpmops.Alg {
 	return tpmops.RSA2048
 }
 
-// publicKey decodes TPM2B_PUBLIC bytes into a Go public key.
-func publicKey(tpm2b []byte) (*tpm2.TPMTPublic, crypto.PublicKey, error) {
-	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](tpm2b)
-	if err != nil {
-		return nil, nil, err
-	}
-	area, err := pub.Contents()
-	if err != nil {
-		return nil, nil, err
-	}
-	k, err := tpm2.Pub(*area)
-	if err != nil {
-		return nil, nil, err
-	}
-	return area, k, nil
-}
-
 // ek: the key persisted at the EK handle is the recorded EK, and the key the
 // standard template gives on this TPM.
 func (v *verifier) checkEK() (string, error) {
-	_, recorded, err := publicKey(v.unit.EKPublic)
+	recorded, err := tpmops.PublicKey(v.unit.EKPublic)
 	if err != nil {
 		return "", fmt.Errorf("recorded EK: %w", err)
 	}
 	v.ekPub = recorded
-	alg := v.ekAlg()
-	_, handle, err := tpmops.EKTemplate(alg)
-	if err != nil {
-		return "", err
-	}
-	k, err := v.tpm.ReadPublic(handle)
-	if errors.Is(err, tpmops.ErrHandleEmpty) {
-		return "", fmt.Errorf("no EK persisted at %s: the DPS SDKs would create a key of their own that no enrollment knows", handleHex(uint32(handle)))
-	}
-	if err != nil {
-		return "", err
-	}
 	if v.wrongTPM != "" {
 		return "", errors.New(v.wrongTPM)
 	}
-	if !bytes.Equal(k.Public, v.unit.EKPublic) {
-		return "", fmt.Errorf("the key at %s (SHA-256 %s) is not the recorded EK (%s)", handleHex(uint32(handle)), sha256Hex(k.Public), sha256Hex(v.unit.EKPublic))
+	alg := v.ekAlg()
+	k, err := v.tpm.CheckEK(alg, v.unit.EKPublic)
+	if err != nil {
+		return "", err
 	}
-	// The handle is occupied, so EnsureEK only compares (it persists nothing).
-	if _, _, err := v.tpm.EnsureEK(alg, nil); err != nil {
-		if errors.Is(err, tpmops.ErrBadAuth) {
-			return "", fmt.Errorf("cannot re-derive the standard %s EK to compare: the endorsement hierarchy refused an empty auth", alg)
-		}
-		return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK of this TPM: %w", handleHex(uint32(handle)), alg, err)
-	}
-	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(handle)), sha256Hex(k.Public)), nil
+	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's (SHA-256 %s)", alg, handleHex(uint32(k.Handle)), sha256Hex(k.Public)), nil
 }
 
 // ek-cert: the certificate of the recorded EK (in NV, else in
@@ -491,7 +452,7 @@ func (v *verifier) checkEKCert() (string, error) {
 	cfg := v.env.Config
 	var err error
 	if v.ekPub == nil {
-		if _, v.ekPub, err = publicKey(v.unit.EKPublic); err != nil {
+		if v.ekPub, err = tpmops.PublicKey(v.unit.EKPublic); err != nil {
 			return "", fmt.Errorf("recorded EK: %w", err)
 		}
 	}
@@ -518,9 +479,9 @@ func (v *verifier) checkEKCert() (string, error) {
 }
 
 // srkHandle is the recorded SRK handle, else the standard one for tpm.srk.
-func (v *verifier) srkHandle() tpm2.TPMHandle {
+func (v *verifier) srkHandle() tpmops.Handle {
 	if v.unit.SRKHandle != 0 {
-		return tpm2.TPMHandle(v.unit.SRKHandle)
+		return tpmops.Handle(v.unit.SRKHandle)
 	}
 	alg, err := tpmops.ParseAlg(v.env.Config.TPM.SRK)
 	if err != nil {
@@ -534,37 +495,14 @@ func (v *verifier) srkHandle() tpm2.TPMHandle {
 // attributes the DPS SDKs need.
 func (v *verifier) checkSRK() (string, error) {
 	h := v.srkHandle()
-	k, err := v.tpm.ReadPublic(h)
-	if errors.Is(err, tpmops.ErrHandleEmpty) {
-		return "", fmt.Errorf("no SRK persisted at %s", handleHex(uint32(h)))
-	}
-	if err != nil {
+	if _, err := v.tpm.CheckSRK(h, v.unit.SRKName, v.unit.SRKPublic); err != nil {
 		return "", err
-	}
-	if !bytes.Equal(k.Name, v.unit.SRKName) || (len(v.unit.SRKPublic) > 0 && !bytes.Equal(k.Public, v.unit.SRKPublic)) {
-		return "", fmt.Errorf("the key at %s (name %x) is not the recorded SRK (name %x)", handleHex(uint32(h)), k.Name, v.unit.SRKName)
-	}
-	area, _, err := publicKey(k.Public)
-	if err != nil {
-		return "", err
-	}
-	a := area.ObjectAttributes
-	if !(a.FixedTPM && a.FixedParent && a.SensitiveDataOrigin && a.UserWithAuth && a.Restricted && a.Decrypt) || a.SignEncrypt {
-		return "", fmt.Errorf("the SRK at %s is not a restricted storage key (attributes %#08x)", handleHex(uint32(h)), tpm2AttrBits(area))
 	}
 	detail := fmt.Sprintf("recorded SRK at %s", handleHex(uint32(h)))
 	if h != tpmops.SRKHandleRSA {
 		detail += " (note: the Azure C SDK reads its SRK at 0x81000001)"
 	}
 	return detail, nil
-}
-
-func tpm2AttrBits(area *tpm2.TPMTPublic) uint32 {
-	b := tpm2.Marshal(area.ObjectAttributes)
-	if len(b) != 4 {
-		return 0
-	}
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // ownerAuthEscrowed reports the unit's owner auth policy.
@@ -629,31 +567,13 @@ func (v *verifier) checkOwnership() (string, error) {
 // the certificate's public key.
 func (v *verifier) checkDeviceKey() (string, error) {
 	u := v.unit
-	h := tpm2.TPMHandle(u.DeviceKeyHandle)
+	h := tpmops.Handle(u.DeviceKeyHandle)
 	if h == 0 {
-		h = tpm2.TPMHandle(v.env.Config.TPM.DeviceKeyHandle)
+		h = tpmops.Handle(v.env.Config.TPM.DeviceKeyHandle)
 	}
-	k, err := v.tpm.ReadPublic(h)
-	if errors.Is(err, tpmops.ErrHandleEmpty) {
-		return "", fmt.Errorf("no device key at %s", handleHex(uint32(h)))
-	}
+	k, err := v.tpm.CheckDeviceKey(h, u.DeviceKeyPublic)
 	if err != nil {
 		return "", err
-	}
-	if !bytes.Equal(k.Public, u.DeviceKeyPublic) {
-		return "", fmt.Errorf("the key at %s is not the recorded device key", handleHex(uint32(h)))
-	}
-	area, _, err := publicKey(k.Public)
-	if err != nil {
-		return "", err
-	}
-	a := area.ObjectAttributes
-	if !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
-		return "", fmt.Errorf("the device key can leave the TPM or was imported (fixedTPM %v, fixedParent %v, sensitiveDataOrigin %v)",
-			a.FixedTPM, a.FixedParent, a.SensitiveDataOrigin)
-	}
-	if !a.SignEncrypt || a.Decrypt {
-		return "", errors.New("the device key is not a sign-only key")
 	}
 	// The recorded certificate: whether the unit holds that certificate is
 	// the certificate check's question.
@@ -668,21 +588,8 @@ func (v *verifier) checkDeviceKey() (string, error) {
 	if !certPub.Equal(k.Pub) {
 		return "", fmt.Errorf("the recorded certificate is not for the key at %s", handleHex(uint32(h)))
 	}
-	signer, err := v.tpm.Signer(k)
-	if err != nil {
+	if err := v.tpm.ProveKey(k, certPub); err != nil {
 		return "", err
-	}
-	nonce := make([]byte, 32)
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	digest := sha256.Sum256(append([]byte("station verify device-key challenge\x00"), nonce...))
-	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		return "", fmt.Errorf("signing a fresh challenge: %w", err)
-	}
-	if !ecdsa.VerifyASN1(certPub, digest[:], sig) {
-		return "", errors.New("the TPM's signature of a fresh challenge does not verify under the certificate's key")
 	}
 	return fmt.Sprintf("key at %s is fixedTPM|fixedParent|sensitiveDataOrigin, sign-only; signed a fresh 32-byte challenge that verifies under the certificate's key", handleHex(uint32(h))), nil
 }
@@ -723,14 +630,12 @@ func (v *verifier) checkCertificate() (string, error) {
 		return "", fmt.Errorf("certificate (%s): %w", v.certSource, err)
 	}
 	var chain []*x509.Certificate
-	inter := x509.NewCertPool()
 	for _, d := range chainDER {
 		c, err := x509.ParseCertificate(d)
 		if err != nil {
 			return "", fmt.Errorf("chain certificate: %w", err)
 		}
 		chain = append(chain, c)
-		inter.AddCert(c)
 	}
 	var probs []string
 	if got := certgen.Fingerprint(cert); got != u.CertSHA256 {
@@ -746,17 +651,9 @@ func (v *verifier) checkCertificate() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("pinned root: %w", err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
 	warehouse := time.Duration(cfg.PKI.Warehouse)
-	for _, at := range []time.Time{v.now, v.now.Add(warehouse)} {
-		if _, err := cert.Verify(x509.VerifyOptions{
-			Roots: roots, Intermediates: inter, CurrentTime: at,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}); err != nil {
-			probs = append(probs, fmt.Sprintf("does not chain to the pinned root at %s: %v", at.UTC().Format(time.RFC3339), err))
-			break
-		}
+	if err := certgen.VerifyLeaf(cert, chain, root, v.now, warehouse); err != nil {
+		probs = append(probs, err.Error())
 	}
 	if u.Revocation != nil {
 		probs = append(probs, fmt.Sprintf("unit revoked %s: %s", u.Revocation.At.UTC().Format(time.RFC3339), u.Revocation.Reason))
@@ -781,12 +678,17 @@ func (v *verifier) checkFlash() (string, error) {
 	if spec == "" || (u.FlashTarget == "" && u.BundleSHA256 == "") {
 		return "", errors.New("the unit was not flashed at provisioning (no flash target was configured): no firmware or credential bundle to read back")
 	}
-	digest, err := hex.DecodeString(u.BundleSHA256)
-	if err != nil || len(digest) != sha256.Size {
+	if digest, err := hex.DecodeString(u.BundleSHA256); err != nil || len(digest) != sha256.Size {
 		return "", fmt.Errorf("record has no bundle hash (%q)", u.BundleSHA256)
 	}
 	if u.FirmwareSHA256 == "" {
 		return "", errors.New("record has no firmware hash")
+	}
+	// What the targets must hold: the recorded bundle (its digest) and
+	// certificate (tpm-nv holds only that).
+	expected, err := credbundle.Expected(credbundle.Recorded{Serial: u.Serial, Digest: u.BundleSHA256, CertDER: u.Cert})
+	if err != nil {
+		return "", fmt.Errorf("record: %w", err)
 	}
 	targets, err := flash.Open(spec, v.env.Config.Flash, v.tpm)
 	if err != nil {
@@ -795,7 +697,7 @@ func (v *verifier) checkFlash() (string, error) {
 	job := flash.Job{
 		Serial:   u.Serial,
 		Firmware: &flash.Firmware{SHA256: u.FirmwareSHA256},
-		Bundle:   &credbundle.Bundle{Serial: u.Serial, Digest: digest},
+		Bundle:   expected,
 	}
 	if v.env.Signer != nil {
 		job.StationKey = v.env.Signer.Public()
@@ -883,7 +785,7 @@ func (v *verifier) checkDPS() (string, error) {
 // this unit's TPM. The returned func makes sure the key is gone (evicting it
 // if DPSSign could not) and drops the entry; it keeps the entry when that
 // cannot be confirmed, for the next run.
-func (v *verifier) journalDPSKey(ak []byte, h tpm2.TPMHandle) (func(), error) {
+func (v *verifier) journalDPSKey(ak []byte, h tpmops.Handle) (func(), error) {
 	name, err := tpmops.DPSKeyName(ak)
 	if err != nil {
 		return nil, err
@@ -905,11 +807,11 @@ func (v *verifier) journalDPSKey(ak []byte, h tpm2.TPMHandle) (func(), error) {
 // SDKs do, when free; else (something is there, which verify leaves alone:
 // the SDKs would evict it) the first free handle after it, which exercises
 // the same owner authorization.
-func (v *verifier) dpsPersistHandle() (tpm2.TPMHandle, string, error) {
-	for h := dpsKeyHandle; h < dpsKeyHandle+0x100; h++ {
+func (v *verifier) dpsPersistHandle() (tpmops.Handle, string, error) {
+	for h := tpmops.DPSKeyHandle; h < tpmops.DPSKeyHandle+0x100; h++ {
 		_, err := v.tpm.ObjectName(h) // any key type: a DPS SDK's own key there is keyed-hash
 		if errors.Is(err, tpmops.ErrHandleEmpty) {
-			if h == dpsKeyHandle {
+			if h == tpmops.DPSKeyHandle {
 				return h, "persisted at 0x81000100 with an empty owner auth", nil
 			}
 			return h, fmt.Sprintf("persisted at %s with an empty owner auth (0x81000100 already holds a key, left untouched)", handleHex(uint32(h))), nil
