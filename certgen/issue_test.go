@@ -312,3 +312,40 @@ func BenchmarkEncryptedPEM(b *testing.B) {
 		}
 	}
 }
+
+// VerifyLeaf (station verify's certificate check) holds a leaf to its
+// chain now and at the end of the warehouse period, and names the instant
+// it fails at.
+func TestVerifyLeaf(t *testing.T) {
+	p := newPKI(t, ECP256)
+	req := goodRequest(t)
+	now := time.Now()
+	req.Now = now
+	leaf, err := p.issuer(t).Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := []*x509.Certificate{p.line.cert, p.factory.cert}
+	if err := VerifyLeaf(leaf, chain, p.root.cert, now, req.Warehouse); err != nil {
+		t.Fatalf("a good leaf: %v", err)
+	}
+	other := newPKI(t, ECP384)
+	late := now.Add(req.Warehouse + req.Validity + time.Hour)
+	for name, tc := range map[string]struct {
+		chain []*x509.Certificate
+		root  *x509.Certificate
+		now   time.Time
+		wh    time.Duration
+		at    time.Time
+	}{
+		"another root":         {chain, other.root.cert, now, req.Warehouse, now},
+		"intermediate missing": {chain[:1], p.root.cert, now, req.Warehouse, now},
+		"expired by the shelf": {chain, p.root.cert, now, late.Sub(now), late},
+		"not yet valid":        {chain, p.root.cert, now.Add(-48 * time.Hour), 0, now.Add(-48 * time.Hour)},
+	} {
+		err := VerifyLeaf(leaf, tc.chain, tc.root, tc.now, tc.wh)
+		if err == nil || !strings.Contains(err.Error(), tc.at.UTC().Format(time.RFC3339)) {
+			t.Errorf("%s: %v, want a failure at %s", name, err, tc.at.UTC().Format(time.RFC3339))
+		}
+	}
+}

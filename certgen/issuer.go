@@ -167,3 +167,26 @@ func VerifyChain(cert *x509.Certificate, chain []*x509.Certificate, root *x509.C
 	is := &Issuer{Cert: cert, Chain: chain, Root: root}
 	return is.checkChain(t)
 }
+
+// VerifyLeaf checks that a device certificate verifies for clientAuth
+// through chain (the issuer first) up to the pinned root at now and at
+// now+warehouse: a unit leaves the shelf and first connects at any time in
+// between, and its certificate must still chain then. The error names the
+// first instant at which it does not.
+func VerifyLeaf(leaf *x509.Certificate, chain []*x509.Certificate, root *x509.Certificate, now time.Time, warehouse time.Duration) error {
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inter := x509.NewCertPool()
+	for _, c := range chain {
+		inter.AddCert(c)
+	}
+	for _, at := range []time.Time{now, now.Add(warehouse)} {
+		if _, err := leaf.Verify(x509.VerifyOptions{
+			Roots: roots, Intermediates: inter, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}); err != nil {
+			return fmt.Errorf("does not chain to the pinned root at %s: %v", at.UTC().Format(time.RFC3339), err)
+		}
+	}
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/enroll/regid"
 	"github.com/factory-id/station/flash"
@@ -136,8 +137,8 @@ var classes = []struct {
 	{flash.ErrReadback, ExitFailed}, // the flash step, or its verify check
 	{flash.ErrTool, ExitFailed},
 	{flash.ErrUnsafeInput, ExitFailed},
-	{flash.ErrBundle, ExitFailed},
-	{flash.ErrSignature, ExitFailed},
+	{credbundle.ErrBundle, ExitFailed},
+	{credbundle.ErrSignature, ExitFailed},
 	{flash.ErrNVTooLarge, ExitFailed},
 	{flash.ErrNoReadback, ExitFailed},
 	{tsskey.ErrKeyFile, ExitFailed}, // a device key file that is not the one station writes: the flash step fails

@@ -62,6 +62,8 @@ func TestLoadRejects(t *testing.T) {
 		{"image without hash", "firmware:\n  image: app.bin\n", nil, "firmware.sha256", "published"},
 		{"bad target", "flash:\n  target: ftp:x\n", nil, "flash.target", "dir:PATH"},
 		{"unknown tool", "flash:\n  target: exec:esp\n", nil, "flash.target", `no tool "esp"`},
+		{"second placeholder in a dir target", "flash:\n  target: dir:/mnt/{port}\n", nil, "flash.target", "only placeholder is {serial}"},
+		{"tpm-nv with an argument", "flash:\n  target: tpm-nv:0x1500010\n", nil, "flash.target", "no argument"},
 		{"empty file", "", nil, "", "the file is empty"},
 		{"only comments", "# station config\n", nil, "", "the file is empty"},
 		{"null document", "~\n", nil, "", "the file is empty"},
@@ -220,5 +222,52 @@ func TestEnvNamesKnown(t *testing.T) {
 		return
 	}()...)); err != nil {
 		t.Fatalf("CheckEnv refuses a known variable: %v", err)
+	}
+}
+
+// One grammar for every flash target list: what Load, CheckTargets (batch
+// rows, --flash) and flash.Open accept or refuse is Flash.ParseTargets'.
+func TestParseTargets(t *testing.T) {
+	f := Flash{Tools: map[string]FlashTool{"esp": {Command: "esptool"}}}
+	got, err := f.ParseTargets(" dir:/mnt/{serial} ,exec:esp@/dev/ttyUSB3,, tpm-nv,exec:esp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []FlashTarget{
+		{Spec: "dir:/mnt/{serial}", Kind: TargetDir, Path: "/mnt/{serial}"},
+		{Spec: "exec:esp@/dev/ttyUSB3", Kind: TargetExec, Tool: "esp", Port: "/dev/ttyUSB3", HasPort: true},
+		{Spec: "tpm-nv", Kind: TargetTPMNV},
+		{Spec: "exec:esp", Kind: TargetExec, Tool: "esp"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("entry %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	c := Defaults()
+	c.Flash = f
+	for spec, msg := range map[string]string{
+		"":                  "no flash target",
+		" , ":               "no flash target",
+		"dir:":              "needs a folder",
+		"dir:/a\nb":         "control characters",
+		"dir:/a/{serial}/b": "last path element",
+		"dir:/a/{port}":     "only placeholder",
+		"dir:/a,dir:/a":     "listed twice",
+		"exec:nope":         `no tool "nope"`,
+		"tpm-nv:1":          "no argument",
+		"ftp:x":             "want dir:PATH, exec:NAME or tpm-nv",
+	} {
+		_, err := f.ParseTargets(spec)
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != "flash.target" || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseTargets(%q) = %v, want a flash.target error saying %q", spec, err, msg)
+		}
+		if err2 := c.CheckTargets(spec); err2 == nil || err2.Error() != err.Error() {
+			t.Errorf("CheckTargets(%q) = %v, ParseTargets said %v", spec, err2, err)
+		}
 	}
 }

@@ -179,8 +179,8 @@ func (c *Config) Validate() error {
 		return bad("firmware.sha256", "firmware.image is set but its published SHA-256 is not")
 	}
 	if c.Flash.Target != "" {
-		if err := c.checkTargets(c.Flash.Target); err != nil {
-			return &Error{Key: "flash.target", Err: err}
+		if _, err := c.Flash.ParseTargets(c.Flash.Target); err != nil {
+			return err
 		}
 	}
 	for name, t := range c.Flash.Tools {
@@ -199,33 +199,10 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// CheckTargets validates a flash target list (comma-separated: "dir:/mnt/u,tpm-nv").
+// CheckTargets validates a flash target list (Flash.ParseTargets).
 func (c *Config) CheckTargets(s string) error {
-	if err := c.checkTargets(s); err != nil {
-		return &Error{Key: "flash.target", Err: err}
-	}
-	return nil
-}
-
-func (c *Config) checkTargets(s string) error {
-	for _, t := range strings.Split(s, ",") {
-		switch kind, arg, _ := strings.Cut(strings.TrimSpace(t), ":"); kind {
-		case "dir":
-			if arg == "" {
-				return fmt.Errorf("%q: dir: needs a folder", t)
-			}
-		case "exec":
-			// exec:NAME or exec:NAME@PORT (a fixture's own port, e.g. from a batch row)
-			name, _, _ := strings.Cut(arg, "@")
-			if _, ok := c.Flash.Tools[name]; !ok {
-				return fmt.Errorf("%q: no tool %q under flash.tools", t, name)
-			}
-		case "tpm-nv":
-		default:
-			return fmt.Errorf("%q: want dir:PATH, exec:NAME or tpm-nv", t)
-		}
-	}
-	return nil
+	_, err := c.Flash.ParseTargets(s)
+	return err
 }
 
 // FileKey names a config key holding a path, for CheckFiles.

@@ -8,24 +8,9 @@ import (
 	"testing"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/bundletest"
 	"github.com/factory-id/station/tpmops"
 )
-
-func BenchmarkSignVerify(b *testing.B) {
-	f := newFixture(b)
-	base := f.pki.baseBundle(b, "SN-B")
-	nb, _ := NewBundle(base)
-	b.ResetTimer()
-	for b.Loop() {
-		if err := nb.Sign(f.key); err != nil {
-			b.Fatal(err)
-		}
-		img, _ := nb.MarshalBinary()
-		if _, err := VerifyBundle(img, f.key.Public()); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
 
 // A 4 MiB firmware and the bundle to a folder: write, fsync, rename, read back.
 func BenchmarkDirWrite4MiB(b *testing.B) {
@@ -34,9 +19,9 @@ func BenchmarkDirWrite4MiB(b *testing.B) {
 	rand.Read(data)
 	sum := sha256.Sum256(data)
 	fw := &Firmware{Data: data, SHA256: hex.EncodeToString(sum[:])}
-	bb := f.pki.baseBundle(b, "SN-B")
+	bb := f.PKI.BaseBundle(b, "SN-B")
 	bb.FirmwareSHA256 = fw.SHA256
-	j := Job{Serial: "SN-B", Firmware: fw, Bundle: signed(b, bb, f.key)}
+	j := Job{Serial: "SN-B", Firmware: fw, Bundle: bundletest.Signed(b, bb, f.Key)}
 	root := b.TempDir()
 	tg, _ := Open("dir:"+root, configs.Flash{}, nil)
 	b.ResetTimer()

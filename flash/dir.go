@@ -5,46 +5,31 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 )
 
 // Names the dir target writes under its folder.
 const (
 	DirFirmware = "firmware.bin"
-	DirBundle   = "station-bundle" // the folder form
-	DirImage    = FileImage        // the single-file form
+	DirBundle   = "station-bundle"     // the folder form
+	DirImage    = credbundle.FileImage // the single-file form
 )
 
 // dirTarget writes to a mounted unit storage or an image folder.
 type dirTarget struct {
 	spec string
-	path string // may hold {serial}
+	path string // checked by configs.Flash.ParseTargets; may hold {serial}
 	// beforeCompare, in tests only, plays a medium that does not keep what
 	// was written.
 	beforeCompare func(root string)
-}
-
-func newDirTarget(path string) (*dirTarget, error) {
-	if path == "" {
-		return nil, specErr("dir: needs a folder")
-	}
-	if strings.ContainsAny(path, "\x00\n\r") {
-		return nil, specErr("dir:%q: control characters in the path", path)
-	}
-	if strings.Contains(filepath.Dir(path), "{serial}") {
-		return nil, specErr("dir:%s: {serial} may only be in the last path element", path)
-	}
-	rest := strings.ReplaceAll(path, "{serial}", "")
-	if strings.ContainsAny(rest, "{}") {
-		return nil, specErr("dir:%s: the only placeholder is {serial}", path)
-	}
-	return &dirTarget{spec: "dir:" + path, path: path}, nil
 }
 
 func (d *dirTarget) Name() string { return d.spec }
@@ -54,7 +39,7 @@ func (d *dirTarget) Name() string { return d.spec }
 // already exist: a unit storage that is not mounted must not turn into a
 // write to the station's own disk. With it, only the last level is created.
 func (d *dirTarget) root(serial string, create bool) (string, error) {
-	if err := ValidSerial(serial); err != nil {
+	if err := safeSerial(serial); err != nil {
 		return "", err
 	}
 	p := strings.ReplaceAll(d.path, "{serial}", serial)
@@ -100,17 +85,14 @@ func dirPlan(j Job) (map[string][]byte, error) {
 // image's serial record (even if the image is otherwise damaged), else from
 // the folder's manifest; "" when neither names one.
 func existingSerial(root string) string {
-	if data, err := readFileLimited(filepath.Join(root, DirImage), MaxImageSize); err == nil {
-		if s, ok := peekSerial(data); ok {
+	if data, err := readFileLimited(filepath.Join(root, DirImage), credbundle.MaxImageSize); err == nil {
+		if s, ok := credbundle.PeekSerial(data); ok {
 			return s
 		}
 	}
-	if data, err := readFileLimited(filepath.Join(root, DirBundle, FileManifest), MaxImageSize); err == nil {
-		var m struct {
-			Serial string `json:"serial"`
-		}
-		if json.Unmarshal(data, &m) == nil && ValidSerial(m.Serial) == nil {
-			return m.Serial
+	if data, err := readFileLimited(filepath.Join(root, DirBundle, credbundle.FileManifest), credbundle.MaxImageSize); err == nil {
+		if s, ok := credbundle.PeekFolderSerial(data); ok {
+			return s
 		}
 	}
 	return ""
@@ -156,13 +138,13 @@ func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
 	// each commit to everything through the digest.
 	folder, _ := j.Bundle.Folder()
 	order := []string{DirFirmware}
-	for _, n := range FolderOrder(folder) {
+	for _, n := range credbundle.FolderOrder(folder) {
 		order = append(order, filepath.Join(DirBundle, n))
 	}
 	order = append(order, DirImage)
 	for _, rel := range order {
 		dir, name := filepath.Split(filepath.Join(root, rel))
-		if err := writeAtomic(filepath.Clean(dir), name, plan[rel], FileMode(name)); err != nil {
+		if err := writeAtomic(filepath.Clean(dir), name, plan[rel], credbundle.FileMode(name)); err != nil {
 			return res, fmt.Errorf("%s: writing %s: %w", d.spec, rel, err)
 		}
 	}
@@ -190,7 +172,7 @@ func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
 // compare reads every planned file back and compares it byte for byte.
 func (d *dirTarget) compare(root string, plan map[string][]byte) error {
 	for rel, want := range plan {
-		limit := int64(MaxImageSize)
+		limit := int64(credbundle.MaxImageSize)
 		if rel == DirFirmware {
 			limit = MaxFirmwareSize
 		}
@@ -210,11 +192,11 @@ func (d *dirTarget) ReadBack(_ context.Context, j Job) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, ErrReadback)
 	}
-	data, err := readFileLimited(filepath.Join(root, DirImage), MaxImageSize)
+	data, err := readFileLimited(filepath.Join(root, DirImage), credbundle.MaxImageSize)
 	if err != nil {
 		return fmt.Errorf("%s: %v: %w", d.spec, err, ErrReadback)
 	}
-	img, err := ParseImage(data)
+	img, err := credbundle.ParseImage(data)
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", d.spec, DirImage, err)
 	}
@@ -241,4 +223,56 @@ func (d *dirTarget) ReadBack(_ context.Context, j Job) error {
 		return fmt.Errorf("%s: firmware on the unit has SHA-256 %s, expected %s: %w", d.spec, got, want, ErrReadback)
 	}
 	return nil
+}
+
+// ReadFolder reads a bundle folder from disk, from the medium (see
+// readFileLimited), and parses it (credbundle.ParseFolder). Symbolic links
+// and sub-folders are refused.
+func ReadFolder(dir string) (*credbundle.Bundle, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, e := range ents {
+		if e.Type()&fs.ModeType != 0 {
+			return nil, fmt.Errorf("%w: %s in bundle folder is not a regular file", credbundle.ErrBundle, e.Name())
+		}
+		data, err := readFileLimited(filepath.Join(dir, e.Name()), credbundle.MaxImageSize)
+		if err != nil {
+			return nil, err
+		}
+		files[e.Name()] = data
+	}
+	return credbundle.ParseFolder(files)
+}
+
+// HeldBundle reads the bundle a unit holds on the first dir: target of spec
+// that has one: its single-file image, parsed (its digest checked, not its
+// signature), and the folder it was read from ("dir:/mnt/unit"). It is for
+// checks that want what the unit holds rather than the record's copy; nil
+// and "" when no dir: target of spec holds one, or spec does not parse.
+func HeldBundle(spec string, cfg configs.Flash, serial string) (*credbundle.Bundle, string) {
+	parsed, err := cfg.ParseTargets(spec)
+	if err != nil {
+		return nil, ""
+	}
+	for _, p := range parsed {
+		if p.Kind != configs.TargetDir {
+			continue
+		}
+		d := &dirTarget{spec: p.Spec, path: p.Path}
+		root, err := d.root(serial, false)
+		if err != nil {
+			continue
+		}
+		data, err := readFileLimited(filepath.Join(root, DirImage), credbundle.MaxImageSize)
+		if err != nil {
+			continue
+		}
+		if b, err := credbundle.ParseImage(data); err == nil {
+			return b, "dir:" + root
+		}
+	}
+	return nil, ""
 }

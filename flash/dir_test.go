@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
+	"github.com/factory-id/station/internal/bundletest"
 	"github.com/factory-id/station/internal/hint"
 )
 
@@ -38,26 +40,26 @@ func TestDirWriteReadBack(t *testing.T) {
 		t.Errorf("detail: %v", res.Detail)
 	}
 	for _, v := range res.Detail {
-		assertNoSecret(t, v, j.Bundle.SymmetricKey)
+		bundletest.AssertNoSecret(t, v, j.Bundle.SymmetricKey)
 	}
 	fw, _ := os.ReadFile(filepath.Join(root, DirFirmware))
-	if !bytes.Equal(fw, testFirmware) {
+	if !bytes.Equal(fw, bundletest.Firmware) {
 		t.Error("firmware on the unit differs")
 	}
 	img, _ := os.ReadFile(filepath.Join(root, DirImage))
-	if _, err := VerifyBundle(img, f.key.Public()); err != nil {
+	if _, err := credbundle.VerifyBundle(img, f.Key.Public()); err != nil {
 		t.Errorf("the written image does not verify: %v", err)
 	}
 	fb, err := ReadFolder(filepath.Join(root, DirBundle))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fb.Verify(f.key.Public()); err != nil {
+	if err := fb.Verify(f.Key.Public()); err != nil {
 		t.Errorf("the written folder does not verify: %v", err)
 	}
 	for name, want := range map[string]os.FileMode{
-		DirImage: 0o600, filepath.Join(DirBundle, FileSymmetricKey): 0o600,
-		filepath.Join(DirBundle, FileCert): 0o644, DirFirmware: 0o644,
+		DirImage: 0o600, filepath.Join(DirBundle, credbundle.FileSymmetricKey): 0o600,
+		filepath.Join(DirBundle, credbundle.FileCert): 0o644, DirFirmware: 0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(root, name))
 		if err != nil || fi.Mode().Perm() != want {
@@ -73,7 +75,7 @@ func TestDirWriteReadBack(t *testing.T) {
 			}
 		}
 	}
-	j.StationKey = f.key.Public()
+	j.StationKey = f.Key.Public()
 	if err := tg.ReadBack(context.Background(), j); err != nil {
 		t.Errorf("ReadBack: %v", err)
 	}
@@ -83,7 +85,7 @@ func TestDirWriteReadBack(t *testing.T) {
 		t.Fatalf("rewrite for the same unit: %v", err)
 	}
 	// ... and the key file of the earlier bundle is gone from the folder.
-	if _, err := os.Stat(filepath.Join(root, DirBundle, FileSymmetricKey)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(root, DirBundle, credbundle.FileSymmetricKey)); !os.IsNotExist(err) {
 		t.Errorf("stale key file left: %v", err)
 	}
 	if err := tg.ReadBack(context.Background(), j2); err != nil {
@@ -129,7 +131,7 @@ func TestDirOtherUnit(t *testing.T) {
 // A medium that does not keep what was written is caught at the write.
 func TestDirReadbackMismatch(t *testing.T) {
 	f := newFixture(t)
-	for _, file := range []string{DirFirmware, DirImage, filepath.Join(DirBundle, FileManifest), filepath.Join(DirBundle, FileChain)} {
+	for _, file := range []string{DirFirmware, DirImage, filepath.Join(DirBundle, credbundle.FileManifest), filepath.Join(DirBundle, credbundle.FileChain)} {
 		t.Run(file, func(t *testing.T) {
 			root := t.TempDir()
 			tg := openOne(t, "dir:"+root, configs.Flash{}, nil).(*dirTarget)
@@ -158,7 +160,7 @@ func TestDirReadbackMismatch(t *testing.T) {
 func TestDirReadBackDetectsTampering(t *testing.T) {
 	f := newFixture(t)
 	j := f.job(t, "SN-D")
-	j.StationKey = f.key.Public()
+	j.StationKey = f.Key.Public()
 	for _, tc := range []struct {
 		name string
 		edit func(root string)
@@ -173,7 +175,7 @@ func TestDirReadBackDetectsTampering(t *testing.T) {
 			os.WriteFile(p, b, 0o600)
 		}},
 		{"manifest edited", func(root string) {
-			p := filepath.Join(root, DirBundle, FileManifest)
+			p := filepath.Join(root, DirBundle, credbundle.FileManifest)
 			b, _ := os.ReadFile(p)
 			os.WriteFile(p, bytes.Replace(b, []byte("0ne00002193"), []byte("0ne00002194"), 1), 0o644)
 		}},
@@ -240,7 +242,7 @@ func TestDirUnsafe(t *testing.T) {
 	// The serial is checked against the bundle: a mismatch is refused.
 	j := good
 	j.Serial = "SN-H"
-	if _, err := tg.Write(context.Background(), j); !errors.Is(err, ErrBundle) {
+	if _, err := tg.Write(context.Background(), j); !errors.Is(err, credbundle.ErrBundle) {
 		t.Fatalf("serial/bundle mismatch: %v", err)
 	}
 	// A good serial lands in its own folder.
@@ -350,18 +352,18 @@ func TestOpenSpecs(t *testing.T) {
 func TestLoadFirmware(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "app.bin")
-	os.WriteFile(p, testFirmware, 0o644)
-	fw, err := LoadFirmware(p, strings.ToUpper(firmwareSHA()))
+	os.WriteFile(p, bundletest.Firmware, 0o644)
+	fw, err := LoadFirmware(p, strings.ToUpper(bundletest.FirmwareSHA()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The bytes checked are the bytes kept: changing the file afterwards
 	// changes nothing that gets written.
 	os.WriteFile(p, []byte("swapped after the check"), 0o644)
-	if !bytes.Equal(fw.Data, testFirmware) {
+	if !bytes.Equal(fw.Data, bundletest.Firmware) {
 		t.Fatal("firmware data changed with the file")
 	}
-	_, err = LoadFirmware(p, firmwareSHA())
+	_, err = LoadFirmware(p, bundletest.FirmwareSHA())
 	if !errors.Is(err, ErrFirmwareMismatch) {
 		t.Fatalf("got %v, want ErrFirmwareMismatch", err)
 	}
@@ -371,7 +373,7 @@ func TestLoadFirmware(t *testing.T) {
 	if _, err := LoadFirmware(p, "xyz"); !errors.Is(err, ErrFirmwareMismatch) {
 		t.Errorf("bad hash: %v", err)
 	}
-	if _, err := LoadFirmware(filepath.Join(dir, "missing"), firmwareSHA()); err == nil || errors.Is(err, ErrFirmwareMismatch) {
+	if _, err := LoadFirmware(filepath.Join(dir, "missing"), bundletest.FirmwareSHA()); err == nil || errors.Is(err, ErrFirmwareMismatch) {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -385,19 +387,19 @@ func TestReadBackFromRecord(t *testing.T) {
 	if _, err := tg.Write(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
-	exp, err := Expected(Recorded{Serial: "SN-0400", Digest: j.Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
+	exp, err := credbundle.Expected(credbundle.Recorded{Serial: "SN-0400", Digest: j.Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: exp, StationKey: f.key.Public()}); err != nil {
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: exp, StationKey: f.Key.Public()}); err != nil {
 		t.Fatal(err)
 	}
-	other, _ := Expected(Recorded{Serial: "SN-0400", Digest: f.job(t, "SN-0400").Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
+	other, _ := credbundle.Expected(credbundle.Recorded{Serial: "SN-0400", Digest: f.job(t, "SN-0400").Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
 	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0400", Bundle: other}); !errors.Is(err, ErrReadback) {
 		t.Fatalf("another digest: %v", err)
 	}
 	if _, err := tg.Write(context.Background(), Job{Serial: "SN-0400", Bundle: exp, Firmware: f.fw}); err == nil {
-		t.Fatal("an Expected bundle was written")
+		t.Fatal("an credbundle.Expected bundle was written")
 	}
 }
 
@@ -420,7 +422,7 @@ func TestDirDamagedBundles(t *testing.T) {
 	}
 	// Garbage that names no unit is replaced.
 	os.WriteFile(p, []byte("garbage"), 0o600)
-	os.Remove(filepath.Join(root, DirBundle, FileManifest))
+	os.Remove(filepath.Join(root, DirBundle, credbundle.FileManifest))
 	if _, err := tg.Write(context.Background(), f.job(t, "SN-0701")); err != nil {
 		t.Fatalf("garbage: %v", err)
 	}
@@ -437,5 +439,85 @@ func TestDirSymlinkedOperatorRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(real, DirImage)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The dir target writes the key file 0600 beside the rest, reads it all
+// back, and a later version 1 bundle leaves no key file or device.json of
+// the earlier one behind.
+func TestDirV2(t *testing.T) {
+	f := newFixture(t)
+	dk := bundletest.NewDeviceKey(t)
+	mnt := t.TempDir()
+	targets, err := Open("dir:"+mnt, configs.Flash{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := Job{Serial: "SN-0005", Firmware: f.fw, Bundle: bundletest.Signed(t, f.PKI.TPMKeyBundle(t, "SN-0005", &dk.PublicKey), f.Key)}
+	if _, err := targets[0].Write(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	if err := targets[0].ReadBack(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{credbundle.FileTPMKey: 0o600, credbundle.FileDevice: 0o644} {
+		fi, err := os.Stat(filepath.Join(mnt, DirBundle, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != mode {
+			t.Errorf("%s written %v, want %v", name, fi.Mode().Perm(), mode)
+		}
+	}
+	fb, err := ReadFolder(filepath.Join(mnt, DirBundle))
+	if err != nil || fb.Verify(f.Key.Public()) != nil {
+		t.Fatalf("the written folder: %v", err)
+	}
+	j1 := Job{Serial: "SN-0005", Firmware: f.fw, Bundle: bundletest.Signed(t, f.PKI.BaseBundle(t, "SN-0005"), f.Key)}
+	if _, err := targets[0].Write(context.Background(), j1); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{credbundle.FileTPMKey, credbundle.FileDevice} {
+		if _, err := os.Stat(filepath.Join(mnt, DirBundle, name)); !os.IsNotExist(err) {
+			t.Errorf("%s of the version 2 bundle left behind: %v", name, err)
+		}
+	}
+}
+
+// HeldBundle finds the bundle a unit holds on a dir: target of a list
+// (verify's certificate check reads the unit's own certificate from it),
+// through {serial}, and nothing where there is none or it was edited.
+func TestHeldBundle(t *testing.T) {
+	f := newFixture(t)
+	units := t.TempDir()
+	tools := configs.Flash{Tools: map[string]configs.FlashTool{"esp": {Command: "/bin/true"}}}
+	spec := "exec:esp,dir:" + units + "/{serial}"
+	tg := openOne(t, "dir:"+units+"/{serial}", configs.Flash{}, nil)
+	j := f.job(t, "SN-0410")
+	if _, err := tg.Write(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	b, where := HeldBundle(spec, tools, "SN-0410")
+	if b == nil || where != "dir:"+filepath.Join(units, "SN-0410") || !bytes.Equal(b.Digest, j.Bundle.Digest) {
+		t.Fatalf("HeldBundle = %v, %q", b, where)
+	}
+	for name, tc := range map[string]struct{ spec, serial string }{
+		"another unit":    {spec, "SN-0411"},
+		"no dir target":   {"exec:esp", "SN-0410"},
+		"unparsable list": {spec + ",ftp:x", "SN-0410"},
+		"unsafe serial":   {spec, "../SN-0410"},
+	} {
+		if b, where := HeldBundle(tc.spec, tools, tc.serial); b != nil || where != "" {
+			t.Errorf("%s: HeldBundle = %v, %q", name, b, where)
+		}
+	}
+	img := filepath.Join(units, "SN-0410", DirImage)
+	data, _ := os.ReadFile(img)
+	data[len(data)/2] ^= 1
+	if err := os.WriteFile(img, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := HeldBundle(spec, tools, "SN-0410"); b != nil {
+		t.Error("an edited image was returned")
 	}
 }

@@ -3,29 +3,13 @@
 //
 // # The bundle
 //
-// A Bundle carries what the device's DPS client needs (ID scope, global
-// endpoint, registration ID, attestation type, the persistent handle of the
-// device key in its TPM), the device certificate and its chain up to (not
-// including) the root, the SHA-256 of the firmware the unit must run, and,
-// for symmetric-key units, the per-device key: sealed under the unit's SRK
-// when it has a TPM (SealedKey), in clear only when it has none
-// (SymmetricKey), and, in version 2, the device key as a TSS2 private key
-// file (TPMKey, package tsskey) for the device's OpenSSL provider and
-// PKCS#11 module, with a derived device.json naming what the device's
-// software needs (DeviceManifest). Sign computes a SHA-256 digest over a
-// canonical encoding of every field and signs it with the station key
-// (Ed25519 or ECDSA P-256, any crypto.Signer); VerifyBundle and Bundle.Verify tell a station-made
-// bundle from an edited one or one signed by another key. The bundle has two
-// forms with the same digest: a single-file image (MarshalBinary,
-// ParseImage) for tools that write one blob, and a folder (Folder,
-// ParseFolder, ReadFolder). docs/BUNDLE.md specifies both, versions 1 and
-// 2: a bundle is written as version 1 unless it carries the TPM key file,
-// and both are read. docs/DEVICE.md says what the device finds where.
-//
-// Key material is typed Secret: it never prints, formats or marshals (fmt,
-// encoding/json, log/slog all see "[redacted]"). Result.Detail, errors and
-// the captured output of flashing tools never hold it: tool output is
-// redacted (raw, hex and base64 spellings) before it is kept.
+// The credential bundle a unit gets is package credbundle's format (its
+// fields, signature, single-file image and folder forms: docs/BUNDLE.md);
+// this package writes both forms to the unit and reads them back.
+// ReadFolder reads a folder form from the medium. Key material is typed
+// credbundle.Secret: Result.Detail, errors and the captured output of
+// flashing tools never hold it: tool output is redacted (raw, hex and
+// base64 spellings) before it is kept.
 //
 // # Firmware
 //
@@ -37,7 +21,9 @@
 //
 // # Targets
 //
-// Open parses a comma-separated list of targets (flash.target or --flash):
+// Open opens a comma-separated list of targets (flash.target or --flash;
+// configs.Flash.ParseTargets is the grammar, which config loading and
+// batch rows check with the same code):
 //
 //   - dir:PATH writes firmware.bin, station-bundle.bin and the folder
 //     station-bundle/ under PATH, each file through a temporary name, fsync,
@@ -70,15 +56,19 @@
 //     public area checked. A *tpmops.TPM is an NVDevice.
 //
 // A target list is split on commas, so a dir: path cannot hold one.
+// HeldBundle reads the bundle a unit holds on a list's dir: targets.
 //
 // Every Write refuses a target that already holds another unit's bundle
-// (ErrOtherUnit) unless Job.Force. Serials are checked by ValidSerial
-// wherever they could reach a path or an argv (ErrUnsafeInput).
+// (ErrOtherUnit) unless Job.Force. Serials are checked
+// (credbundle.ValidSerial) wherever they could reach a path or an argv
+// (ErrUnsafeInput).
 //
 // # Errors and exit codes
 //
 // cmd/errors.go maps the sentinels (errors.go) to exit codes: the firmware
 // or another unit's bundle refused is policy (3); everything else fails the
-// unit at the flash step (1), and re-running provision retries it. A bad
+// unit at the flash step (1), and re-running provision retries it; a bundle
+// on a target that does not parse or verify wraps credbundle.ErrBundle or
+// credbundle.ErrSignature (1). A bad
 // target list or tool definition is a *configs.Error (2).
 package flash

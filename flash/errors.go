@@ -26,15 +26,6 @@ var (
 	// is refused before any flash as station.ErrBadSerial, exit 2).
 	ErrUnsafeInput = errors.New("unsafe unit data")
 
-	// ErrBundle: a bundle that does not parse, is of an unknown version or is
-	// inconsistent (exit 1).
-	ErrBundle = errors.New("malformed credential bundle")
-
-	// ErrSignature: a bundle's digest or signature does not verify under
-	// the station key, or was made by another key (exit 1: a failed step or
-	// verify check).
-	ErrSignature = errors.New("credential bundle signature does not verify")
-
 	// ErrNVTooLarge: the certificate does not fit the TPM's NV index limit
 	// (exit 1).
 	ErrNVTooLarge = errors.New("certificate larger than the TPM's NV index limit")

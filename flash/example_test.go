@@ -3,31 +3,15 @@ package flash_test
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/flash"
 )
-
-// A device, QA or an auditor checks a bundle against the station key it trusts.
-func ExampleVerifyBundle() {
-	img, _ := os.ReadFile("testdata/golden-v1/ecdsa-tpm/station-bundle.bin")
-	pemBytes, _ := os.ReadFile("testdata/golden-v1/ecdsa-tpm/station.pub.pem")
-	blk, _ := pem.Decode(pemBytes)
-	pub, _ := x509.ParsePKIXPublicKey(blk.Bytes)
-	b, err := flash.VerifyBundle(img, pub)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(b.Serial, b.Attestation, b.IDScope, b.GlobalEndpoint)
-	// Output: SN-GOLD-2 tpm 0ne00002193 global.azure-devices-provisioning.net
-}
 
 // The flash step: firmware checked against the release hash, then written
 // with the signed bundle to every target and read back.
@@ -43,8 +27,8 @@ func ExampleOpen() {
 		fmt.Println(err)
 		return
 	}
-	img, _ := os.ReadFile("testdata/golden-v1/ecdsa-tpm/station-bundle.bin")
-	bundle, _ := flash.ParseImage(img) // normally: NewBundle, then Sign with the station key
+	img, _ := os.ReadFile("../credbundle/testdata/golden-v1/ecdsa-tpm/station-bundle.bin")
+	bundle, _ := credbundle.ParseImage(img) // normally: credbundle.NewBundle, then Sign with the station key
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 )
 
 // Defaults and bounds of the exec target.
@@ -140,13 +141,13 @@ func (e *execTarget) Write(ctx context.Context, j Job) (Result, error) {
 		return res, fmt.Errorf("%s: staging: %w", e.spec, err)
 	}
 	defer s.remove()
-	red := newRedactor(j.Bundle.secrets()...)
+	red := newRedactor(j.Bundle.SealedKey, j.Bundle.SymmetricKey)
 	vals := e.values(j, s)
 
 	// What does the unit hold now? Another unit's bundle is refused.
 	if len(e.readback) > 0 {
 		if img, _, err := e.readOnce(ctx, vals); err == nil {
-			serial, _ := peekSerial(img)
+			serial, _ := credbundle.PeekSerial(img)
 			if err := otherUnit(j, serial, e.spec); err != nil {
 				return res, err
 			}
@@ -224,7 +225,7 @@ func (e *execTarget) readInto(ctx context.Context, vals map[string]string, log *
 	}
 	toFile := anyUses(e.readback, "readback_bundle")
 	var stdout limitedBuffer
-	stdout.limit = MaxImageSize
+	stdout.limit = credbundle.MaxImageSize
 	var w io.Writer = &stdout
 	if toFile {
 		w = log
@@ -233,11 +234,11 @@ func (e *execTarget) readInto(ctx context.Context, vals map[string]string, log *
 		return nil, nil, err
 	}
 	if stdout.over {
-		return nil, nil, fmt.Errorf("readback printed more than %d bytes", MaxImageSize)
+		return nil, nil, fmt.Errorf("readback printed more than %d bytes", credbundle.MaxImageSize)
 	}
 	img := stdout.Bytes()
 	if toFile {
-		if img, err = readFileLimited(vals["readback_bundle"], MaxImageSize); err != nil {
+		if img, err = readFileLimited(vals["readback_bundle"], credbundle.MaxImageSize); err != nil {
 			return nil, nil, fmt.Errorf("readback left no bundle: %w", err)
 		}
 	}
@@ -344,7 +345,7 @@ func toolEnv(extra []string) []string {
 }
 
 func (e *execTarget) ReadBack(ctx context.Context, j Job) error {
-	if err := ValidSerial(j.Serial); err != nil {
+	if err := safeSerial(j.Serial); err != nil {
 		return err
 	}
 	if len(e.readback) == 0 {
@@ -368,12 +369,12 @@ func (e *execTarget) ReadBack(ctx context.Context, j Job) error {
 		if img, err := j.Bundle.MarshalBinary(); err == nil {
 			vals["bundle_size"] = strconv.Itoa(len(img))
 		}
-	} else if j.Bundle != nil && j.Bundle.imageSize > 0 {
-		vals["bundle_size"] = strconv.Itoa(j.Bundle.imageSize)
+	} else if j.ImageSize > 0 {
+		vals["bundle_size"] = strconv.Itoa(j.ImageSize)
 	}
 	var red redactor
 	if j.Bundle != nil {
-		red = newRedactor(j.Bundle.secrets()...)
+		red = newRedactor(j.Bundle.SealedKey, j.Bundle.SymmetricKey)
 	}
 	detail := map[string]string{}
 	var img, fw []byte
@@ -384,7 +385,7 @@ func (e *execTarget) ReadBack(ctx context.Context, j Job) error {
 	}, red); err != nil {
 		return fmt.Errorf("%w: %w", err, ErrReadback)
 	}
-	found, err := ParseImage(img)
+	found, err := credbundle.ParseImage(img)
 	if err != nil {
 		return fmt.Errorf("%s: the unit's bundle: %w", e.spec, err)
 	}

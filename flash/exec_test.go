@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
+	"github.com/factory-id/station/internal/bundletest"
 )
 
 var (
@@ -154,7 +156,7 @@ func TestExecOK(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(w[0][4])); !os.IsNotExist(err) {
 		t.Errorf("staging folder left behind: %v", err)
 	}
-	j.StationKey = f.key.Public()
+	j.StationKey = f.Key.Public()
 	if err := tg.ReadBack(context.Background(), j); err != nil {
 		t.Errorf("ReadBack: %v", err)
 	}
@@ -407,7 +409,7 @@ func TestExecOutputRedacted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(res.Detail["write.output"], redacted) {
+			if !strings.Contains(res.Detail["write.output"], credbundle.Redacted) {
 				t.Errorf("nothing was redacted: %q", res.Detail["write.output"])
 			}
 			for k, v := range res.Detail {
@@ -419,7 +421,7 @@ func TestExecOutputRedacted(t *testing.T) {
 						}
 					}
 				}
-				assertNoSecret(t, v, j.Bundle.SymmetricKey)
+				bundletest.AssertNoSecret(t, v, j.Bundle.SymmetricKey)
 			}
 		}
 	}
@@ -427,7 +429,7 @@ func TestExecOutputRedacted(t *testing.T) {
 
 // A key cut in two by the gap in a huge output leaves no piece behind.
 func TestBoundedOutputCutsKeys(t *testing.T) {
-	key := Secret("0123456789abcdef-DEVICE-KEY-fedcba9876543210")
+	key := credbundle.Secret("0123456789abcdef-DEVICE-KEY-fedcba9876543210")
 	red := newRedactor(key)
 	for _, split := range []int{1, 5, 10, 20, len(key) - 1} {
 		for _, form := range red {
@@ -630,16 +632,15 @@ func TestExecReadBackFromRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	size, _ := strconv.Atoi(res.Detail["image_size"])
-	exp, err := Expected(Recorded{Serial: "SN-0800", Digest: res.Detail["bundle_digest"], CertDER: j.Bundle.CertDER(), ImageSize: size})
+	exp, err := credbundle.Expected(credbundle.Recorded{Serial: "SN-0800", Digest: res.Detail["bundle_digest"], CertDER: j.Bundle.CertDER()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0800", Bundle: exp, StationKey: f.key.Public()}); err != nil {
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0800", Bundle: exp, ImageSize: size, StationKey: f.Key.Public()}); err != nil {
 		t.Fatal(err)
 	}
 	// A wrong size (a dump of the wrong region) is caught.
-	exp.imageSize = size - 1
-	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0800", Bundle: exp}); err == nil {
+	if err := tg.ReadBack(context.Background(), Job{Serial: "SN-0800", Bundle: exp, ImageSize: size - 1}); err == nil {
 		t.Fatal("a truncated dump passed")
 	}
 }

@@ -1,7 +1,6 @@
 package flash
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -9,8 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
 // readFileLimited reads a regular file (not following a final symlink) of
 // at most limit bytes.

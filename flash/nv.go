@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -36,19 +35,11 @@ type NVDevice interface {
 // certificate), with the index's empty auth or the owner's.
 var nvWant = tpm2.TPMANV{OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true, WriteDefine: true, NT: tpm2.TPMNTOrdinary}
 
-func attrsWord(a tpm2.TPMANV) uint32 {
-	b := tpm2.Marshal(a)
-	if len(b) != 4 {
-		return 0
-	}
-	return binary.BigEndian.Uint32(b)
-}
-
 // ours reports whether a has exactly tpm-nv's attributes (ignoring the
 // state bits WRITTEN and WRITELOCKED).
 func ours(a tpm2.TPMANV) bool {
 	a.Written, a.WriteLocked = false, false
-	return attrsWord(a) == attrsWord(nvWant)
+	return tpmops.AttrBits(a) == tpmops.AttrBits(nvWant)
 }
 
 type nvTarget struct {
@@ -148,7 +139,7 @@ func (n *nvTarget) settle(j Job, der []byte, info tpmops.NVPublicInfo) (bool, er
 		return false, &otherUnitError{where: n.where(), serial: "registration ID " + cn, want: j.Serial}
 	default:
 		return false, fmt.Errorf("%s holds %d bytes that are not a certificate (attributes 0x%08x); another application may own it: %w",
-			n.where(), info.Size, attrsWord(a), ErrOtherUnit)
+			n.where(), info.Size, tpmops.AttrBits(a), ErrOtherUnit)
 	}
 	if err := n.nv.NVUndefine(n.index, j.OwnerAuth); err != nil {
 		return false, fmt.Errorf("%s: removing the old index: %w", n.where(), err)
@@ -162,7 +153,7 @@ func (n *nvTarget) finish(res Result, der []byte) (Result, error) {
 		return res, err
 	}
 	res.Detail["nv_size"] = fmt.Sprint(info.Size)
-	res.Detail["nv_attrs"] = fmt.Sprintf("0x%08x", attrsWord(info.Attrs))
+	res.Detail["nv_attrs"] = fmt.Sprintf("0x%08x", tpmops.AttrBits(info.Attrs))
 	res.Detail["certificate_sha256"] = sha256Hex(der)
 	res.Detail["readback"] = "NV_Read byte-for-byte; attributes owner-write-only, written, write-locked"
 	return res, nil
@@ -178,10 +169,10 @@ func (n *nvTarget) check(der []byte) (tpmops.NVPublicInfo, error) {
 	a := info.Attrs
 	if !ours(a) {
 		return info, fmt.Errorf("%s: attributes 0x%08x, want 0x%08x (owner-write only, write-define): %w",
-			n.where(), attrsWord(a), attrsWord(nvWant), ErrReadback)
+			n.where(), tpmops.AttrBits(a), tpmops.AttrBits(nvWant), ErrReadback)
 	}
 	if !a.Written || !a.WriteLocked {
-		return info, fmt.Errorf("%s: attributes 0x%08x: not written and write-locked: %w", n.where(), attrsWord(a), ErrReadback)
+		return info, fmt.Errorf("%s: attributes 0x%08x: not written and write-locked: %w", n.where(), tpmops.AttrBits(a), ErrReadback)
 	}
 	if info.Size != len(der) {
 		return info, fmt.Errorf("%s: index of %d bytes, certificate of %d: %w", n.where(), info.Size, len(der), ErrReadback)
@@ -197,9 +188,13 @@ func (n *nvTarget) check(der []byte) (tpmops.NVPublicInfo, error) {
 }
 
 func (n *nvTarget) ReadBack(_ context.Context, j Job) error {
-	if j.Bundle == nil || len(j.Bundle.certDER) == 0 {
+	var der []byte
+	if j.Bundle != nil {
+		der = j.Bundle.CertDER()
+	}
+	if len(der) == 0 {
 		return fmt.Errorf("%s: no certificate to compare with: %w", n.where(), ErrReadback)
 	}
-	_, err := n.check(j.Bundle.certDER)
+	_, err := n.check(der)
 	return err
 }

@@ -19,10 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
+	"github.com/factory-id/station/internal/bundletest"
 	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/tpmops"
-	"github.com/google/go-tpm/tpm2"
 )
 
 // nvEnv is one real TPM (the simulator, or a swtpm) under test.
@@ -322,9 +325,9 @@ func TestNVTooLarge(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%s: TPM_PT_NV_INDEX_MAX = %d", e.name, max)
-		b := f.pki.baseBundle(t, "SN-0303")
-		b.CertPEM = bigLeaf(t, f.pki, b.RegistrationID, max+1)
-		j := Job{Serial: "SN-0303", Firmware: f.fw, Bundle: signed(t, b, f.key)}
+		b := f.PKI.BaseBundle(t, "SN-0303")
+		b.CertPEM = bigLeaf(t, f.PKI, b.RegistrationID, max+1)
+		j := Job{Serial: "SN-0303", Firmware: f.fw, Bundle: bundletest.Signed(t, b, f.Key)}
 		if _, err := e.target(t).Write(context.Background(), j); !errors.Is(err, ErrNVTooLarge) {
 			t.Fatalf("got %v, want ErrNVTooLarge", err)
 		}
@@ -335,14 +338,14 @@ func TestNVTooLarge(t *testing.T) {
 }
 
 // bigLeaf issues a leaf of at least size bytes (a padding extension).
-func bigLeaf(t *testing.T, p *testPKI, cn string, size int) []byte {
+func bigLeaf(t *testing.T, p *bundletest.PKI, cn string, size int) []byte {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	pad, _ := asn1.Marshal(bytes.Repeat([]byte{'p'}, size))
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 55555, 1}, Value: pad}}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.inter, k.Public(), p.interKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.Inter, k.Public(), p.InterKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +390,7 @@ func TestNVReadBackFromRecord(t *testing.T) {
 		if _, err := tg.Write(context.Background(), j); err != nil {
 			t.Fatal(err)
 		}
-		exp, err := Expected(Recorded{Serial: "SN-0801", Digest: j.Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
+		exp, err := credbundle.Expected(credbundle.Recorded{Serial: "SN-0801", Digest: j.Bundle.DigestHex(), CertDER: j.Bundle.CertDER()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -413,16 +416,16 @@ func TestAllTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	sealed := append(append([]byte{0, 16}, bytes.Repeat([]byte{0x11}, 16)...), append([]byte{0, 24}, bytes.Repeat([]byte{0x22}, 24)...)...)
-	b := f.pki.baseBundle(t, "SN-0900")
-	b.Attestation, b.SealedKey = AttestSymmetricKey, sealed
-	j := Job{Serial: "SN-0900", Firmware: f.fw, Bundle: signed(t, b, f.key), StationKey: f.key.Public()}
+	b := f.PKI.BaseBundle(t, "SN-0900")
+	b.Attestation, b.SealedKey = credbundle.AttestSymmetricKey, sealed
+	j := Job{Serial: "SN-0900", Firmware: f.fw, Bundle: bundletest.Signed(t, b, f.Key), StationKey: f.Key.Public()}
 	for _, tg := range ts {
 		res, err := tg.Write(context.Background(), j)
 		if err != nil {
 			t.Fatalf("%s: %v", tg.Name(), err)
 		}
 		for k, v := range res.Detail {
-			assertNoSecret(t, k+v, sealed)
+			bundletest.AssertNoSecret(t, k+v, sealed)
 		}
 		if err := tg.ReadBack(context.Background(), j); err != nil {
 			t.Fatalf("%s: ReadBack: %v", tg.Name(), err)

@@ -1,33 +1,33 @@
 package flash
 
 import (
-	"bytes"
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"fmt"
-	"regexp"
-	"strings"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/internal/hint"
 )
 
 // Job is one unit's flash: its firmware and its signed bundle.
 type Job struct {
 	Serial   string
-	Firmware *Firmware // checked against firmware.sha256 (LoadFirmware)
-	Bundle   *Bundle   // signed
+	Firmware *Firmware          // checked against firmware.sha256 (LoadFirmware)
+	Bundle   *credbundle.Bundle // signed, or credbundle.Expected for ReadBack
 	// Force lets a target that holds another unit's bundle be overwritten.
 	Force bool
 	// OwnerAuth (secret) is the unit TPM's owner authorization, for tpm-nv
 	// (empty under the default owner_auth: empty policy).
-	OwnerAuth Secret
+	OwnerAuth credbundle.Secret
 	// StationKey, when set, makes ReadBack also verify the signature of the
 	// bundle found on the target.
 	StationKey crypto.PublicKey
+	// ImageSize, for ReadBack of an unsigned (credbundle.Expected) bundle,
+	// is the recorded size of its single-file image (Result.Detail's
+	// "image_size"), for exec readback templates that use {bundle_size};
+	// 0 if unknown.
+	ImageSize int
 }
 
 // Result is what a target reports for the unit record and the audit trail.
@@ -51,61 +51,40 @@ type Target interface {
 	ReadBack(ctx context.Context, j Job) error
 }
 
-// serialRe: what a serial may be wherever flash puts it (a path component,
-// an argument): letters, digits, '.', '_', '-'; starting with a letter or
-// digit (so never an option such as "-rf", never ".."), at most 64.
-var serialRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// ValidSerial returns ErrUnsafeInput for a serial that could escape a path
-// component or pose as a tool option.
-func ValidSerial(s string) error {
-	if !serialRe.MatchString(s) || strings.Contains(s, "..") {
-		return fmt.Errorf("serial %q: %w: want 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit, no \"..\"", s, ErrUnsafeInput)
+// safeSerial returns ErrUnsafeInput for a serial that could escape a path
+// component or pose as a tool option (credbundle.ValidSerial).
+func safeSerial(s string) error {
+	if err := credbundle.ValidSerial(s); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsafeInput, err)
 	}
 	return nil
 }
 
-// Open parses a comma-separated target list ("dir:/mnt/unit,tpm-nv") into
-// targets. cfg supplies the exec tools and the NV index; nv is the unit's
-// TPM (needed only by tpm-nv). A bad list is a *configs.Error (exit 2).
+// Open opens a comma-separated target list ("dir:/mnt/unit,tpm-nv"; the
+// grammar is configs.Flash.ParseTargets). cfg supplies the exec tools and
+// the NV index; nv is the unit's TPM (needed only by tpm-nv). A bad list is
+// a *configs.Error (exit 2).
 func Open(spec string, cfg configs.Flash, nv NVDevice) ([]Target, error) {
-	var ts []Target
-	seen := map[string]bool{}
-	for _, t := range strings.Split(spec, ",") {
-		t = strings.TrimSpace(t)
-		if t == "" {
-			continue
-		}
-		if seen[t] {
-			return nil, specErr("%q listed twice", t)
-		}
-		seen[t] = true
-		kind, arg, _ := strings.Cut(t, ":")
-		switch kind {
-		case "dir":
-			d, err := newDirTarget(arg)
-			if err != nil {
-				return nil, err
+	parsed, err := cfg.ParseTargets(spec)
+	if err != nil {
+		return nil, err
+	}
+	ts := make([]Target, 0, len(parsed))
+	for _, p := range parsed {
+		switch p.Kind {
+		case configs.TargetDir:
+			ts = append(ts, &dirTarget{spec: p.Spec, path: p.Path})
+		case configs.TargetExec:
+			tool := cfg.Tools[p.Tool]
+			if p.HasPort {
+				tool.Port = p.Port
 			}
-			ts = append(ts, d)
-		case "exec":
-			name, port, hasPort := strings.Cut(arg, "@")
-			tool, ok := cfg.Tools[name]
-			if !ok {
-				return nil, specErr("%q: no tool %q under flash.tools", t, name)
-			}
-			if hasPort {
-				tool.Port = port
-			}
-			e, err := newExecTarget(t, name, tool)
+			e, err := newExecTarget(p.Spec, p.Tool, tool)
 			if err != nil {
 				return nil, err
 			}
 			ts = append(ts, e)
-		case "tpm-nv":
-			if arg != "" {
-				return nil, specErr("%q: tpm-nv takes no argument (the index is flash.nv_index)", t)
-			}
+		case configs.TargetTPMNV:
 			if nv == nil {
 				return nil, specErr("tpm-nv needs the unit's TPM")
 			}
@@ -118,12 +97,7 @@ func Open(spec string, cfg configs.Flash, nv NVDevice) ([]Target, error) {
 				return nil, err
 			}
 			ts = append(ts, n)
-		default:
-			return nil, specErr("%q: want dir:PATH, exec:NAME or tpm-nv", t)
 		}
-	}
-	if len(ts) == 0 {
-		return nil, specErr("no flash target")
 	}
 	return ts, nil
 }
@@ -134,14 +108,14 @@ func specErr(format string, args ...any) error {
 
 // checkJob is the common validation of every target's Write.
 func checkJob(j Job) error {
-	if err := ValidSerial(j.Serial); err != nil {
+	if err := safeSerial(j.Serial); err != nil {
 		return err
 	}
 	if j.Bundle == nil || len(j.Bundle.Signature) == 0 {
-		return fmt.Errorf("unit %s: %w: bundle is not signed", j.Serial, ErrSignature)
+		return fmt.Errorf("unit %s: %w: bundle is not signed", j.Serial, credbundle.ErrSignature)
 	}
 	if j.Bundle.Serial != j.Serial {
-		return fmt.Errorf("unit %s: %w: bundle is for unit %q", j.Serial, ErrBundle, j.Bundle.Serial)
+		return fmt.Errorf("unit %s: %w: bundle is for unit %q", j.Serial, credbundle.ErrBundle, j.Bundle.Serial)
 	}
 	if j.Firmware == nil {
 		return fmt.Errorf("unit %s: no firmware: %w", j.Serial, ErrFirmwareMismatch)
@@ -153,7 +127,7 @@ func checkJob(j Job) error {
 }
 
 // checkFound compares a bundle read from a target with the job (ReadBack).
-func checkFound(j Job, found *Bundle, where string) error {
+func checkFound(j Job, found *credbundle.Bundle, where string) error {
 	if found.Serial != j.Serial {
 		return fmt.Errorf("%s holds unit %q's bundle, not %q's: %w", where, found.Serial, j.Serial, ErrReadback)
 	}
@@ -187,31 +161,3 @@ func (e *otherUnitError) Unwrap() error { return errOtherUnitHint }
 
 var errOtherUnitHint = hint.Wrap(ErrOtherUnit,
 	"check the fixture holds the right unit; re-run with --force to overwrite it")
-
-// Recorded is what the station keeps of a unit's bundle: the unit record's
-// certificate and Result.Detail's "bundle_digest" and "image_size".
-type Recorded struct {
-	Serial    string
-	Digest    string // hex, Bundle.DigestHex at provisioning
-	CertDER   []byte
-	ImageSize int // for exec readback templates that use {bundle_size}; 0 if unknown
-}
-
-// Expected turns a record into the Job.Bundle that ReadBack compares a
-// unit's targets with (QA verify without the original bundle, whose key
-// material the station never keeps). It cannot be written.
-func Expected(r Recorded) (*Bundle, error) {
-	if err := ValidSerial(r.Serial); err != nil {
-		return nil, err
-	}
-	d, err := hex.DecodeString(r.Digest)
-	if err != nil || len(d) != sha256.Size {
-		return nil, bundleErr("recorded bundle digest %q", r.Digest)
-	}
-	cert, err := x509.ParseCertificate(r.CertDER)
-	if err != nil {
-		return nil, bundleErr("recorded certificate: %v", err)
-	}
-	return &Bundle{Version: Version, Serial: r.Serial, RegistrationID: cert.Subject.CommonName, Digest: d,
-		certDER: bytes.Clone(r.CertDER), CertPEM: encodePEM(r.CertDER), imageSize: r.ImageSize}, nil
-}

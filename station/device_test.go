@@ -28,6 +28,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/store"
@@ -78,7 +79,7 @@ func pkcs11Module() string {
 type deviceUnit struct {
 	inst   *swtpmtest.Instance
 	dir    string // the bundle folder on the unit's storage
-	dev    flash.DeviceManifest
+	dev    credbundle.DeviceManifest
 	leaf   *x509.Certificate
 	root   string // the pinned root, PEM file
 	tcti   string // swtpm TCTI for the tss2 libraries
@@ -93,9 +94,9 @@ func provisionDevice(t *testing.T, l *testLine, inst *swtpmtest.Instance, serial
 	d := &deviceUnit{inst: inst, dir: filepath.Join(v.flash, flash.DirBundle), root: l.cfg.File(configs.KeyRoot), serial: serial}
 	host, port := swtpmHostPort(t, inst)
 	d.tcti = "swtpm:host=" + host + ",port=" + port
-	dj, err := os.ReadFile(d.file(flash.FileDevice))
+	dj, err := os.ReadFile(d.file(credbundle.FileDevice))
 	if err != nil {
-		t.Fatalf("the unit has no %s: %v", flash.FileDevice, err)
+		t.Fatalf("the unit has no %s: %v", credbundle.FileDevice, err)
 	}
 	if err := json.Unmarshal(dj, &d.dev); err != nil {
 		t.Fatal(err)
@@ -465,8 +466,8 @@ func TestKeyFileAfterResume(t *testing.T) {
 		wantVersion int
 		wantErr     string
 	}{
-		{"journaled", nil, true, flash.Version2, ""},
-		{"record without the blob", func(u *store.Unit) { u.DeviceKeyPrivate = nil }, false, flash.Version1, ""},
+		{"journaled", nil, true, credbundle.Version2, ""},
+		{"record without the blob", func(u *store.Unit) { u.DeviceKeyPrivate = nil }, false, credbundle.Version1, ""},
 		{"blob edited in the record", func(u *store.Unit) { u.DeviceKeyPrivate[len(u.DeviceKeyPrivate)-1] ^= 1 }, false, 0, "does not load under the SRK"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

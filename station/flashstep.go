@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/tpmops"
@@ -22,9 +23,9 @@ func (r *unitRun) flashSpec() string {
 }
 
 // bundle builds and signs the unit's credential bundle.
-func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
+func (p *Provisioner) bundle(r *unitRun) (*credbundle.Bundle, error) {
 	cfg := p.env.Config
-	b := flash.Bundle{
+	b := credbundle.Bundle{
 		Serial:          r.u.Serial,
 		RegistrationID:  r.u.RegistrationID,
 		Attestation:     r.u.Attestation,
@@ -57,7 +58,7 @@ func (p *Provisioner) bundle(r *unitRun) (*flash.Bundle, error) {
 			return nil, err
 		}
 	}
-	nb, err := flash.NewBundle(b)
+	nb, err := credbundle.NewBundle(b)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/go-tpm/tpm2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/store"
@@ -29,7 +28,7 @@ const (
 
 // HandleVerdict is what station makes of one persistent object.
 type HandleVerdict struct {
-	Handle tpm2.TPMHandle
+	Handle tpmops.Handle
 	Alg    string
 	Role   string
 	// Station is set when the object is one station uses as it is (the
@@ -45,7 +44,7 @@ var ekTemplateNames = map[tpmops.Template]string{
 	tpmops.TemplateEKECCP384: "ECC P-384 EK (TCG template H-3)",
 }
 
-var srkTemplates = map[tpm2.TPMHandle]struct {
+var srkTemplates = map[tpmops.Handle]struct {
 	tmpl tpmops.Template
 	name string
 }{
@@ -54,7 +53,7 @@ var srkTemplates = map[tpm2.TPMHandle]struct {
 }
 
 // standardEKHandle is where station persists the EK of template tmpl.
-func standardEKHandle(tmpl tpmops.Template) tpm2.TPMHandle {
+func standardEKHandle(tmpl tpmops.Template) tpmops.Handle {
 	_, h, err := tpmops.EKTemplate(tpmops.Alg(strings.TrimPrefix(string(tmpl), "ek-")))
 	if err != nil {
 		return 0
@@ -70,9 +69,9 @@ func standardEKHandle(tmpl tpmops.Template) tpm2.TPMHandle {
 // else "unknown: not station's". u is the unit the station database
 // records for this TPM (nil when none, or no database): its EK, SRK and
 // device key are then compared with what the TPM holds.
-func Recognize(in *tpmops.Inspection, deviceKeyHandle tpm2.TPMHandle, u *store.Unit) []HandleVerdict {
+func Recognize(in *tpmops.Inspection, deviceKeyHandle tpmops.Handle, u *store.Unit) []HandleVerdict {
 	if u != nil && u.DeviceKeyHandle != 0 {
-		deviceKeyHandle = tpm2.TPMHandle(u.DeviceKeyHandle)
+		deviceKeyHandle = tpmops.Handle(u.DeviceKeyHandle)
 	}
 	out := make([]HandleVerdict, 0, len(in.Persistent))
 	for _, o := range in.Persistent {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/store"
@@ -51,7 +50,7 @@ func clearLeftovers(env *Env, t *tpmops.TPM, u *store.Unit) ([]string, error) {
 	if !holdsEK(t, u) {
 		return did, nil // not this unit's TPM: its journal waits for the right one
 	}
-	removed, err := t.RemoveDPSKey(tpm2.TPMHandle(j.Handle), j.Name, nil)
+	removed, err := t.RemoveDPSKey(tpmops.Handle(j.Handle), j.Name, nil)
 	switch {
 	case errors.Is(err, tpmops.ErrForeignKey):
 		// Another key took the handle since: ours is not there; leave that one.

@@ -14,12 +14,10 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/enroll"
-	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
@@ -67,7 +65,7 @@ var ErrBadSerial = errors.New("invalid serial number")
 // digits and . _ -, starting with a letter or digit, no "..", at most 64) is
 // the station's rule.
 func ValidateSerial(s string) error {
-	if err := flash.ValidSerial(s); err != nil {
+	if err := credbundle.ValidSerial(s); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSerial, err)
 	}
 	return nil
@@ -691,7 +689,7 @@ func (r *unitRun) ensureSRK() error {
 	if r.srk.Public != nil {
 		return nil
 	}
-	k, err := r.tpm.ReadPublic(tpm2.TPMHandle(r.u.SRKHandle))
+	k, err := r.tpm.ReadPublic(tpmops.Handle(r.u.SRKHandle))
 	if err != nil {
 		return fmt.Errorf("reading the recorded SRK: %w", err)
 	}
@@ -706,7 +704,7 @@ func (r *unitRun) stepDeviceKey() ([]audit.Event, error) {
 	if err := r.ensureSRK(); err != nil {
 		return nil, err
 	}
-	h := tpm2.TPMHandle(r.p.env.Config.TPM.DeviceKeyHandle)
+	h := tpmops.Handle(r.p.env.Config.TPM.DeviceKeyHandle)
 	existing, err := r.tpm.ReadPublic(h)
 	switch {
 	case err == nil:
@@ -747,7 +745,7 @@ func (r *unitRun) ensureDeviceKey() error {
 	if r.devKey.Public != nil {
 		return nil
 	}
-	k, err := r.tpm.ReadPublic(tpm2.TPMHandle(r.u.DeviceKeyHandle))
+	k, err := r.tpm.ReadPublic(tpmops.Handle(r.u.DeviceKeyHandle))
 	if err != nil {
 		return fmt.Errorf("reading the recorded device key: %w", err)
 	}

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
@@ -48,7 +46,7 @@ func checkUnit(t *testing.T, l *testLine, u *store.Unit, tpm *tpmops.TPM) {
 		{"SRK", u.SRKHandle, u.SRKPublic},
 		{"device key", uint32(l.cfg.TPM.DeviceKeyHandle), u.DeviceKeyPublic},
 	} {
-		k, err := tpm.ReadPublic(tpm2.TPMHandle(h.handle))
+		k, err := tpm.ReadPublic(tpmops.Handle(h.handle))
 		if err != nil {
 			t.Fatalf("%s at 0x%08x: %v", h.name, h.handle, err)
 		}
@@ -81,7 +79,7 @@ func checkUnit(t *testing.T, l *testLine, u *store.Unit, tpm *tpmops.TPM) {
 	if leaf.Subject.CommonName != u.RegistrationID {
 		t.Errorf("CN %q, want %q", leaf.Subject.CommonName, u.RegistrationID)
 	}
-	dev, _ := tpm.ReadPublic(tpm2.TPMHandle(l.cfg.TPM.DeviceKeyHandle))
+	dev, _ := tpm.ReadPublic(tpmops.Handle(l.cfg.TPM.DeviceKeyHandle))
 	if !leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(dev.Pub) {
 		t.Error("the leaf does not certify the key in the TPM")
 	}

@@ -8,11 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/tpmops"
 )
 
 // A symmetric-key unit gets its DPS-derived key only sealed under its own
@@ -37,7 +36,7 @@ func TestSymmetricKeySealed(t *testing.T) {
 	if len(b.SymmetricKey) != 0 || len(b.SealedKey) == 0 {
 		t.Fatalf("bundle: clear key %d bytes, sealed %d bytes", len(b.SymmetricKey), len(b.SealedKey))
 	}
-	srk, err := tpm.ReadPublic(tpm2.TPMHandle(u.SRKHandle))
+	srk, err := tpm.ReadPublic(tpmops.Handle(u.SRKHandle))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/internal/softhsmtest"
+	"github.com/factory-id/station/tpmops"
 )
 
 // A provisioned unit authenticates to a TLS server that requires client
@@ -37,7 +36,7 @@ func TestTLSClientKeyInTPM(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := l.unit("TLS-1")
-	key, err := tpm.ReadPublic(tpm2.TPMHandle(u.DeviceKeyHandle))
+	key, err := tpm.ReadPublic(tpmops.Handle(u.DeviceKeyHandle))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,17 +12,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/internal/hint"
@@ -109,10 +107,6 @@ var ErrVerifyFailed = errors.New("unit failed verification")
 var ErrWrongTPM = hint.Wrap(fmt.Errorf("%w: wrong TPM on the fixture", ErrVerifyFailed),
 	"put the unit named on the fixture (or verify the unit the TPM belongs to), then re-run verify")
 
-// dpsKeyHandle is where the DPS SDKs persist the key of the attestation
-// challenge; verify persists its test key there only when it is free.
-const dpsKeyHandle tpm2.TPMHandle = 0x81000100
-
 // verifier runs the checks of one unit.
 type verifier struct {
 	env  *Env
@@ -130,7 +124,7 @@ type verifier struct {
 	// answering: the report is then not a verdict on the unit.
 	unreachable error
 	// transientsBefore are the transient handles loaded when verify began.
-	transientsBefore map[tpm2.TPMHandle]bool
+	transientsBefore map[tpmops.Handle]bool
 	// wrongTPM says whose TPM is on the fixture when it is not this unit's.
 	wrongTPM string
 	ctx      context.Context
@@ -205,7 +199,7 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 			}
 		}
 		if hs, err := v.tpm.Transients(); err == nil {
-			v.transientsBefore = map[tpm2.TPMHandle]bool{}
+			v.transientsBefore = map[tpmops.Handle]bool{}
 			for _, h := range hs {
 				v.transientsBefore[h] = true
 			}
@@ -417,66 +411,32 @@ func (v *verifier) ekAlg() tpmops.Alg {
 	return tpmops.RSA2048
 }
 
-// publicKey decodes TPM2B_PUBLIC bytes into a Go public key.
-func publicKey(tpm2b []byte) (*tpm2.TPMTPublic, crypto.PublicKey, error) {
-	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](tpm2b)
-	if err != nil {
-		return nil, nil, err
-	}
-	area, err := pub.Contents()
-	if err != nil {
-		return nil, nil, err
-	}
-	k, err := tpm2.Pub(*area)
-	if err != nil {
-		return nil, nil, err
-	}
-	return area, k, nil
-}
-
 // ek: the key persisted at the EK handle is the recorded EK, and the key the
 // standard template gives on this TPM: proven by reading where a vendor
 // certificate certifies it (its shape is the template's and its key the
 // certified one, see tpmops.ReadEK), by CreatePrimary otherwise.
 func (v *verifier) checkEK() (string, error) {
-	_, recorded, err := publicKey(v.unit.EKPublic)
+	recorded, err := tpmops.PublicKey(v.unit.EKPublic)
 	if err != nil {
 		return "", fmt.Errorf("recorded EK: %w", err)
 	}
 	v.ekPub = recorded
-	alg := v.ekAlg()
-	_, handle, err := tpmops.EKTemplate(alg)
-	if err != nil {
-		return "", err
-	}
-	k, err := v.tpm.ReadPublic(handle)
-	if errors.Is(err, tpmops.ErrHandleEmpty) {
-		return "", fmt.Errorf("no EK persisted at %s: the DPS SDKs would create a key of their own that no enrollment knows", handleHex(uint32(handle)))
-	}
-	if err != nil {
-		return "", err
-	}
 	if v.wrongTPM != "" {
 		return "", errors.New(v.wrongTPM)
 	}
-	if !bytes.Equal(k.Public, v.unit.EKPublic) {
-		return "", fmt.Errorf("the key at %s (SHA-256 %s) is not the recorded EK (%s)", handleHex(uint32(handle)), sha256hex(k.Public), sha256hex(v.unit.EKPublic))
-	}
-	if _, err := v.tpm.ReadEK(alg); err != nil {
-		return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK: %w", handleHex(uint32(handle)), alg, err)
+	alg := v.ekAlg()
+	// An EK whose vendor certificate certifies it is proven by reading; else
+	// CheckEK re-derives it (an RSA CreatePrimary).
+	certified := v.lookupEKCert().cert != nil
+	k, err := v.tpm.CheckEK(alg, v.unit.EKPublic, certified)
+	if err != nil {
+		return "", err
 	}
 	how := "certified by its vendor"
-	if v.lookupEKCert().cert == nil {
+	if !certified {
 		how = "re-derived"
-		// The handle is occupied, so EnsureEK only compares (it persists nothing).
-		if _, _, err := v.tpm.EnsureEK(alg, nil); err != nil {
-			if errors.Is(err, tpmops.ErrBadAuth) {
-				return "", fmt.Errorf("cannot re-derive the standard %s EK to compare: the endorsement hierarchy refused an empty auth", alg)
-			}
-			return "", fmt.Errorf("the key at %s is the recorded one but not the standard %s EK of this TPM: %w", handleHex(uint32(handle)), alg, err)
-		}
 	}
-	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's, %s (SHA-256 %s)", alg, handleHex(uint32(handle)), how, sha256hex(k.Public)), nil
+	return fmt.Sprintf("%s EK at %s is the recorded one and the standard template's, %s (SHA-256 %s)", alg, handleHex(uint32(k.Handle)), how, sha256hex(k.Public)), nil
 }
 
 // verifyEKCert is the lookup of the recorded EK's certificate and its
@@ -497,7 +457,7 @@ func (v *verifier) lookupEKCert() *verifyEKCert {
 	v.ekCert = l
 	cfg := v.env.Config
 	if v.ekPub == nil {
-		if _, v.ekPub, l.findErr = publicKey(v.unit.EKPublic); l.findErr != nil {
+		if v.ekPub, l.findErr = tpmops.PublicKey(v.unit.EKPublic); l.findErr != nil {
 			l.findErr = fmt.Errorf("recorded EK: %w", l.findErr)
 			return l
 		}
@@ -538,9 +498,9 @@ func (v *verifier) checkEKCert() (string, error) {
 }
 
 // srkHandle is the recorded SRK handle, else the standard one for tpm.srk.
-func (v *verifier) srkHandle() tpm2.TPMHandle {
+func (v *verifier) srkHandle() tpmops.Handle {
 	if v.unit.SRKHandle != 0 {
-		return tpm2.TPMHandle(v.unit.SRKHandle)
+		return tpmops.Handle(v.unit.SRKHandle)
 	}
 	alg, err := tpmops.ParseAlg(v.env.Config.TPM.SRK)
 	if err != nil {
@@ -554,22 +514,9 @@ func (v *verifier) srkHandle() tpm2.TPMHandle {
 // attributes the DPS SDKs need.
 func (v *verifier) checkSRK() (string, error) {
 	h := v.srkHandle()
-	k, err := v.tpm.ReadPublic(h)
-	if errors.Is(err, tpmops.ErrHandleEmpty) {
-		return "", fmt.Errorf("no SRK persisted at %s", handleHex(uint32(h)))
-	}
+	_, alg, err := v.tpm.CheckSRK(h, v.unit.SRKName, v.unit.SRKPublic)
 	if err != nil {
 		return "", err
-	}
-	if !bytes.Equal(k.Name, v.unit.SRKName) || (len(v.unit.SRKPublic) > 0 && !bytes.Equal(k.Public, v.unit.SRKPublic)) {
-		return "", fmt.Errorf("the key at %s (name %x) is not the recorded SRK (name %x)", handleHex(uint32(h)), k.Name, v.unit.SRKName)
-	}
-	// The recorded Name says it is the key station created or proved; its
-	// public area must still be the standard template's, which the DPS
-	// SDKs and station's own checks (dps-attestation) expect.
-	alg, err := tpmops.CheckSRKShape(k.Public)
-	if err != nil {
-		return "", fmt.Errorf("the SRK at %s: %w", handleHex(uint32(h)), err)
 	}
 	detail := fmt.Sprintf("recorded SRK at %s, standard %s SRK template", handleHex(uint32(h)), alg)
 	if h != tpmops.SRKHandleRSA {
@@ -640,31 +587,13 @@ func (v *verifier) checkOwnership() (string, error) {
 // the certificate's public key.
 func (v *verifier) checkDeviceKey() (string, error) {
 	u := v.unit
-	h := tpm2.TPMHandle(u.DeviceKeyHandle)
+	h := tpmops.Handle(u.DeviceKeyHandle)
 	if h == 0 {
-		h = tpm2.TPMHandle(v.env.Config.TPM.DeviceKeyHandle)
+		h = tpmops.Handle(v.env.Config.TPM.DeviceKeyHandle)
 	}
-	k, err := v.tpm.ReadPublic(h)
-	if errors.Is(err, tpmops.ErrHandleEmpty) {
-		return "", fmt.Errorf("no device key at %s", handleHex(uint32(h)))
-	}
+	k, err := v.tpm.CheckDeviceKey(h, u.DeviceKeyPublic)
 	if err != nil {
 		return "", err
-	}
-	if !bytes.Equal(k.Public, u.DeviceKeyPublic) {
-		return "", fmt.Errorf("the key at %s is not the recorded device key", handleHex(uint32(h)))
-	}
-	area, _, err := publicKey(k.Public)
-	if err != nil {
-		return "", err
-	}
-	a := area.ObjectAttributes
-	if !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
-		return "", fmt.Errorf("the device key can leave the TPM or was imported (fixedTPM %v, fixedParent %v, sensitiveDataOrigin %v)",
-			a.FixedTPM, a.FixedParent, a.SensitiveDataOrigin)
-	}
-	if !a.SignEncrypt || a.Decrypt {
-		return "", errors.New("the device key is not a sign-only key")
 	}
 	// The recorded certificate: whether the unit holds that certificate is
 	// the certificate check's question.
@@ -679,21 +608,8 @@ func (v *verifier) checkDeviceKey() (string, error) {
 	if !certPub.Equal(k.Pub) {
 		return "", fmt.Errorf("the recorded certificate is not for the key at %s", handleHex(uint32(h)))
 	}
-	signer, err := v.tpm.Signer(k)
-	if err != nil {
+	if err := v.tpm.ProveKey(k, certPub); err != nil {
 		return "", err
-	}
-	nonce := make([]byte, 32)
-	if _, err := rand.Read(nonce); err != nil {
-		return "", err
-	}
-	digest := sha256.Sum256(append([]byte("station verify device-key challenge\x00"), nonce...))
-	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		return "", fmt.Errorf("signing a fresh challenge: %w", err)
-	}
-	if !ecdsa.VerifyASN1(certPub, digest[:], sig) {
-		return "", errors.New("the TPM's signature of a fresh challenge does not verify under the certificate's key")
 	}
 	return fmt.Sprintf("key at %s is fixedTPM|fixedParent|sensitiveDataOrigin, sign-only; signed a fresh 32-byte challenge that verifies under the certificate's key", handleHex(uint32(h))), nil
 }
@@ -709,26 +625,6 @@ func (v *verifier) flashSpec() string {
 	return v.env.Config.Flash.Target
 }
 
-// unitBundle reads the bundle the unit holds on a dir: target of spec (the
-// single-file image), nil if there is none.
-func (v *verifier) unitBundle() (*flash.Bundle, string) {
-	for _, t := range strings.Split(v.flashSpec(), ",") {
-		p, ok := strings.CutPrefix(strings.TrimSpace(t), "dir:")
-		if !ok || flash.ValidSerial(v.unit.Serial) != nil {
-			continue
-		}
-		p = strings.ReplaceAll(p, "{serial}", v.unit.Serial)
-		data, err := os.ReadFile(filepath.Join(p, flash.DirImage))
-		if err != nil {
-			continue
-		}
-		if b, err := flash.ParseImage(data); err == nil {
-			return b, "dir:" + p
-		}
-	}
-	return nil, ""
-}
-
 // certificate: the certificate the unit holds (its flashed bundle; the
 // record's where the target cannot be read here) chains to the pinned root
 // now and through the warehouse period, names the registration ID, is the
@@ -739,7 +635,7 @@ func (v *verifier) checkCertificate() (string, error) {
 	v.certSource = "the record's"
 	der := u.Cert
 	chainDER := u.Chain
-	if b, where := v.unitBundle(); b != nil {
+	if b, where := flash.HeldBundle(v.flashSpec(), v.env.Config.Flash, u.Serial); b != nil {
 		v.certSource = "the one on " + where
 		der = b.CertDER()
 		if cs, err := certgen.ParseCertificates(b.ChainPEM); err == nil && len(cs) > 0 {
@@ -754,14 +650,12 @@ func (v *verifier) checkCertificate() (string, error) {
 		return "", fmt.Errorf("certificate (%s): %w", v.certSource, err)
 	}
 	var chain []*x509.Certificate
-	inter := x509.NewCertPool()
 	for _, d := range chainDER {
 		c, err := x509.ParseCertificate(d)
 		if err != nil {
 			return "", fmt.Errorf("chain certificate: %w", err)
 		}
 		chain = append(chain, c)
-		inter.AddCert(c)
 	}
 	var probs []string
 	if got := certgen.Fingerprint(cert); got != u.CertSHA256 {
@@ -777,17 +671,9 @@ func (v *verifier) checkCertificate() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("pinned root: %w", err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
 	warehouse := time.Duration(cfg.PKI.Warehouse)
-	for _, at := range []time.Time{v.now, v.now.Add(warehouse)} {
-		if _, err := cert.Verify(x509.VerifyOptions{
-			Roots: roots, Intermediates: inter, CurrentTime: at,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}); err != nil {
-			probs = append(probs, fmt.Sprintf("does not chain to the pinned root at %s: %v", at.UTC().Format(time.RFC3339), err))
-			break
-		}
+	if err := certgen.VerifyLeaf(cert, chain, root, v.now, warehouse); err != nil {
+		probs = append(probs, err.Error())
 	}
 	if u.Revocation != nil {
 		probs = append(probs, fmt.Sprintf("unit revoked %s: %s", u.Revocation.At.UTC().Format(time.RFC3339), u.Revocation.Reason))
@@ -812,12 +698,17 @@ func (v *verifier) checkFlash() (string, error) {
 	if spec == "" || (u.FlashTarget == "" && u.BundleSHA256 == "") {
 		return "", errors.New("the unit was not flashed at provisioning (no flash target was configured): no firmware or credential bundle to read back")
 	}
-	digest, err := hex.DecodeString(u.BundleSHA256)
-	if err != nil || len(digest) != sha256.Size {
+	if digest, err := hex.DecodeString(u.BundleSHA256); err != nil || len(digest) != sha256.Size {
 		return "", fmt.Errorf("record has no bundle hash (%q)", u.BundleSHA256)
 	}
 	if u.FirmwareSHA256 == "" {
 		return "", errors.New("record has no firmware hash")
+	}
+	// What the targets must hold: the recorded bundle (its digest) and
+	// certificate (tpm-nv holds only that).
+	expected, err := credbundle.Expected(credbundle.Recorded{Serial: u.Serial, Digest: u.BundleSHA256, CertDER: u.Cert})
+	if err != nil {
+		return "", fmt.Errorf("record: %w", err)
 	}
 	targets, err := flash.Open(spec, v.env.Config.Flash, v.tpm)
 	if err != nil {
@@ -826,7 +717,7 @@ func (v *verifier) checkFlash() (string, error) {
 	job := flash.Job{
 		Serial:   u.Serial,
 		Firmware: &flash.Firmware{SHA256: u.FirmwareSHA256},
-		Bundle:   &flash.Bundle{Serial: u.Serial, Digest: digest},
+		Bundle:   expected,
 	}
 	if v.env.Signer != nil {
 		job.StationKey = v.env.Signer.Public()
@@ -914,7 +805,7 @@ func (v *verifier) checkDPS() (string, error) {
 // this unit's TPM. The returned func makes sure the key is gone (evicting it
 // if DPSSign could not) and drops the entry; it keeps the entry when that
 // cannot be confirmed, for the next run.
-func (v *verifier) journalDPSKey(ak []byte, h tpm2.TPMHandle) (func(), error) {
+func (v *verifier) journalDPSKey(ak []byte, h tpmops.Handle) (func(), error) {
 	name, err := tpmops.DPSKeyName(ak)
 	if err != nil {
 		return nil, err
@@ -936,11 +827,11 @@ func (v *verifier) journalDPSKey(ak []byte, h tpm2.TPMHandle) (func(), error) {
 // SDKs do, when free; else (something is there, which verify leaves alone:
 // the SDKs would evict it) the first free handle after it, which exercises
 // the same owner authorization.
-func (v *verifier) dpsPersistHandle() (tpm2.TPMHandle, string, error) {
-	for h := dpsKeyHandle; h < dpsKeyHandle+0x100; h++ {
+func (v *verifier) dpsPersistHandle() (tpmops.Handle, string, error) {
+	for h := tpmops.DPSKeyHandle; h < tpmops.DPSKeyHandle+0x100; h++ {
 		_, err := v.tpm.ObjectName(h) // any key type: a DPS SDK's own key there is keyed-hash
 		if errors.Is(err, tpmops.ErrHandleEmpty) {
-			if h == dpsKeyHandle {
+			if h == tpmops.DPSKeyHandle {
 				return h, "persisted at 0x81000100 with an empty owner auth", nil
 			}
 			return h, fmt.Sprintf("persisted at %s with an empty owner auth (0x81000100 already holds a key, left untouched)", handleHex(uint32(h))), nil

@@ -80,7 +80,7 @@ func (v *verifyUnit) dpsHandle(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	defer tpm.Close()
-	k, err := tpm.ReadPublic(dpsKeyHandle)
+	k, err := tpm.ReadPublic(tpmops.DPSKeyHandle)
 	if errors.Is(err, tpmops.ErrHandleEmpty) {
 		return nil
 	}
@@ -232,7 +232,7 @@ func TestVerifyBreaks(t *testing.T) {
 			}
 		}, []string{CheckCertificate}},
 		{"TPM from another vendor CA", func(t *testing.T, v *verifyUnit) {
-			_, pub, err := publicKey(v.u.EKPublic)
+			pub, err := tpmops.PublicKey(v.u.EKPublic)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -389,7 +389,7 @@ func TestVerifySimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	noLeaks(t, tpm)
-	if _, err := tpm.ReadPublic(dpsKeyHandle); !errors.Is(err, tpmops.ErrHandleEmpty) {
+	if _, err := tpm.ReadPublic(tpmops.DPSKeyHandle); !errors.Is(err, tpmops.ErrHandleEmpty) {
 		t.Errorf("0x81000100 after verify: %v, want empty", err)
 	}
 

@@ -1,11 +1,14 @@
-package flash
+package credbundle_test
 
 import (
 	"bytes"
 	"testing"
 
-	"github.com/factory-id/station/tpmops"
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/factory-id/station/credbundle"
+	"github.com/factory-id/station/internal/bundletest"
+	"github.com/factory-id/station/tpmops"
 )
 
 // The sealed_key field takes what TPM2_Create returns for a sealed data
@@ -46,14 +49,14 @@ func TestSealedKeyRoundTrip(t *testing.T) {
 		t.Fatal("the sealed blob holds the key in clear")
 	}
 
-	f := newFixture(t)
-	b := f.pki.baseBundle(t, "SN-0500")
-	b.Attestation, b.DeviceKeyHandle, b.SealedKey = AttestSymmetricKey, 0, blob
-	img, err := signed(t, b, f.key).MarshalBinary()
+	f := bundletest.NewFixture(t)
+	b := f.PKI.BaseBundle(t, "SN-0500")
+	b.Attestation, b.DeviceKeyHandle, b.SealedKey = credbundle.AttestSymmetricKey, 0, blob
+	img, err := bundletest.Signed(t, b, f.Key).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := VerifyBundle(img, f.key.Public())
+	got, err := credbundle.VerifyBundle(img, f.Key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}

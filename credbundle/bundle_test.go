@@ -1,4 +1,4 @@
-package flash
+package credbundle_test
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,19 +17,22 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/factory-id/station/credbundle"
+	"github.com/factory-id/station/internal/bundletest"
 )
 
 func TestBundleRoundTrip(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := bundletest.NewPKI(t)
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	edKey := newEd25519(t)
+	edKey := bundletest.NewEd25519(t)
 	for _, s := range []struct {
 		name   string
 		signer crypto.Signer
 		alg    string
-	}{{"ed25519", edKey, SigEd25519}, {"ecdsa-p256", ecKey, SigECDSAP256}} {
+	}{{"ed25519", edKey, credbundle.SigEd25519}, {"ecdsa-p256", ecKey, credbundle.SigECDSAP256}} {
 		t.Run(s.name, func(t *testing.T) {
-			b, err := NewBundle(pki.baseBundle(t, "SN-0001"))
+			b, err := credbundle.NewBundle(pki.BaseBundle(t, "SN-0001"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,7 +46,7 @@ func TestBundleRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := VerifyBundle(img, s.signer.Public())
+			got, err := credbundle.VerifyBundle(img, s.signer.Public())
 			if err != nil {
 				t.Fatalf("VerifyBundle: %v", err)
 			}
@@ -60,7 +62,7 @@ func TestBundleRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fb, err := ParseFolder(files)
+			fb, err := credbundle.ParseFolder(files)
 			if err != nil {
 				t.Fatalf("ParseFolder: %v", err)
 			}
@@ -75,15 +77,15 @@ func TestBundleRoundTrip(t *testing.T) {
 }
 
 func TestBundleDigestDeterministic(t *testing.T) {
-	pki := newTestPKI(t)
-	base := pki.baseBundle(t, "SN-0001")
-	a, b := signed(t, base, newEd25519(t)), signed(t, base, newEd25519(t))
+	pki := bundletest.NewPKI(t)
+	base := pki.BaseBundle(t, "SN-0001")
+	a, b := bundletest.Signed(t, base, bundletest.NewEd25519(t)), bundletest.Signed(t, base, bundletest.NewEd25519(t))
 	// Different keys, different key IDs: different digests.
 	if bytes.Equal(a.Digest, b.Digest) {
 		t.Error("digest does not cover the signer's key ID")
 	}
-	k := newEd25519(t)
-	c, d := signed(t, base, k), signed(t, base, k)
+	k := bundletest.NewEd25519(t)
+	c, d := bundletest.Signed(t, base, k), bundletest.Signed(t, base, k)
 	if !bytes.Equal(c.Digest, d.Digest) {
 		t.Error("same contents, same key: digests differ")
 	}
@@ -91,62 +93,62 @@ func TestBundleDigestDeterministic(t *testing.T) {
 
 // Every bit of the image matters: flipping any one makes verification fail.
 func TestBundleBitFlips(t *testing.T) {
-	f := newFixture(t)
-	j := f.symJob(t, "SN-0002", bytes.Repeat([]byte{0x5a}, 32))
-	img, err := j.Bundle.MarshalBinary()
+	f := bundletest.NewFixture(t)
+	b := f.SymBundle(t, "SN-0002", bytes.Repeat([]byte{0x5a}, 32))
+	img, err := b.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := f.key.Public()
-	if _, err := VerifyBundle(img, pub); err != nil {
+	pub := f.Key.Public()
+	if _, err := credbundle.VerifyBundle(img, pub); err != nil {
 		t.Fatal(err)
 	}
 	for i := range img {
 		for bit := 0; bit < 8; bit++ {
 			mod := bytes.Clone(img)
 			mod[i] ^= 1 << bit
-			if _, err := VerifyBundle(mod, pub); err == nil {
+			if _, err := credbundle.VerifyBundle(mod, pub); err == nil {
 				t.Fatalf("flipping bit %d of byte %d still verifies", bit, i)
 			}
 		}
 	}
 	for n := 0; n < len(img); n++ {
-		if _, err := VerifyBundle(img[:n], pub); err == nil {
+		if _, err := credbundle.VerifyBundle(img[:n], pub); err == nil {
 			t.Fatalf("truncated to %d bytes still verifies", n)
 		}
 	}
-	if _, err := VerifyBundle(append(bytes.Clone(img), 0), pub); err == nil {
+	if _, err := credbundle.VerifyBundle(append(bytes.Clone(img), 0), pub); err == nil {
 		t.Fatal("a trailing byte still verifies")
 	}
 }
 
 func TestBundleWrongKey(t *testing.T) {
-	f := newFixture(t)
-	img, _ := f.job(t, "SN-0003").Bundle.MarshalBinary()
-	other := newEd25519(t)
-	if _, err := VerifyBundle(img, other.Public()); !errors.Is(err, ErrSignature) {
-		t.Errorf("other Ed25519 key: %v, want ErrSignature", err)
+	f := bundletest.NewFixture(t)
+	img, _ := f.Bundle(t, "SN-0003").MarshalBinary()
+	other := bundletest.NewEd25519(t)
+	if _, err := credbundle.VerifyBundle(img, other.Public()); !errors.Is(err, credbundle.ErrSignature) {
+		t.Errorf("other Ed25519 key: %v, want credbundle.ErrSignature", err)
 	}
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if _, err := VerifyBundle(img, ec.Public()); !errors.Is(err, ErrSignature) {
-		t.Errorf("ECDSA key: %v, want ErrSignature", err)
+	if _, err := credbundle.VerifyBundle(img, ec.Public()); !errors.Is(err, credbundle.ErrSignature) {
+		t.Errorf("ECDSA key: %v, want credbundle.ErrSignature", err)
 	}
 	// A forger re-signs an edited bundle with their own key: their key ID is
 	// in it, and the station key rejects it.
-	b, _ := ParseImage(img)
+	b, _ := credbundle.ParseImage(img)
 	b.IDScope = "0ne0000evil"
 	if err := b.Sign(other); err != nil {
 		t.Fatal(err)
 	}
 	forged, _ := b.MarshalBinary()
-	if _, err := VerifyBundle(forged, f.key.Public()); !errors.Is(err, ErrSignature) {
-		t.Errorf("re-signed by another key: %v, want ErrSignature", err)
+	if _, err := credbundle.VerifyBundle(forged, f.Key.Public()); !errors.Is(err, credbundle.ErrSignature) {
+		t.Errorf("re-signed by another key: %v, want credbundle.ErrSignature", err)
 	}
 }
 
 func TestBundleSignerKinds(t *testing.T) {
-	pki := newTestPKI(t)
-	b, _ := NewBundle(pki.baseBundle(t, "SN-1"))
+	pki := bundletest.NewPKI(t)
+	b, _ := credbundle.NewBundle(pki.BaseBundle(t, "SN-1"))
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	if err := b.Sign(rk); err == nil {
 		t.Error("an RSA station key was accepted")
@@ -156,7 +158,7 @@ func TestBundleSignerKinds(t *testing.T) {
 		t.Error("a P-384 station key was accepted")
 	}
 	// A signer whose signatures do not verify (a broken HSM) is caught.
-	if err := b.Sign(badSigner{newEd25519(t)}); err == nil {
+	if err := b.Sign(badSigner{bundletest.NewEd25519(t)}); err == nil {
 		t.Error("a broken signer's output was accepted")
 	}
 }
@@ -172,13 +174,13 @@ func (s badSigner) Sign(r io.Reader, m []byte, o crypto.SignerOpts) ([]byte, err
 // Hand edits of the folder form are caught: any field of the manifest, a
 // swapped certificate, an added or removed file.
 func TestFolderEdits(t *testing.T) {
-	f := newFixture(t)
-	j := f.symJob(t, "SN-0004", bytes.Repeat([]byte{7}, 32))
-	files, _ := j.Bundle.Folder()
-	pub := f.key.Public()
+	f := bundletest.NewFixture(t)
+	b := f.SymBundle(t, "SN-0004", bytes.Repeat([]byte{7}, 32))
+	files, _ := b.Folder()
+	pub := f.Key.Public()
 	check := func(t *testing.T, files map[string][]byte) error {
 		t.Helper()
-		b, err := ParseFolder(files)
+		b, err := credbundle.ParseFolder(files)
 		if err != nil {
 			return err
 		}
@@ -188,14 +190,14 @@ func TestFolderEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(files[FileManifest], &m); err != nil {
+	if err := json.Unmarshal(files[credbundle.FileManifest], &m); err != nil {
 		t.Fatal(err)
 	}
 	for key, val := range map[string]any{
 		"serial": "SN-0005", "registration_id": "reg-other", "id_scope": "0ne0000beef",
 		"global_endpoint": "evil.example.com", "device_key_handle": "0x81000011",
 		"firmware_sha256": strings.Repeat("0", 64), "firmware_version": "9.9", "station_id": "rogue",
-		"attestation": "x509", "version": 2, "format": "other", "sig_alg": SigECDSAP256, "extra": "x",
+		"attestation": "x509", "version": 2, "format": "other", "sig_alg": credbundle.SigECDSAP256, "extra": "x",
 	} {
 		t.Run("manifest."+key, func(t *testing.T) {
 			mm := map[string]any{}
@@ -204,7 +206,7 @@ func TestFolderEdits(t *testing.T) {
 			}
 			mm[key] = val
 			mod := cloneFiles(files)
-			mod[FileManifest], _ = json.Marshal(mm)
+			mod[credbundle.FileManifest], _ = json.Marshal(mm)
 			if err := check(t, mod); err == nil {
 				t.Errorf("editing %s went unnoticed", key)
 			}
@@ -212,28 +214,28 @@ func TestFolderEdits(t *testing.T) {
 	}
 	t.Run("cert swapped", func(t *testing.T) {
 		mod := cloneFiles(files)
-		mod[FileCert] = f.pki.leafPEM(t, "reg-sn-0004")
-		if err := check(t, mod); !errors.Is(err, ErrSignature) {
-			t.Errorf("got %v, want ErrSignature", err)
+		mod[credbundle.FileCert] = f.PKI.LeafPEM(t, "reg-sn-0004")
+		if err := check(t, mod); !errors.Is(err, credbundle.ErrSignature) {
+			t.Errorf("got %v, want credbundle.ErrSignature", err)
 		}
 	})
 	t.Run("chain dropped", func(t *testing.T) {
 		mod := cloneFiles(files)
-		mod[FileChain] = nil
-		if err := check(t, mod); !errors.Is(err, ErrSignature) {
-			t.Errorf("got %v, want ErrSignature", err)
+		mod[credbundle.FileChain] = nil
+		if err := check(t, mod); !errors.Is(err, credbundle.ErrSignature) {
+			t.Errorf("got %v, want credbundle.ErrSignature", err)
 		}
 	})
 	t.Run("key edited", func(t *testing.T) {
 		mod := cloneFiles(files)
-		mod[FileSymmetricKey] = bytes.Repeat([]byte{8}, 32)
-		if err := check(t, mod); !errors.Is(err, ErrSignature) {
-			t.Errorf("got %v, want ErrSignature", err)
+		mod[credbundle.FileSymmetricKey] = bytes.Repeat([]byte{8}, 32)
+		if err := check(t, mod); !errors.Is(err, credbundle.ErrSignature) {
+			t.Errorf("got %v, want credbundle.ErrSignature", err)
 		}
 	})
 	t.Run("key removed", func(t *testing.T) {
 		mod := cloneFiles(files)
-		delete(mod, FileSymmetricKey)
+		delete(mod, credbundle.FileSymmetricKey)
 		if err := check(t, mod); err == nil {
 			t.Error("removing the key went unnoticed")
 		}
@@ -241,15 +243,15 @@ func TestFolderEdits(t *testing.T) {
 	t.Run("file added", func(t *testing.T) {
 		mod := cloneFiles(files)
 		mod["extra.txt"] = []byte("x")
-		if err := check(t, mod); !errors.Is(err, ErrBundle) {
-			t.Errorf("got %v, want ErrBundle", err)
+		if err := check(t, mod); !errors.Is(err, credbundle.ErrBundle) {
+			t.Errorf("got %v, want credbundle.ErrBundle", err)
 		}
 	})
 	t.Run("key block in chain", func(t *testing.T) {
 		mod := cloneFiles(files)
-		mod[FileChain] = append(bytes.Clone(mod[FileChain]), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"...)
-		if err := check(t, mod); !errors.Is(err, ErrBundle) {
-			t.Errorf("got %v, want ErrBundle", err)
+		mod[credbundle.FileChain] = append(bytes.Clone(mod[credbundle.FileChain]), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"...)
+		if err := check(t, mod); !errors.Is(err, credbundle.ErrBundle) {
+			t.Errorf("got %v, want credbundle.ErrBundle", err)
 		}
 	})
 	t.Run("signature edited", func(t *testing.T) {
@@ -261,9 +263,9 @@ func TestFolderEdits(t *testing.T) {
 		sig[len(sig)-1] ^= 1
 		mm["signature"] = base64.StdEncoding.EncodeToString(sig)
 		mod := cloneFiles(files)
-		mod[FileManifest], _ = json.Marshal(mm)
-		if err := check(t, mod); !errors.Is(err, ErrSignature) {
-			t.Errorf("got %v, want ErrSignature", err)
+		mod[credbundle.FileManifest], _ = json.Marshal(mm)
+		if err := check(t, mod); !errors.Is(err, credbundle.ErrSignature) {
+			t.Errorf("got %v, want credbundle.ErrSignature", err)
 		}
 	})
 }
@@ -277,57 +279,57 @@ func cloneFiles(m map[string][]byte) map[string][]byte {
 }
 
 func TestNewBundleChecks(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := bundletest.NewPKI(t)
 	sealed := append(append([]byte{0, 3}, "pub"...), append([]byte{0, 4}, "priv"...)...)
 	for _, tc := range []struct {
 		name string
-		edit func(*Bundle)
+		edit func(*credbundle.Bundle)
 	}{
-		{"serial injection", func(b *Bundle) { b.Serial = "; rm -rf /" }},
-		{"serial traversal", func(b *Bundle) { b.Serial = "../../etc" }},
-		{"serial option", func(b *Bundle) { b.Serial = "-rf" }},
-		{"registration ID upper case", func(b *Bundle) { b.RegistrationID = "REG-1" }},
-		{"CN is not the registration ID", func(b *Bundle) { b.CertPEM = pki.leafPEM(t, "someone-else") }},
-		{"two certificates", func(b *Bundle) { b.CertPEM = append(pki.leafPEM(t, b.RegistrationID), pki.chainPEM()...) }},
-		{"key in the chain", func(b *Bundle) {
+		{"serial injection", func(b *credbundle.Bundle) { b.Serial = "; rm -rf /" }},
+		{"serial traversal", func(b *credbundle.Bundle) { b.Serial = "../../etc" }},
+		{"serial option", func(b *credbundle.Bundle) { b.Serial = "-rf" }},
+		{"registration ID upper case", func(b *credbundle.Bundle) { b.RegistrationID = "REG-1" }},
+		{"CN is not the registration ID", func(b *credbundle.Bundle) { b.CertPEM = pki.LeafPEM(t, "someone-else") }},
+		{"two certificates", func(b *credbundle.Bundle) { b.CertPEM = append(pki.LeafPEM(t, b.RegistrationID), pki.ChainPEM()...) }},
+		{"key in the chain", func(b *credbundle.Bundle) {
 			b.ChainPEM = append(b.ChainPEM, "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"...)
 		}},
-		{"garbage chain", func(b *Bundle) { b.ChainPEM = []byte("hello") }},
-		{"attestation", func(b *Bundle) { b.Attestation = "none" }},
-		{"ID scope with newline", func(b *Bundle) { b.IDScope = "0ne\n" }},
-		{"empty endpoint", func(b *Bundle) { b.GlobalEndpoint = "" }},
-		{"non-persistent device key", func(b *Bundle) { b.DeviceKeyHandle = 0x80000001 }},
-		{"firmware hash", func(b *Bundle) { b.FirmwareSHA256 = "abc" }},
-		{"firmware hash upper case", func(b *Bundle) { b.FirmwareSHA256 = strings.ToUpper(firmwareSHA()) }},
-		{"symmetric key with TPM attestation", func(b *Bundle) { b.SymmetricKey = make([]byte, 32) }},
-		{"sealed key with x509", func(b *Bundle) { b.Attestation = AttestX509; b.SealedKey = sealed }},
-		{"both keys", func(b *Bundle) {
-			b.Attestation = AttestSymmetricKey
+		{"garbage chain", func(b *credbundle.Bundle) { b.ChainPEM = []byte("hello") }},
+		{"attestation", func(b *credbundle.Bundle) { b.Attestation = "none" }},
+		{"ID scope with newline", func(b *credbundle.Bundle) { b.IDScope = "0ne\n" }},
+		{"empty endpoint", func(b *credbundle.Bundle) { b.GlobalEndpoint = "" }},
+		{"non-persistent device key", func(b *credbundle.Bundle) { b.DeviceKeyHandle = 0x80000001 }},
+		{"firmware hash", func(b *credbundle.Bundle) { b.FirmwareSHA256 = "abc" }},
+		{"firmware hash upper case", func(b *credbundle.Bundle) { b.FirmwareSHA256 = strings.ToUpper(bundletest.FirmwareSHA()) }},
+		{"symmetric key with TPM attestation", func(b *credbundle.Bundle) { b.SymmetricKey = make([]byte, 32) }},
+		{"sealed key with x509", func(b *credbundle.Bundle) { b.Attestation = credbundle.AttestX509; b.SealedKey = sealed }},
+		{"both keys", func(b *credbundle.Bundle) {
+			b.Attestation = credbundle.AttestSymmetricKey
 			b.SealedKey, b.SymmetricKey = sealed, make([]byte, 32)
 		}},
-		{"short symmetric key", func(b *Bundle) {
-			b.Attestation, b.DeviceKeyHandle, b.SymmetricKey = AttestSymmetricKey, 0, make([]byte, 8)
+		{"short symmetric key", func(b *credbundle.Bundle) {
+			b.Attestation, b.DeviceKeyHandle, b.SymmetricKey = credbundle.AttestSymmetricKey, 0, make([]byte, 8)
 		}},
-		{"clear key for a unit with a TPM", func(b *Bundle) {
-			b.Attestation, b.SymmetricKey = AttestSymmetricKey, make([]byte, 32)
+		{"clear key for a unit with a TPM", func(b *credbundle.Bundle) {
+			b.Attestation, b.SymmetricKey = credbundle.AttestSymmetricKey, make([]byte, 32)
 		}},
-		{"sealed blob with trailing bytes", func(b *Bundle) {
-			b.Attestation = AttestSymmetricKey
+		{"sealed blob with trailing bytes", func(b *credbundle.Bundle) {
+			b.Attestation = credbundle.AttestSymmetricKey
 			b.SealedKey = append(bytes.Clone(sealed), 0)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := pki.baseBundle(t, "SN-1")
+			b := pki.BaseBundle(t, "SN-1")
 			tc.edit(&b)
-			if _, err := NewBundle(b); !errors.Is(err, ErrBundle) {
-				t.Errorf("got %v, want ErrBundle", err)
+			if _, err := credbundle.NewBundle(b); !errors.Is(err, credbundle.ErrBundle) {
+				t.Errorf("got %v, want credbundle.ErrBundle", err)
 			}
 		})
 	}
 	t.Run("sealed key ok", func(t *testing.T) {
-		b := pki.baseBundle(t, "SN-1")
-		b.Attestation, b.SealedKey = AttestSymmetricKey, sealed
-		if _, err := NewBundle(b); err != nil {
+		b := pki.BaseBundle(t, "SN-1")
+		b.Attestation, b.SealedKey = credbundle.AttestSymmetricKey, sealed
+		if _, err := credbundle.NewBundle(b); err != nil {
 			t.Error(err)
 		}
 	})
@@ -335,10 +337,9 @@ func TestNewBundleChecks(t *testing.T) {
 
 // Key material never leaves through fmt, encoding/json, Summary or errors.
 func TestSecretsNeverPrinted(t *testing.T) {
-	f := newFixture(t)
+	f := bundletest.NewFixture(t)
 	key := []byte("THIS-IS-THE-DEVICE-KEY-0123456789")
-	j := f.symJob(t, "SN-0006", key)
-	b := j.Bundle
+	b := f.SymBundle(t, "SN-0006", key)
 	js, _ := json.Marshal(b)
 	jv, _ := json.Marshal(*b)
 	sm, _ := json.Marshal(b.Summary())
@@ -354,7 +355,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 	outs = append(outs, logs.String())
 	for _, o := range outs {
-		assertNoSecret(t, o, key)
+		bundletest.AssertNoSecret(t, o, key)
 	}
 	if !strings.Contains(string(sm), "clear (33 bytes)") {
 		t.Errorf("summary does not say a key is there: %s", sm)
@@ -366,49 +367,39 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 }
 
-func assertNoSecret(t *testing.T, s string, key []byte) {
-	t.Helper()
-	for _, form := range []string{string(key), hex.EncodeToString(key), strings.ToUpper(hex.EncodeToString(key)),
-		base64.StdEncoding.EncodeToString(key), base64.RawStdEncoding.EncodeToString(key), base64.RawURLEncoding.EncodeToString(key)} {
-		if strings.Contains(s, form) {
-			t.Fatalf("key material leaked: %q", s)
-		}
-	}
-}
-
 func TestParseImageStrict(t *testing.T) {
-	f := newFixture(t)
-	img, _ := f.job(t, "SN-7").Bundle.MarshalBinary()
+	f := bundletest.NewFixture(t)
+	img, _ := f.Bundle(t, "SN-7").MarshalBinary()
 	// Re-order two records: refused even though the content is the same.
-	hdr := len(ImageMagic) + 2
+	hdr := len(credbundle.ImageMagic) + 2
 	l1 := int(binary.BigEndian.Uint32(img[hdr+2:]))
 	r1 := img[hdr : hdr+6+l1]
 	l2 := int(binary.BigEndian.Uint32(img[hdr+6+l1+2:]))
 	r2 := img[hdr+6+l1 : hdr+6+l1+6+l2]
 	swapped := append(append(append(bytes.Clone(img[:hdr]), r2...), r1...), img[hdr+len(r1)+len(r2):]...)
-	if _, err := ParseImage(swapped); !errors.Is(err, ErrBundle) {
+	if _, err := credbundle.ParseImage(swapped); !errors.Is(err, credbundle.ErrBundle) {
 		t.Errorf("swapped records: %v", err)
 	}
 	v2 := bytes.Clone(img)
-	v2[len(ImageMagic)+1] = 2
-	if _, err := ParseImage(v2); err == nil || !strings.Contains(err.Error(), "version 2") {
+	v2[len(credbundle.ImageMagic)+1] = 2
+	if _, err := credbundle.ParseImage(v2); err == nil || !strings.Contains(err.Error(), "version 2") {
 		t.Errorf("version 2: %v", err)
 	}
-	if _, err := ParseImage(make([]byte, MaxImageSize+1)); !errors.Is(err, ErrBundle) {
+	if _, err := credbundle.ParseImage(make([]byte, credbundle.MaxImageSize+1)); !errors.Is(err, credbundle.ErrBundle) {
 		t.Errorf("oversized: %v", err)
 	}
 }
 
 func FuzzParseImage(f *testing.F) {
-	fx := newFixture(f)
-	img, _ := fx.job(f, "SN-8").Bundle.MarshalBinary()
+	fx := bundletest.NewFixture(f)
+	img, _ := fx.Bundle(f, "SN-8").MarshalBinary()
 	f.Add(img)
 	dk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	img2, _ := signed(f, fx.pki.tpmKeyBundle(f, "SN-8", &dk.PublicKey), fx.key).MarshalBinary()
+	img2, _ := bundletest.Signed(f, fx.PKI.TPMKeyBundle(f, "SN-8", &dk.PublicKey), fx.Key).MarshalBinary()
 	f.Add(img2)
-	f.Add([]byte(ImageMagic + "\x00\x01"))
+	f.Add([]byte(credbundle.ImageMagic + "\x00\x01"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := ParseImage(data)
+		b, err := credbundle.ParseImage(data)
 		if err != nil {
 			return
 		}
@@ -421,24 +412,24 @@ func FuzzParseImage(f *testing.F) {
 }
 
 func FuzzParseFolderManifest(f *testing.F) {
-	fx := newFixture(f)
-	files, _ := fx.job(f, "SN-9").Bundle.Folder()
-	f.Add(files[FileManifest])
+	fx := bundletest.NewFixture(f)
+	files, _ := fx.Bundle(f, "SN-9").Folder()
+	f.Add(files[credbundle.FileManifest])
 	f.Fuzz(func(t *testing.T, manifest []byte) {
 		mod := cloneFiles(files)
-		mod[FileManifest] = manifest
-		b, err := ParseFolder(mod)
+		mod[credbundle.FileManifest] = manifest
+		b, err := credbundle.ParseFolder(mod)
 		if err != nil {
 			return
 		}
-		if b.Verify(fx.key.Public()) == nil && !bytes.Equal(b.Digest, mustDigest(files)) {
+		if b.Verify(fx.Key.Public()) == nil && !bytes.Equal(b.Digest, mustDigest(files)) {
 			t.Fatal("a different manifest verifies")
 		}
 	})
 }
 
 func mustDigest(files map[string][]byte) []byte {
-	b, err := ParseFolder(files)
+	b, err := credbundle.ParseFolder(files)
 	if err != nil {
 		panic(err)
 	}

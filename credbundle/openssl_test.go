@@ -1,4 +1,4 @@
-package flash
+package credbundle_test
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/factory-id/station/credbundle"
 )
 
 // The format can be verified without this package: walk the records to the
@@ -21,7 +23,7 @@ func TestGoldenWithOpenSSL(t *testing.T) {
 	for _, g := range goldens {
 		t.Run(g.dir, func(t *testing.T) {
 			dir := goldenDir(g.version, g.dir)
-			img, err := os.ReadFile(filepath.Join(dir, DirImage))
+			img, err := os.ReadFile(filepath.Join(dir, credbundle.FileImage))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package flash
+package credbundle
 
 import (
 	"bytes"
@@ -12,12 +12,25 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/enroll/regid"
 	"github.com/factory-id/station/tsskey"
+)
+
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrBundle: a bundle that does not parse, is of an unknown version or is
+	// inconsistent (exit 1 within verify; exit 4 for a bundle checked alone).
+	ErrBundle = errors.New("malformed credential bundle")
+
+	// ErrSignature: a bundle's digest or signature does not verify under
+	// the station key, or was made by another key (integrity, exit 4).
+	ErrSignature = errors.New("credential bundle signature does not verify")
 )
 
 // Bundle format versions (docs/BUNDLE.md). This package reads both and
@@ -118,9 +131,23 @@ type Bundle struct {
 	Digest      []byte // SHA-256 over the canonical encoding (see docs/BUNDLE.md)
 	Signature   []byte
 
-	certDER   []byte
-	chainDER  [][]byte
-	imageSize int // Expected only
+	certDER  []byte
+	chainDER [][]byte
+}
+
+// serialRe: what a serial may be (docs/BUNDLE.md), so that it is safe
+// wherever a unit's serial goes (a path component, an argument):
+// letters, digits, '.', '_', '-'; starting with a letter or digit (so never
+// an option such as "-rf", never ".."), at most 64.
+var serialRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidSerial says why s cannot be a unit's serial (nil when it can): it
+// could escape a path component or pose as a tool option.
+func ValidSerial(s string) error {
+	if !serialRe.MatchString(s) || strings.Contains(s, "..") {
+		return fmt.Errorf("serial %q: want 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit, no \"..\"", s)
+	}
+	return nil
 }
 
 var (
@@ -441,25 +468,53 @@ func (b *Bundle) Sign(signer crypto.Signer) error {
 	return nil
 }
 
-// peekSerial reads the serial record of something that looks like a
-// bundle image, without checking anything else (a torn or corrupted image
-// of a unit still names it). ok is false when no serial can be read.
-func peekSerial(data []byte) (string, bool) {
-	if len(data) < len(ImageMagic)+2 || string(data[:len(ImageMagic)]) != ImageMagic {
-		return "", false
+// record is one tag ‖ length ‖ value record of an image.
+type record struct {
+	tag int
+	val []byte
+}
+
+// readRecords is the image's one TLV reader: it checks the magic and splits
+// what follows the version into records. It checks the framing only (each
+// header whole, each length within the image); what the tags mean is the
+// caller's. On a framing error it returns the records before it with the
+// error, so that a damaged image still names what it can.
+func readRecords(data []byte) (version int, recs []record, err error) {
+	if !isImage(data) {
+		return 0, nil, errBadMagic
 	}
-	rest := data[len(ImageMagic)+2:]
-	for len(rest) >= 6 {
-		tag := binary.BigEndian.Uint16(rest)
+	version = int(binary.BigEndian.Uint16(data[len(ImageMagic):]))
+	for rest := data[len(ImageMagic)+2:]; len(rest) > 0; {
+		if len(rest) < 6 {
+			return version, recs, bundleErr("truncated record header")
+		}
+		tag := int(binary.BigEndian.Uint16(rest))
 		n := binary.BigEndian.Uint32(rest[2:])
 		if uint64(n) > uint64(len(rest)-6) {
-			return "", false
+			return version, recs, bundleErr("record %d: length %d past the end", tag, n)
 		}
-		if tag == tagSerial {
-			s := string(rest[6 : 6+n])
+		recs = append(recs, record{tag: tag, val: rest[6 : 6+n]})
+		rest = rest[6+n:]
+	}
+	return version, recs, nil
+}
+
+var errBadMagic = bundleErr("not a station bundle image (bad magic)")
+
+func isImage(data []byte) bool {
+	return len(data) >= len(ImageMagic)+2 && string(data[:len(ImageMagic)]) == ImageMagic
+}
+
+// PeekSerial reads the serial record of something that looks like a
+// bundle image, without checking anything else (a torn or corrupted image
+// of a unit still names it). ok is false when no valid serial can be read.
+func PeekSerial(data []byte) (serial string, ok bool) {
+	_, recs, _ := readRecords(data)
+	for _, r := range recs {
+		if r.tag == tagSerial {
+			s := string(r.val)
 			return s, ValidSerial(s) == nil
 		}
-		rest = rest[6+n:]
 	}
 	return "", false
 }
@@ -538,32 +593,24 @@ func ParseImage(data []byte) (*Bundle, error) {
 	if len(data) > MaxImageSize {
 		return nil, bundleErr("image of %d bytes exceeds %d", len(data), MaxImageSize)
 	}
-	if len(data) < len(ImageMagic)+2 || string(data[:len(ImageMagic)]) != ImageMagic {
-		return nil, bundleErr("not a station bundle image (bad magic)")
+	if !isImage(data) {
+		return nil, errBadMagic
 	}
-	b := &Bundle{Version: int(binary.BigEndian.Uint16(data[len(ImageMagic):]))}
+	version, recs, framing := readRecords(data)
+	b := &Bundle{Version: version}
 	if err := knownVersion(b.Version); err != nil {
 		return nil, err
 	}
-	rest := data[len(ImageMagic)+2:]
 	last := -1
 	seen := map[int]bool{}
-	for len(rest) > 0 {
-		if len(rest) < 6 {
-			return nil, bundleErr("truncated record header")
-		}
-		tag := int(binary.BigEndian.Uint16(rest))
-		n := binary.BigEndian.Uint32(rest[2:])
-		if uint64(n) > uint64(len(rest)-6) {
-			return nil, bundleErr("record %d: length %d past the end", tag, n)
-		}
+	for _, r := range recs {
+		tag, v := r.tag, r.val
+		n := uint32(len(v))
 		if tag <= last {
 			return nil, bundleErr("record %d out of order or repeated", tag)
 		}
 		last = tag
 		seen[tag] = true
-		v := rest[6 : 6+n]
-		rest = rest[6+n:]
 		s := string(v)
 		switch tag {
 		case tagSerial:
@@ -633,6 +680,9 @@ func ParseImage(data []byte) (*Bundle, error) {
 		default:
 			return nil, bundleErr("unknown record %d", tag)
 		}
+	}
+	if framing != nil {
+		return nil, framing
 	}
 	for _, t := range []int{tagSerial, tagRegistrationID, tagAttestation, tagIDScope, tagGlobalEndpoint,
 		tagDeviceKeyHandle, tagFirmwareSHA256, tagCert, tagChain, tagSignerKeyID, tagSigAlg, tagDigest, tagSignature} {
@@ -727,8 +777,32 @@ func (b *Bundle) String() string {
 		b.Version, b.Serial, b.RegistrationID, b.Attestation, b.DigestHex())
 }
 
-// secrets lists the bundle's key material for redaction.
-func (b *Bundle) secrets() []Secret { return []Secret{b.SealedKey, b.SymmetricKey} }
-
 // CertDER returns the device certificate's DER.
 func (b *Bundle) CertDER() []byte { return bytes.Clone(b.certDER) }
+
+// Recorded is what the station keeps of a unit's bundle: the unit record's
+// certificate and the digest of the bundle it flashed.
+type Recorded struct {
+	Serial  string
+	Digest  string // hex, Bundle.DigestHex at provisioning
+	CertDER []byte
+}
+
+// Expected turns a record into the bundle a unit's flash targets are
+// compared with (QA verify without the original bundle, whose key material
+// the station never keeps). It is not signed, so it cannot be written.
+func Expected(r Recorded) (*Bundle, error) {
+	if err := ValidSerial(r.Serial); err != nil {
+		return nil, bundleErr("recorded %v", err)
+	}
+	d, err := hex.DecodeString(r.Digest)
+	if err != nil || len(d) != sha256.Size {
+		return nil, bundleErr("recorded bundle digest %q", r.Digest)
+	}
+	cert, err := x509.ParseCertificate(r.CertDER)
+	if err != nil {
+		return nil, bundleErr("recorded certificate: %v", err)
+	}
+	return &Bundle{Version: Version, Serial: r.Serial, RegistrationID: cert.Subject.CommonName, Digest: d,
+		certDER: bytes.Clone(r.CertDER), CertPEM: encodePEM(r.CertDER)}, nil
+}

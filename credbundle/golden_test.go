@@ -1,4 +1,4 @@
-package flash
+package credbundle_test
 
 import (
 	"bytes"
@@ -14,6 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/factory-id/station/credbundle"
+	"github.com/factory-id/station/internal/bundletest"
 )
 
 var (
@@ -29,11 +32,31 @@ var goldens = []struct {
 	serial  string
 	attest  string
 }{
-	{1, "ed25519-sealed", "SN-GOLD-1", AttestSymmetricKey},
-	{1, "ecdsa-tpm", "SN-GOLD-2", AttestTPM},
-	// Version 2: the device key as a TSS2 key file (its TPM2B_PRIVATE a
+	{1, "ed25519-sealed", "SN-GOLD-1", credbundle.AttestSymmetricKey},
+	{1, "ecdsa-tpm", "SN-GOLD-2", credbundle.AttestTPM},
+	// credbundle.Version 2: the device key as a TSS2 key file (its TPM2B_PRIVATE a
 	// stand-in: no TPM loads it) and device.json.
-	{2, "ecdsa-x509-tpmkey", "SN-GOLD-3", AttestX509},
+	{2, "ecdsa-x509-tpmkey", "SN-GOLD-3", credbundle.AttestX509},
+}
+
+// goldenFolder holds a golden bundle's folder form (named as the dir:
+// target of package flash names it).
+const goldenFolder = "station-bundle"
+
+// readFiles reads the files of a folder: name -> contents.
+func readFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, e := range ents {
+		if files[e.Name()], err = os.ReadFile(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return files
 }
 
 func goldenDir(version int, dir string) string {
@@ -54,33 +77,33 @@ func goldenKey(name string) crypto.Signer {
 }
 
 func writeGolden(t *testing.T, version int) {
-	pki := newTestPKI(t)
+	pki := bundletest.NewPKI(t)
 	for _, g := range goldens {
 		if g.version != version {
 			continue
 		}
 		dir := goldenDir(g.version, g.dir)
 		os.RemoveAll(dir)
-		if err := os.MkdirAll(filepath.Join(dir, DirBundle), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, goldenFolder), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		b := pki.baseBundle(t, g.serial)
-		if g.version == Version2 {
+		b := pki.BaseBundle(t, g.serial)
+		if g.version == credbundle.Version2 {
 			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			b = pki.tpmKeyBundle(t, g.serial, &k.PublicKey)
+			b = pki.TPMKeyBundle(t, g.serial, &k.PublicKey)
 		}
 		b.Attestation = g.attest
-		if g.attest == AttestSymmetricKey {
+		if g.attest == credbundle.AttestSymmetricKey {
 			b.DeviceKeyHandle = 0
 			b.SealedKey = append(append([]byte{0, 6}, "public"...), append([]byte{0, 7}, "private"...)...)
 		}
 		key := goldenKey(g.dir)
-		sb := signed(t, b, key)
+		sb := bundletest.Signed(t, b, key)
 		img, _ := sb.MarshalBinary()
-		os.WriteFile(filepath.Join(dir, DirImage), img, 0o644)
+		os.WriteFile(filepath.Join(dir, credbundle.FileImage), img, 0o644)
 		files, _ := sb.Folder()
 		for n, data := range files {
-			os.WriteFile(filepath.Join(dir, DirBundle, n), data, 0o644)
+			os.WriteFile(filepath.Join(dir, goldenFolder, n), data, 0o644)
 		}
 		der, _ := x509.MarshalPKIXPublicKey(key.Public())
 		os.WriteFile(filepath.Join(dir, "station.pub.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
@@ -90,10 +113,10 @@ func writeGolden(t *testing.T, version int) {
 
 func TestGolden(t *testing.T) {
 	if *updateGolden {
-		writeGolden(t, Version1)
+		writeGolden(t, credbundle.Version1)
 	}
 	if *updateGoldenV2 {
-		writeGolden(t, Version2)
+		writeGolden(t, credbundle.Version2)
 	}
 	for _, g := range goldens {
 		t.Run(fmt.Sprintf("v%d/%s", g.version, g.dir), func(t *testing.T) {
@@ -107,8 +130,8 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, _ := os.ReadFile(filepath.Join(dir, DirImage))
-			b, err := VerifyBundle(img, pub)
+			img, _ := os.ReadFile(filepath.Join(dir, credbundle.FileImage))
+			b, err := credbundle.VerifyBundle(img, pub)
 			if err != nil {
 				t.Fatalf("golden image no longer verifies: %v", err)
 			}
@@ -116,7 +139,7 @@ func TestGolden(t *testing.T) {
 			if b.DigestHex()+"\n" != string(want) || b.Serial != g.serial || b.Attestation != g.attest || b.Version != g.version {
 				t.Errorf("golden image reads as %v", b)
 			}
-			fb, err := ReadFolder(filepath.Join(dir, DirBundle))
+			fb, err := credbundle.ParseFolder(readFiles(t, filepath.Join(dir, goldenFolder)))
 			if err != nil {
 				t.Fatal(err)
 			}

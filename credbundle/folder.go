@@ -1,4 +1,4 @@
-package flash
+package credbundle
 
 import (
 	"bytes"
@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 
@@ -274,7 +272,7 @@ func ParseFolder(files map[string][]byte) (*Bundle, error) {
 }
 
 func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytesReader(data))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err
@@ -285,31 +283,15 @@ func strictJSON(data []byte, v any) error {
 	return nil
 }
 
-// ReadFolder reads a bundle folder from disk (see ParseFolder). Symbolic
-// links and sub-folders are refused.
-func ReadFolder(dir string) (*Bundle, error) {
-	files, err := readFolderFiles(dir)
-	if err != nil {
-		return nil, err
+// PeekFolderSerial reads the serial a folder's manifest.json names, without
+// checking anything else (a torn folder of a unit still names it). ok is
+// false when no valid serial can be read.
+func PeekFolderSerial(manifestJSON []byte) (serial string, ok bool) {
+	var m struct {
+		Serial string `json:"serial"`
 	}
-	return ParseFolder(files)
-}
-
-func readFolderFiles(dir string) (map[string][]byte, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
+	if json.Unmarshal(manifestJSON, &m) != nil || ValidSerial(m.Serial) != nil {
+		return "", false
 	}
-	files := map[string][]byte{}
-	for _, e := range ents {
-		if e.Type()&fs.ModeType != 0 {
-			return nil, bundleErr("%s in bundle folder is not a regular file", e.Name())
-		}
-		data, err := readFileLimited(filepath.Join(dir, e.Name()), MaxImageSize)
-		if err != nil {
-			return nil, err
-		}
-		files[e.Name()] = data
-	}
-	return files, nil
+	return m.Serial, true
 }
