@@ -1,6 +1,7 @@
 package swtpmtest_test
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -10,43 +11,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/tpmops"
 )
 
 // freeRun finds P such that P..P+n-1 are free on 127.0.0.1.
 func freeRun(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		ok := true
-		var ls []net.Listener
-		for i := 1; i < n && ok; i++ {
-			li, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, li)
-		}
-		l.Close()
-		for _, li := range ls {
-			li.Close()
-		}
-		if ok {
-			return p
-		}
+	p, err := swtpmtest.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port run")
-	return 0
+	return p
 }
 
-// TestScript runs scripts/swtpm.sh as the README does: two TPMs with EK
-// certificates from a CA in the folder, usable by tpmops, stopped cleanly.
-func TestScript(t *testing.T) {
+// needScript skips (fails under CI=true) without swtpm, and returns the
+// script's path.
+func needScript(t *testing.T) string {
+	t.Helper()
 	for _, tool := range []string{"swtpm", "swtpm_setup", "swtpm_localca", "bash"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
@@ -59,6 +41,13 @@ func TestScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return script
+}
+
+// TestScript runs scripts/swtpm.sh as the README does: two TPMs with EK
+// certificates from a CA in the folder, usable by tpmops, stopped cleanly.
+func TestScript(t *testing.T) {
+	script := needScript(t)
 	dir := t.TempDir()
 	base := freeRun(t, 4)
 	run := func(args ...string) string {
@@ -124,5 +113,66 @@ func TestScript(t *testing.T) {
 		if syscallKill0(pid) == nil {
 			t.Fatalf("pid %d still running", pid)
 		}
+	}
+}
+
+// TestScriptPortTaken: when another program holds one of the ports, start
+// names that port and SWTPM_BASE_PORT on stderr, exits 1, and leaves no
+// swtpm running (every port is checked before any TPM starts); a bad
+// SWTPM_BASE_PORT, or a DIR swtpm cannot use, is refused the same way.
+func TestScriptPortTaken(t *testing.T) {
+	script := needScript(t)
+	base := freeRun(t, 4)
+	for _, tc := range []struct {
+		name, basePort string
+		sub            string // DIR's last element
+		taken          int    // offset from base held by another program; -1 none
+		bindOnly       bool   // held without listening: only swtpm's bind finds it
+		want           []string
+	}{
+		{"second TPM's command port", strconv.Itoa(base), "line", 2, false,
+			[]string{"tpm1: port " + strconv.Itoa(base+2) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT", "now P=" + strconv.Itoa(base)}},
+		{"first TPM's control port", strconv.Itoa(base), "line", 1, false,
+			[]string{"tpm0: port " + strconv.Itoa(base+1) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT"}},
+		{"first TPM's command port bound only", strconv.Itoa(base), "line", 0, true,
+			[]string{"tpm0: port " + strconv.Itoa(base) + " or " + strconv.Itoa(base+1) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT"}},
+		{"a comma in DIR", strconv.Itoa(base), "a,b", -1, false, []string{"a,b: swtpm cannot use a folder whose path has a comma"}},
+		{"not a port", "23x", "line", -1, false, []string{"SWTPM_BASE_PORT=23x"}},
+		{"past the last port", "65534", "line", -1, false, []string{"SWTPM_BASE_PORT=65534", "below 65536"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			switch {
+			case tc.bindOnly:
+				defer bindOnly(t, base+tc.taken)()
+			case tc.taken >= 0:
+				l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+tc.taken))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+			}
+			dir := filepath.Join(t.TempDir(), tc.sub)
+			cmd := exec.Command(script, "start", "2", dir)
+			cmd.Env = append(os.Environ(), "SWTPM_BASE_PORT="+tc.basePort)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			t.Cleanup(func() { _ = exec.Command(script, "stop", dir).Run() })
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("start: %v, want exit 1\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("start printed %q: no TPM may start", stdout.String())
+			}
+			if pids, _ := filepath.Glob(filepath.Join(dir, "tpm*", "pid")); len(pids) != 0 {
+				t.Errorf("pid files %v: no TPM may start", pids)
+			}
+		})
 	}
 }

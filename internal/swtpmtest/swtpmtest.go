@@ -323,22 +323,34 @@ func (i *Instance) start() error {
 }
 
 // freePortPair finds P such that P and P+1 are free on 127.0.0.1.
-func freePortPair() (int, error) {
+func freePortPair() (int, error) { return FreePorts(2) }
+
+// FreePorts finds P such that P..P+n-1 are all free on 127.0.0.1 when it
+// returns, for programs given a base port (scripts/swtpm.sh's
+// SWTPM_BASE_PORT). Another process may take them before the caller binds.
+func FreePorts(n int) (int, error) {
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return 0, err
 		}
 		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		l.Close()
-		if err != nil {
-			continue
+		ls := []net.Listener{l}
+		for i := 1; i < n; i++ {
+			li, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
+			if err != nil {
+				break
+			}
+			ls = append(ls, li)
 		}
-		l2.Close()
-		return p, nil
+		for _, li := range ls {
+			li.Close()
+		}
+		if len(ls) == n {
+			return p, nil
+		}
 	}
-	return 0, errors.New("no free port pair on 127.0.0.1")
+	return 0, fmt.Errorf("no %d free consecutive ports on 127.0.0.1", n)
 }
 
 // getRandom is TPM2_GetRandom(8), a harmless command to see the TPM answer.
