@@ -197,17 +197,17 @@ func runBatch[T any](c *cobra.Command, reqs []station.Request, n int, run func(s
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
+				if ctx(c).Err() != nil {
+					codes[i] = ExitFailed // interrupted before its turn
+					continue
+				}
+				started[i] = true
 				_, err := run(reqs[i])
 				codes[i] = code(err)
 			}
 		}()
 	}
 	for i := range reqs {
-		if ctx(c).Err() != nil {
-			codes[i] = ExitFailed
-			continue
-		}
-		started[i] = true
 		jobs <- i
 	}
 	close(jobs)

@@ -215,12 +215,19 @@ func (m *Model) Live() string {
 
 // progressLine is the bar with done, failed and the time left.
 func (m *Model) progressLine() string {
-	done, failed := 0, 0
+	done, failed, stopped := 0, 0, 0
 	for _, o := range m.outs {
 		done++
-		if o.Verdict != Pass {
+		switch o.Verdict {
+		case Fail:
 			failed++
+		case Interrupted, NotStarted:
+			stopped++
 		}
+	}
+	counts := m.st.failCount(failed)
+	if stopped > 0 {
+		counts += " · " + m.st.warn.Render(fmt.Sprintf("%d interrupted", stopped))
 	}
 	eta := "—"
 	if done > 0 && m.o.Total > done {
@@ -230,10 +237,10 @@ func (m *Model) progressLine() string {
 		eta = "0:00"
 	}
 	if m.o.Total <= 0 {
-		return fmt.Sprintf("%d done · %s · %s", done, m.st.failCount(failed), clock(time.Since(m.start)))
+		return fmt.Sprintf("%d done · %s · %s", done, counts, clock(time.Since(m.start)))
 	}
 	return fmt.Sprintf("%s %d/%d done · %s · ETA %s", m.bar.ViewAs(float64(done)/float64(m.o.Total)),
-		done, m.o.Total, m.st.failCount(failed), eta)
+		done, m.o.Total, counts, eta)
 }
 
 // row is a unit in flight on its fixture: spinner, serial, step, time.
@@ -349,7 +356,7 @@ func (m *Model) summary() string {
 	if n[Interrupted]+n[NotStarted] > 0 {
 		msg := "interrupted:"
 		if len(interrupted) > 0 {
-			msg += fmt.Sprintf(" %s journaled where it stopped (resume one with `station %s --serial SN`);", strings.Join(interrupted, ", "), m.o.Command)
+			msg += fmt.Sprintf(" %s journaled where they stopped (resume one with `station %s --serial SN`);", strings.Join(interrupted, ", "), m.o.Command)
 		}
 		if m.o.Resume != "" {
 			msg += fmt.Sprintf(" re-run `%s` to finish the batch (finished units are left as they are)", m.o.Resume)
@@ -411,7 +418,11 @@ func (st styles) failCount(n int) string {
 
 // outcomeLine is a finished unit of a batch, kept above the live rows.
 func (st styles) outcomeLine(o Outcome) string {
-	line := fmt.Sprintf("%s  %-16s %6s", st.verdictStyle(o.Verdict).Render(fmt.Sprintf("%-11s", o.Verdict)), o.Serial, seconds(o.Elapsed))
+	tm := seconds(o.Elapsed)
+	if o.Verdict == NotStarted {
+		tm = ""
+	}
+	line := fmt.Sprintf("%s  %-16s %6s", st.verdictStyle(o.Verdict).Render(fmt.Sprintf("%-11s", o.Verdict)), o.Serial, tm)
 	switch {
 	case o.Verdict == Pass:
 		line += "  " + st.dim.Render(o.Detail)
