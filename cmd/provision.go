@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -8,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/internal/hint"
+	"github.com/factory-id/station/internal/ui"
 	"github.com/factory-id/station/station"
 )
 
@@ -78,28 +82,71 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 	defer prov.Close()
 
 	out, errw := c.OutOrStdout(), c.ErrOrStderr()
+	scr := newUnitScreen(g, c, "provision", &o.unitFlags, reqs, o.parallel)
 	var mu sync.Mutex // serializes output lines
 	report := func(res *station.Result, err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if g.json() {
+		switch {
+		case g.json():
 			writeJSON(out, provisionJSON{Result: res, ExitCode: code(err)})
-		} else {
+		case scr.live != nil:
+			scr.done(provisionOutcome(res, err))
+		default:
 			printResult(out, res)
 		}
-		if err != nil && o.batch != "" {
-			Exit(err, errw) // each unit's error once, with its hint
+		if err != nil && (o.batch != "" || scr.live != nil) && (scr.live == nil || !ui.IsTerminal(errw)) {
+			Exit(err, errw) // each unit's error once, with its hint (on the screen when live)
 		}
 	}
-	if o.serial != "" {
-		r := reqs[0]
-		r.Progress = func(step string) { g.logf(c, "unit %s: %s", r.Serial, step) }
+	run := func(r station.Request) (*station.Result, error) {
+		r.Observer = scr.obs
+		scr.started(r.Serial, fixture(r, cfg.TPM.Address))
 		res, err := prov.Provision(ctx(c), r)
 		report(res, err)
+		return res, err
+	}
+	if o.serial != "" {
+		_, err := run(reqs[0])
+		scr.close()
+		if err != nil && scr.live != nil {
+			return silentError{code(err)} // reported above
+		}
 		return err
 	}
-	codes := runBatch(c, g, prov, reqs, o.parallel, report)
+	codes, started := runBatch(c, reqs, o.parallel, run)
+	for i, r := range reqs {
+		if !started[i] {
+			scr.done(notStarted("provision", r.Serial, o.batch))
+			if scr.live == nil {
+				fmt.Fprintf(errw, "station: unit %s: not started: the batch was interrupted\nhint: re-run `station provision --batch %s`\n", r.Serial, o.batch)
+			}
+		}
+	}
+	scr.close()
+	if scr.live != nil {
+		return batchCode(codes)
+	}
 	return batchExit(codes, len(reqs), errw)
+}
+
+// provisionOutcome is a unit's result as the live screen shows it.
+func provisionOutcome(res *station.Result, err error) ui.Outcome {
+	o := ui.Outcome{Serial: res.Serial, Elapsed: msDuration(res.TotalMs), Step: res.FailedStep}
+	switch {
+	case err == nil && res.Result == station.ResultAlready:
+		o.Verdict, o.Detail = ui.Pass, "already provisioned: nothing changed · registration ID "+res.RegistrationID
+	case err == nil:
+		o.Verdict, o.Detail = ui.Pass, "registration ID "+res.RegistrationID
+		if res.Resumed {
+			o.Detail += " · resumed"
+		}
+	case errors.Is(err, context.Canceled):
+		o.Verdict, o.Detail, o.Hint = ui.Interrupted, err.Error(), hint.Of(err)
+	default:
+		o.Verdict, o.Detail, o.Hint = ui.Fail, err.Error(), hint.Of(err)
+	}
+	return o
 }
 
 type provisionJSON struct {
@@ -139,9 +186,10 @@ func usesSimulator(reqs []station.Request, def string) bool {
 	return false
 }
 
-// runBatch provisions reqs on n workers and returns each unit's exit code.
-func runBatch(c *cobra.Command, g *globals, prov *station.Provisioner, reqs []station.Request, n int, report func(*station.Result, error)) []int {
-	codes := make([]int, len(reqs))
+// runBatch runs reqs on n workers and returns each unit's exit code, and
+// whether it was started: once the command is interrupted, no new unit is.
+func runBatch[T any](c *cobra.Command, reqs []station.Request, n int, run func(station.Request) (T, error)) (codes []int, started []bool) {
+	codes, started = make([]int, len(reqs)), make([]bool, len(reqs))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < n; w++ {
@@ -149,46 +197,51 @@ func runBatch(c *cobra.Command, g *globals, prov *station.Provisioner, reqs []st
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				r := reqs[i]
-				r.Progress = func(step string) { g.logf(c, "unit %s: %s", r.Serial, step) }
-				res, err := prov.Provision(ctx(c), r)
-				codes[i] = code(err)
-				if err == nil {
-					codes[i] = ExitOK
+				if ctx(c).Err() != nil {
+					codes[i] = ExitFailed // interrupted before its turn
+					continue
 				}
-				report(res, err)
+				started[i] = true
+				_, err := run(reqs[i])
+				codes[i] = code(err)
 			}
 		}()
 	}
 	for i := range reqs {
-		if ctx(c).Err() != nil {
-			codes[i] = ExitFailed
-			continue
-		}
 		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
-	return codes
+	return codes, started
 }
 
 // batchExit summarizes a batch: exit 0 when every unit passed; otherwise the
 // failures' common exit code, or 1 when they differ.
 func batchExit(codes []int, total int, w io.Writer) error {
-	failed, common := 0, -1
+	failed := 0
 	for _, c := range codes {
-		if c == ExitOK {
-			continue
-		}
-		failed++
-		if common == -1 {
-			common = c
-		} else if common != c {
-			common = ExitFailed
+		if c != ExitOK {
+			failed++
 		}
 	}
 	fmt.Fprintf(w, "%d passed, %d failed\n", total-failed, failed)
-	if failed == 0 {
+	return batchCode(codes)
+}
+
+// batchCode is a batch's exit: 0 when every unit passed; otherwise the
+// failures' common exit code, or 1 when they differ (already reported).
+func batchCode(codes []int) error {
+	common := -1
+	for _, c := range codes {
+		switch {
+		case c == ExitOK:
+		case common == -1:
+			common = c
+		case common != c:
+			common = ExitFailed
+		}
+	}
+	if common == -1 {
 		return nil
 	}
 	return silentError{common}

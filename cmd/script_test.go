@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -20,8 +22,10 @@ import (
 // codes, stdout and stderr are what an operator sees), plus fixtures other
 // test files add in their init (audit-fixture).
 var scriptCommands = map[string]func(){
-	"station": func() {
-		err := NewRootCommand("test").ExecuteContext(context.Background())
+	"station": func() { // as cmd/station's main: Ctrl-C and SIGTERM cancel the context
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := NewRootCommand("test").ExecuteContext(ctx)
+		stop()
 		os.Exit(Exit(err, os.Stderr))
 	},
 	// pty DIALOG PROGRAM ARGS... runs PROGRAM on a pseudo-terminal, waiting

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/hint"
+	"github.com/factory-id/station/internal/ui"
 	"github.com/factory-id/station/station"
 )
 
@@ -61,30 +64,40 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 	defer env.Close()
 
 	out, errw := c.OutOrStdout(), c.ErrOrStderr()
+	scr := newUnitScreen(g, c, "verify", &o.unitFlags, reqs, 1)
+	live := scr.live != nil
 	codes := make([]int, 0, len(reqs))
 	var failed []string
 	for _, r := range reqs {
 		if ctx(c).Err() != nil {
 			codes = append(codes, ExitFailed)
 			failed = append(failed, r.Serial)
+			scr.done(notStarted("verify", r.Serial, o.batch))
 			continue
 		}
-		g.logf(c, "unit %s: verifying", r.Serial)
+		if !live {
+			g.logf(c, "unit %s: verifying", r.Serial)
+		}
+		scr.started(r.Serial, fixture(r, cfg.TPM.Address))
+		t0 := time.Now()
 		rep, err := station.Verify(ctx(c), env, station.VerifyRequest{
-			Serial: r.Serial, TPM: r.TPMAddr, Flash: r.FlashSpec, Operator: env.Operator(),
+			Serial: r.Serial, TPM: r.TPMAddr, Flash: r.FlashSpec, Operator: env.Operator(), Observer: scr.obs,
 		})
 		if rep == nil && err != nil && g.json() {
 			// One object per unit on stdout, whatever happened to it.
 			rep = &station.VerifyReport{Serial: r.Serial, Checks: []station.Check{}, Error: err.Error()}
 		}
-		if rep != nil {
-			if g.json() {
-				if werr := writeJSON(out, rep); werr != nil {
-					return werr
-				}
-			} else {
-				printVerify(out, rep)
+		switch {
+		case live:
+			scr.done(verifyOutcome(c, r.Serial, rep, err, time.Since(t0)))
+		case rep == nil:
+		case g.json():
+			if werr := writeJSON(out, rep); werr != nil {
+				scr.close()
+				return werr
 			}
+		default:
+			printVerify(out, rep)
 		}
 		if err == nil {
 			codes = append(codes, ExitOK)
@@ -95,17 +108,24 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 			codes = append(codes, ExitFailed) // the report says it all
 			continue
 		}
-		if o.batch == "" {
+		codes = append(codes, code(err))
+		if o.batch == "" && !live {
+			scr.close()
 			return err // printed once by Exit, with its exit code
 		}
-		Exit(err, errw) // this unit's error once, with its hint
-		codes = append(codes, code(err))
+		if !live || !ui.IsTerminal(errw) {
+			Exit(err, errw) // this unit's error once, with its hint
+		}
 	}
+	scr.close()
 	if o.batch == "" {
 		if codes[0] != ExitOK {
 			return silentError{codes[0]}
 		}
 		return nil
+	}
+	if live {
+		return batchCode(codes)
 	}
 	if !g.json() {
 		fmt.Fprintf(out, "verified %d units: %d passed, %d failed", len(reqs), len(reqs)-len(failed), len(failed))
@@ -142,4 +162,30 @@ func printVerify(w io.Writer, r *station.VerifyReport) {
 	} else {
 		fmt.Fprintf(w, "unit %s: FAIL (%d/%d checks; failed: %s)\n", r.Serial, passed, len(r.Checks), strings.Join(r.Failed(), ", "))
 	}
+}
+
+// verifyOutcome is a unit's verify as the live screen shows it.
+func verifyOutcome(c *cobra.Command, serial string, rep *station.VerifyReport, err error, d time.Duration) ui.Outcome {
+	o := ui.Outcome{Serial: serial, Elapsed: d}
+	switch {
+	case err == nil:
+		o.Verdict, o.Detail = ui.Pass, fmt.Sprintf("%d/%d checks passed", len(rep.Checks), len(rep.Checks))
+	case ctx(c).Err() != nil:
+		o.Verdict, o.Detail, o.Hint = ui.Interrupted, err.Error(), station.InterruptedHint("verify", serial)
+	default:
+		o.Verdict, o.Detail, o.Hint = ui.Fail, err.Error(), hint.Of(err)
+		if rep != nil && len(rep.Failed()) > 0 {
+			o.Step = rep.Failed()[0]
+			for _, ch := range rep.Checks {
+				if !ch.Passed {
+					o.Detail = fmt.Sprintf("%d/%d checks passed; %s: %s", len(rep.Checks)-len(rep.Failed()), len(rep.Checks), ch.Name, ch.Detail)
+					break
+				}
+			}
+		}
+		if o.Hint == "" {
+			o.Hint = "set the unit aside for QA: `station units show " + serial + "` has its record"
+		}
+	}
+	return o
 }

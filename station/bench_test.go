@@ -102,7 +102,7 @@ func BenchmarkProvisionDiscreteTPM(b *testing.B) {
 				n++
 				serial := fmt.Sprintf("DT-%04d", n)
 				req := l.request(b, tpm, serial)
-				req.Progress = m.Mark
+				req.Observer = ObserverFuncs{Started: func(_, step string) { m.Mark(step) }}
 				m.Reset()
 				b.StartTimer()
 				res, err := l.prov.Provision(context.Background(), req)

@@ -19,6 +19,7 @@ var causes = []struct {
 	err   error
 	cause string
 }{
+	{context.Canceled, "interrupted"}, // first: a killed flash tool is an interrupt, not the tool's fault
 	{tpmops.ErrBadAddress, "bad-tpm-address"},
 	{tpmops.ErrUnreachable, "tpm-unreachable"},
 	{tpmops.ErrTPMBusy, "tpm-busy"},
@@ -44,7 +45,6 @@ var causes = []struct {
 	{store.ErrBusy, "database"},
 	{store.ErrReplaced, "database"},
 	{store.ErrDamaged, "database"},
-	{context.Canceled, "interrupted"},
 }
 
 // Causes that no sentinel names.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	bolt "go.etcd.io/bbolt"
@@ -68,11 +69,11 @@ func TestRSACreatePrimaryPerUnit(t *testing.T) {
 		// the cancelled context and the unit is left in progress.
 		ctx, cancel := context.WithCancel(context.Background())
 		req := l.request(t, tpm, "CP-3")
-		req.Progress = func(step string) {
+		req.Observer = ObserverFuncs{Done: func(_, step string, _ time.Duration, _ error) {
 			if step == StepSRK {
 				cancel()
 			}
-		}
+		}}
 		if _, err := l.prov.Provision(ctx, req); !errors.Is(err, context.Canceled) {
 			t.Fatalf("interrupted provision: %v", err)
 		}

@@ -76,7 +76,7 @@ func TestDatabaseReplacedMidUnit(t *testing.T) {
 			tpm := l.simUnit()
 			var before string
 			gone := false
-			progress := func(step string) {
+			progress := func(_, step string) {
 				if step != tc.step || gone {
 					return
 				}
@@ -99,7 +99,7 @@ func TestDatabaseReplacedMidUnit(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := l.provision(Request{Serial: "SWAP-1", TPM: tpm, TPMAddr: "sim", Progress: progress})
+			_, err := l.provision(Request{Serial: "SWAP-1", TPM: tpm, TPMAddr: "sim", Observer: ObserverFuncs{Started: progress}})
 			if !gone {
 				t.Fatalf("step %s never started", tc.step)
 			}

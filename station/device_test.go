@@ -478,11 +478,11 @@ func TestKeyFileAfterResume(t *testing.T) {
 			os.MkdirAll(dir, 0o755)
 			ctx, cancel := context.WithCancel(context.Background())
 			req := Request{Serial: serial, TPMAddr: inst.Addr, FlashSpec: "dir:" + dir,
-				Progress: func(step string) {
+				Observer: ObserverFuncs{Started: func(_, step string) {
 					if step == StepCertificate {
 						cancel()
 					}
-				}}
+				}}}
 			res, err := l.prov.Provision(ctx, req)
 			if err == nil || res.FailedStep != StepFlash {
 				t.Fatalf("first run: %+v, %v (want it stopped at the flash step)", res, err)
@@ -498,7 +498,7 @@ func TestKeyFileAfterResume(t *testing.T) {
 				tc.edit(u)
 				putUnit(t, l, u)
 			}
-			req.Progress = nil
+			req.Observer = nil
 			res, err = l.prov.Provision(context.Background(), req)
 			if tc.wantErr != "" {
 				if err == nil || res.FailedStep != StepFlash || !strings.Contains(err.Error(), tc.wantErr) {

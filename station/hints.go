@@ -1,6 +1,7 @@
 package station
 
 import (
+	"context"
 	"errors"
 
 	"github.com/factory-id/station/configs"
@@ -27,13 +28,17 @@ var provisionHints = []struct {
 	{tpmops.ErrForeignKey, "a persistent handle station needs holds a key it did not create: set the unit aside for QA; station never evicts it"},
 }
 
-// withStepHint returns err, a provision failure at step, with the
-// operator's next step: the database's own hint when the database failed;
+// withStepHint returns err, a provision failure of unit serial at step,
+// with the operator's next step: how to resume when the run was
+// interrupted (Ctrl-C, SIGTERM); the database's own hint when the database failed;
 // provision's override for a TPM condition of provisionHints; otherwise
 // the cause's own hint (a refusal, a certgen or flash error) or, when the
 // cause has none, provision's default (fix the named configuration key, or
 // re-run provision, which resumes at step).
-func withStepHint(step string, err error) error {
+func withStepHint(serial, step string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return hint.Override(err, InterruptedHint("provision", serial))
+	}
 	var se *store.Error // the database's own failures say what to do
 	if errors.As(err, &se) {
 		return err
@@ -51,4 +56,13 @@ func withStepHint(step string, err error) error {
 		return hint.Wrap(err, "check the flash target and re-run provision for this unit: it resumes at the flash step")
 	}
 	return hint.Wrap(err, "re-run provision for this unit: it resumes at step "+step)
+}
+
+// InterruptedHint is the hint of a unit whose command (provision or
+// verify) was interrupted: nothing is wrong with the unit or the fixture.
+func InterruptedHint(command, serial string) string {
+	if command == "provision" {
+		return "interrupted: re-run `station provision --serial " + serial + "` to resume"
+	}
+	return "interrupted: re-run `station " + command + " --serial " + serial + "`"
 }

@@ -1,6 +1,7 @@
 package station
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
@@ -33,12 +35,20 @@ func TestStepErrorHints(t *testing.T) {
 		{"configuration without a hint", StepCertificate, &configs.Error{Key: "pki.issuer_cert", Err: errors.New("unreadable")}, "fix the configuration (pki.issuer_cert) and re-run provision for this unit"},
 		{"flash default", StepFlash, errors.New("write failed"), "it resumes at the flash step"},
 		{"step default", StepDeviceKey, errors.New("whatever"), "it resumes at step " + StepDeviceKey},
+		{"interrupted between steps", StepSRK, context.Canceled, "interrupted: re-run `station provision --serial SN-1` to resume"},
+		// The flash tool killed by the interrupt is no fault of the target.
+		{"interrupted flash tool", StepFlash, fmt.Errorf("exec:fake: write: %w: %w", flash.ErrTool, context.Canceled), "interrupted: re-run `station provision --serial SN-1` to resume"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			se := &StepError{Serial: "SN-1", Step: tc.step, Err: tc.err}
 			got := hint.Of(se)
 			if tc.want == "" || !strings.Contains(got, tc.want) {
 				t.Errorf("hint %q, want %q", got, tc.want)
+			}
+			if tc.step == StepFlash && errors.Is(tc.err, context.Canceled) {
+				if c := CauseOf(tc.step, tc.err); c != "interrupted" {
+					t.Errorf("cause %q, want interrupted", c)
+				}
 			}
 			// The hint changes neither the text nor what the error is.
 			if se.Error() != "unit SN-1: step "+tc.step+": "+tc.err.Error() || !errors.Is(se, tc.err) {

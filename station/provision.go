@@ -74,11 +74,11 @@ func ValidateSerial(s string) error {
 // Request is one unit to provision.
 type Request struct {
 	Serial    string
-	TPMAddr   string            // tpm.address when empty
-	TPM       *tpmops.TPM       // an already open TPM (station demo's simulators); TPMAddr is then only recorded
-	FlashSpec string            // flash.target when empty
-	Force     bool              // overwrite a flash target holding another unit's bundle
-	Progress  func(step string) // called as each step starts (for --verbose and progress bars)
+	TPMAddr   string      // tpm.address when empty
+	TPM       *tpmops.TPM // an already open TPM (station demo's simulators); TPMAddr is then only recorded
+	FlashSpec string      // flash.target when empty
+	Force     bool        // overwrite a flash target holding another unit's bundle
+	Observer  Observer    // hears each step as it starts and ends (nil: nobody)
 }
 
 // Result is the outcome of one unit, as `station provision -o json` prints it.
@@ -113,7 +113,7 @@ func (e *StepError) Error() string {
 }
 
 // Unwrap returns the cause with provision's hint for it (withStepHint).
-func (e *StepError) Unwrap() error { return withStepHint(e.Step, e.Err) }
+func (e *StepError) Unwrap() error { return withStepHint(e.Serial, e.Step, e.Err) }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
@@ -121,7 +121,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, err error) {
 	start := time.Now()
 	res = &Result{Serial: req.Serial, StepsMs: map[string]float64{}}
-	r := &unitRun{p: p, req: req, res: res}
+	r := &unitRun{p: p, req: req, res: res, obs: observer(req.Observer)}
 	defer func() {
 		res.TotalMs = ms(time.Since(start))
 		if r.tpm != nil {
@@ -184,9 +184,7 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 			return res, r.refuse(StepEK, t0, err)
 		}
 		for _, c := range cleaned {
-			if req.Progress != nil {
-				req.Progress(c)
-			}
+			r.obs.Note(req.Serial, c)
 		}
 		if r.u.Status == store.StatusProvisioned {
 			res.Result = ResultAlready
@@ -206,26 +204,17 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 		if r.u != nil && r.u.StepDone(step) {
 			continue
 		}
+		// An interrupt (Ctrl-C, SIGTERM) stops the run here, between
+		// steps, or kills the flash tool: a TPM command is never cut.
 		if err := ctx.Err(); err != nil {
 			return res, r.fail(step, time.Now(), err)
 		}
-		if req.Progress != nil {
-			req.Progress(step)
-		}
+		r.obs.StepStarted(req.Serial, step)
 		t0 := time.Now()
-		if r.u != nil {
-			if err := r.begin(step); err != nil {
-				return res, &StepError{req.Serial, step, err}
-			}
-		}
-		events, err := r.run(ctx, step)
+		err := r.step(ctx, step, t0)
+		r.obs.StepDone(req.Serial, step, time.Since(t0), err)
 		if err != nil {
-			return res, r.fail(step, t0, err)
-		}
-		d := time.Since(t0)
-		res.StepsMs[step] = ms(d)
-		if err := r.finish(step, t0, d, events); err != nil {
-			return res, &StepError{req.Serial, step, err}
+			return res, err
 		}
 	}
 	res.Result = ResultPass
@@ -233,11 +222,31 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 	return res, nil
 }
 
+// step runs one step of the timeline, journaled before and after.
+func (r *unitRun) step(ctx context.Context, step string, t0 time.Time) error {
+	if r.u != nil {
+		if err := r.begin(step); err != nil {
+			return &StepError{r.req.Serial, step, err}
+		}
+	}
+	events, err := r.run(ctx, step)
+	if err != nil {
+		return r.fail(step, t0, err)
+	}
+	d := time.Since(t0)
+	r.res.StepsMs[step] = ms(d)
+	if err := r.finish(step, t0, d, events); err != nil {
+		return &StepError{r.req.Serial, step, err}
+	}
+	return nil
+}
+
 // unitRun is one provisioning run of one unit.
 type unitRun struct {
 	p      *Provisioner
 	req    Request
 	res    *Result
+	obs    Observer
 	u      *store.Unit // nil until the EK step records the unit
 	tpm    *tpmops.TPM
 	opened bool // the run opened tpm and must close it
@@ -327,8 +336,8 @@ func (r *unitRun) recordedElsewhere() string {
 func (r *unitRun) preflight() error {
 	if n, err := r.tpm.FlushStale(); err != nil {
 		return err
-	} else if n > 0 && r.req.Progress != nil {
-		r.req.Progress(fmt.Sprintf("flushed %d stale transient handle(s)", n))
+	} else if n > 0 {
+		r.obs.Note(r.req.Serial, fmt.Sprintf("flushed %d stale transient handle(s)", n))
 	}
 	perm, err := r.tpm.Permanent()
 	if err != nil {
@@ -430,7 +439,16 @@ func (r *unitRun) failed(step string, t0 time.Time, err error, journal bool) err
 	r.res.StepsMs[step] = d
 	ev := audit.Event{Type: "provision.failed", Payload: map[string]any{"step": step, "cause": CauseOf(step, err), "error": err.Error(), "ms": d}}
 	if r.u != nil && journal {
-		if s := r.u.Step(step); s != nil {
+		s := r.u.Step(step)
+		switch {
+		case s == nil:
+		case errors.Is(err, context.Canceled):
+			// Interrupted, not failed: the step stays started, as a kill
+			// leaves it, and the unit is resumable.
+			if s.State == store.StepStarted {
+				s.Error = "interrupted"
+			}
+		default:
 			s.State, s.FinishedAt, s.Error, s.Millis = store.StepFailed, time.Now().UTC(), err.Error(), d
 		}
 		if cerr := r.commit([]audit.Event{ev}); cerr != nil {

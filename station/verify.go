@@ -62,6 +62,8 @@ type VerifyRequest struct {
 	Operator string
 	// Now is the verify time (zero: the current time).
 	Now time.Time
+	// Observer hears each check as it starts and ends (nil: nobody).
+	Observer Observer
 }
 
 // Check is one verify check's outcome.
@@ -193,6 +195,9 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 			// would trip over it.
 			cleaned, err := clearLeftovers(env, v.tpm, v.unit)
 			v.rep.Cleanup = cleaned
+			for _, c := range cleaned {
+				observer(req.Observer).Note(req.Serial, c)
+			}
 			if err != nil {
 				v.noteTPMError(err)
 				v.add(CheckNoLeaks, "", err)
@@ -277,7 +282,11 @@ func (v *verifier) run(name string, fn func() (string, error)) {
 		v.add(name, "", fmt.Errorf("not checked: verify interrupted (%v)", err))
 		return
 	}
+	obs := observer(v.req.Observer)
+	obs.StepStarted(v.req.Serial, name)
+	t0 := time.Now()
 	detail, err := fn()
+	obs.StepDone(v.req.Serial, name, time.Since(t0), err)
 	if err != nil && v.unreachable == nil {
 		v.noteTPMError(fmt.Errorf("check %s: %w", name, err))
 	}

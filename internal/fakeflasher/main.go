@@ -16,6 +16,9 @@
 //	flaky    fail FAKEFLASHER_FLAKY_N times (counted in FAKEFLASHER_STATE), then ok
 //	chatty   print FAKEFLASHER_CHATTY bytes of output, then ok
 //	echo     print the bundle file's contents (as hex and raw), then ok
+//	gate     wait until the file FAKEFLASHER_GATE/SERIAL exists (a flash that
+//	         takes as long as the test wants), then behave as the mode the
+//	         file holds (empty: ok)
 //
 // Every run appends its argv as one JSON line to FAKEFLASHER_ARGV_LOG and its
 // environment's STATION_* variables to FAKEFLASHER_ENV_LOG when those are set.
@@ -30,6 +33,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -115,7 +119,11 @@ func write(args []string) {
 		fatal("%v", err)
 	}
 	fmt.Printf("flashing unit %s on port %s: firmware %d bytes, bundle %d bytes\n", *serial, *port, len(fw), len(bd))
-	switch m := mode(); m {
+	m := mode()
+	if m == "gate" {
+		m = waitGate(*serial)
+	}
+	switch m {
 	case "ok":
 	case "fail":
 		fatal("device not responding on %s", *port)
@@ -213,5 +221,24 @@ func read(args []string) {
 	}
 	if err := os.WriteFile(*out, data, 0o600); err != nil {
 		fatal("%v", err)
+	}
+}
+
+// waitGate waits for the test to open the unit's gate file and returns the
+// mode it holds ("ok" when empty).
+func waitGate(serial string) string {
+	dir := os.Getenv("FAKEFLASHER_GATE")
+	if dir == "" || serial == "" {
+		fatal("gate mode needs FAKEFLASHER_GATE and -serial")
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, serial))
+		if err == nil {
+			if m := strings.TrimSpace(string(b)); m != "" {
+				return m
+			}
+			return "ok"
+		}
+		time.Sleep(10 * time.Millisecond) // the tool at work
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,7 +64,8 @@ func (t *Term) read() {
 var ErrTimeout = errors.New("timed out")
 
 // Expect waits until text appears on the screen after what earlier Expects
-// matched. timeout is a deadline against a hung program, not a delay.
+// matched (in Text: escape sequences do not count). timeout is a deadline
+// against a hung program, not a delay.
 func (t *Term) Expect(text string, timeout time.Duration) error {
 	timer := time.AfterFunc(timeout, func() {
 		t.mu.Lock()
@@ -75,7 +77,7 @@ func (t *Term) Expect(text string, timeout time.Duration) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
-		if i := strings.Index(t.out.String()[t.mark:], text); i >= 0 {
+		if i := strings.Index(Plain(t.out.String())[t.mark:], text); i >= 0 {
 			t.mark += i + len(text)
 			return nil
 		}
@@ -92,6 +94,39 @@ func (t *Term) Expect(text string, timeout time.Duration) error {
 // Send types line and Enter.
 func (t *Term) Send(line string) error {
 	_, err := io.WriteString(t.pty, line+"\r")
+	return err
+}
+
+// WaitFor waits until cond holds for the whole of Text (what for names the
+// condition in the error). timeout is a deadline against a hung program.
+func (t *Term) WaitFor(what string, cond func(text string) bool, timeout time.Duration) error {
+	timer := time.AfterFunc(timeout, func() {
+		t.mu.Lock()
+		t.cond.Broadcast()
+		t.mu.Unlock()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(timeout)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		if cond(Plain(t.out.String())) {
+			return nil
+		}
+		if t.eof {
+			return fmt.Errorf("program ended before %s", what)
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w after %v waiting for %s", ErrTimeout, timeout, what)
+		}
+		t.cond.Wait()
+	}
+}
+
+// Interrupt types Ctrl-C: the terminal sends SIGINT to the program (unless
+// it put the terminal in raw mode, where it reads the byte itself).
+func (t *Term) Interrupt() error {
+	_, err := io.WriteString(t.pty, "\x03")
 	return err
 }
 
@@ -118,6 +153,51 @@ func (t *Term) Screen() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.out.String()
+}
+
+// Text returns what the program wrote so far with its escape sequences
+// removed (a cursor move forward becomes spaces; carriage returns go): a
+// transcript to search, not a rendering of the screen.
+func (t *Term) Text() string { return Plain(t.Screen()) }
+
+// Plain removes terminal escape sequences (CSI, OSC and two-byte ESC
+// sequences) and carriage returns from s; CSI n C (cursor forward)
+// becomes n spaces, as it stands for blank cells.
+func Plain(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\r':
+		case c == 0x1b && i+1 < len(s) && s[i+1] == '[':
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			if j < len(s) && s[j] == 'C' {
+				n, err := strconv.Atoi(s[i+2 : j])
+				if err != nil {
+					n = 1
+				}
+				b.WriteString(strings.Repeat(" ", n))
+			}
+			i = j
+		case c == 0x1b && i+1 < len(s) && s[i+1] == ']':
+			j := i + 2
+			for j < len(s) && s[j] != 0x07 && !(s[j] == 0x1b && j+1 < len(s) && s[j+1] == '\\') {
+				j++
+			}
+			if j < len(s) && s[j] == 0x1b {
+				j++
+			}
+			i = j
+		case c == 0x1b:
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // Run is a command-line driver for scripts: args are DIALOG PROGRAM ARGS...

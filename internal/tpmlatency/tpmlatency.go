@@ -182,7 +182,7 @@ func New(part Part, sleep bool) *Model {
 func (m *Model) Wrap(tr transport.TPM) transport.TPM { return &wrapped{m: m, inner: tr} }
 
 // Mark attributes the commands that follow to step (until the next Mark);
-// station.Request.Progress can be Mark itself.
+// a station.Observer's StepStarted calls it.
 func (m *Model) Mark(step string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
