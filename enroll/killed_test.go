@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/internal/childtest"
+	"github.com/factory-id/station/internal/storetest"
 	"github.com/factory-id/station/store"
 )
 
@@ -33,7 +34,7 @@ func TestKilledExportLeavesNothingBehind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			putUnits(t, db, tpmUnits(12, "SN")...)
+			storetest.PutUnits(t, db, tpmUnits(12, "SN")...)
 			db.Close()
 			out := filepath.Join(dir, "out", "export")
 			if format == FormatCSV {
