@@ -21,6 +21,13 @@ func runStation(t *testing.T, dir string, env []string, args ...string) (stdout,
 	t.Helper()
 	c := exec.Command(stationExe(t), args...)
 	c.Dir, c.Env = dir, append(os.Environ(), env...)
+	return runExit(t, c)
+}
+
+// runExit runs c and returns what it wrote and its exit code, failing the
+// test when it could not run.
+func runExit(t testing.TB, c *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
 	err := c.Run()

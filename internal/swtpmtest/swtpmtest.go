@@ -435,3 +435,16 @@ func (i *Instance) Kill() {
 	_ = i.cmd.Process.Kill()
 	<-i.done
 }
+
+// ClosedAddr returns a TPM address (swtpm://127.0.0.1:PORT) on which nothing
+// listens: a TPM that cannot be reached. It needs no swtpm.
+func ClosedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "swtpm://" + addr
+}
