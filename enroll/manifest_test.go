@@ -120,21 +120,16 @@ func TestVerifyExportTamper(t *testing.T) {
 		}, nil, ErrSignature, ""},
 		{"wrong-trusted-key", func(t *testing.T, d string) {}, other.Public(), ErrSignature, ""},
 		{"key-id-lies", func(t *testing.T, d string) {
-			edit(t, d, SignatureFile, func(b []byte) []byte {
+			claimTrustedKeyID := func(b []byte) []byte {
 				var s signature
 				json.Unmarshal(b, &s)
 				s.KeyID, _ = KeyID(key.Public())
 				out, _ := Marshal(s)
 				return out
-			})
+			}
+			edit(t, d, SignatureFile, claimTrustedKeyID)
 			resign(t, d, other, func(m *Manifest) {})
-			edit(t, d, SignatureFile, func(b []byte) []byte {
-				var s signature
-				json.Unmarshal(b, &s)
-				s.KeyID, _ = KeyID(key.Public())
-				out, _ := Marshal(s)
-				return out
-			})
+			edit(t, d, SignatureFile, claimTrustedKeyID)
 		}, nil, ErrSignature, ""},
 		// The signer itself cannot smuggle an over-full or mislabelled
 		// operation past the checker.
