@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -167,21 +166,12 @@ func TestExportKilled(t *testing.T) {
 }
 
 func exportChild(path string) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	l, err := Open(db, "line1-st03", "test", testKey(1))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	_, l := childLog(path, "test")
 	l.afterWrite = func(tmp string) error {
 		fmt.Println("written", tmp)
 		select {} // until killed
 	}
-	_, err = l.Export(filepath.Join(filepath.Dir(path), "out", "export"), ExportOptions{})
+	_, err := l.Export(filepath.Join(filepath.Dir(path), "out", "export"), ExportOptions{})
 	fmt.Fprintln(os.Stderr, "export returned:", err)
 	os.Exit(1)
 }

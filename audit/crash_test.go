@@ -54,17 +54,25 @@ func TestCrashSafety(t *testing.T) {
 	}
 }
 
-func crashChild(path string) {
+// childLog opens, in a child process, the database at path and its log
+// (the test station, key 1, software version version), exiting 1 when it
+// cannot.
+func childLog(path, version string) (*bolt.DB, *Log) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	l, err := Open(db, "line1-st03", "crash-test", testKey(1))
+	l, err := Open(db, "line1-st03", version, testKey(1))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	return db, l
+}
+
+func crashChild(path string) {
+	db, l := childLog(path, "crash-test")
 	for u := 0; ; u++ {
 		// Even units commit in one transaction, odd units one transaction
 		// per record (as provisioning journals steps).
