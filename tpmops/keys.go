@@ -165,14 +165,23 @@ func keyFrom(h tpm2.TPMHandle, pub tpm2.TPM2BPublic, name tpm2.TPM2BName) (Key, 
 // ReadPublic reads the public area of a loaded or persistent object; an
 // empty handle wraps ErrHandleEmpty.
 func (t *TPM) ReadPublic(handle tpm2.TPMHandle) (Key, error) {
+	rsp, err := t.readPublic(handle)
+	if err != nil {
+		return Key{}, err
+	}
+	return keyFrom(handle, rsp.OutPublic, rsp.Name)
+}
+
+// readPublic runs TPM2_ReadPublic; an empty handle wraps ErrHandleEmpty.
+func (t *TPM) readPublic(handle tpm2.TPMHandle) (*tpm2.ReadPublicResponse, error) {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(t.tr)
 	if err != nil {
 		if isHandleErr(err) {
-			return Key{}, fmt.Errorf("reading public of %#x: %w", uint32(handle), ErrHandleEmpty)
+			return nil, fmt.Errorf("reading public of %#x: %w", uint32(handle), ErrHandleEmpty)
 		}
-		return Key{}, fmt.Errorf("reading public of %#x: %w", uint32(handle), classify(err))
+		return nil, fmt.Errorf("reading public of %#x: %w", uint32(handle), classify(err))
 	}
-	return keyFrom(handle, rsp.OutPublic, rsp.Name)
+	return rsp, nil
 }
 
 // createPrimary runs CreatePrimary and returns the transient key; the
