@@ -233,15 +233,7 @@ func TestDoctor(t *testing.T) {
 		}
 	})
 	t.Run("encrypted issuer key", func(t *testing.T) {
-		data, err := os.ReadFile(filepath.Join(l.dir, "pki", "line.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		blk, _ := pem.Decode(data)
-		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
+		k := readPKCS8(t, filepath.Join(l.dir, "pki", "line.key"))
 		enc := filepath.Join(t.TempDir(), "line.key")
 		if err := certgen.WriteKeyPEM(enc, k.(*ecdsa.PrivateKey), []byte("correct horse battery"), false); err != nil {
 			t.Fatal(err)

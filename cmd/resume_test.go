@@ -190,11 +190,20 @@ func noTransients(t testing.TB, tpm *tpmops.TPM) {
 
 func escrowKey(t testing.TB, dir string) any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "escrow.key.pem"))
+	return readPKCS8(t, filepath.Join(dir, "escrow.key.pem"))
+}
+
+// readPKCS8 reads an unencrypted PKCS#8 PEM private key file.
+func readPKCS8(t testing.TB, path string) any {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {
 		t.Fatal(err)
