@@ -1,17 +1,16 @@
 package audit
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/internal/childtest"
 )
 
 // exportState is what an export may leave behind: the folders beside it,
@@ -129,28 +128,16 @@ func TestExportKilled(t *testing.T) {
 	before := stateOf(t, db, parent)
 	db.Close()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestExportKilled$")
-	cmd.Env = append(os.Environ(), "AUDIT_EXPORT_CHILD="+path)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	// The child says when its export is written and about to be installed.
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "written ") {
-		cmd.Process.Kill()
-		t.Fatalf("child: %q %v", line, err)
+	child := childtest.Start(t, "TestExportKilled", "AUDIT_EXPORT_CHILD="+path)
+	tmp, ok := strings.CutPrefix(child.Line, "written ")
+	if !ok {
+		t.Fatalf("child: %q", child.Line)
 	}
-	tmp := strings.TrimSpace(strings.TrimPrefix(line, "written "))
 	if _, err := os.Stat(filepath.Join(tmp, FileRecordsJSONL)); err != nil {
 		t.Fatalf("the child's temporary export: %v", err)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	child.Kill()
 
 	db = openTestDB(t, path)
 	l, err = Open(db, "line1-st03", "test", testKey(1))
@@ -179,21 +166,12 @@ func TestExportKilled(t *testing.T) {
 }
 
 func exportChild(path string) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	l, err := Open(db, "line1-st03", "test", testKey(1))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	_, l := childLog(path, "test")
 	l.afterWrite = func(tmp string) error {
 		fmt.Println("written", tmp)
 		select {} // until killed
 	}
-	_, err = l.Export(filepath.Join(filepath.Dir(path), "out", "export"), ExportOptions{})
+	_, err := l.Export(filepath.Join(filepath.Dir(path), "out", "export"), ExportOptions{})
 	fmt.Fprintln(os.Stderr, "export returned:", err)
 	os.Exit(1)
 }

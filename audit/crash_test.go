@@ -1,16 +1,16 @@
 package audit
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/internal/childtest"
 )
 
 // TestCrashSafety kills a process appending units (one durable transaction
@@ -28,24 +28,11 @@ func TestCrashSafety(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "station.db")
 	var last uint64
 	for round := 0; round < 6; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashSafety$")
-		cmd.Env = append(os.Environ(), "AUDIT_CRASH_CHILD="+path)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		// The child says when its first unit committed; kill it some time
 		// after, at a random instant.
-		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-			t.Fatalf("child: %v", err)
-		}
+		child := childtest.Start(t, "TestCrashSafety", "AUDIT_CRASH_CHILD="+path)
 		time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
-		cmd.Process.Kill()
-		cmd.Wait()
+		child.Kill()
 
 		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 		if err != nil {
@@ -67,17 +54,25 @@ func TestCrashSafety(t *testing.T) {
 	}
 }
 
-func crashChild(path string) {
+// childLog opens, in a child process, the database at path and its log
+// (the test station, key 1, software version version), exiting 1 when it
+// cannot.
+func childLog(path, version string) (*bolt.DB, *Log) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	l, err := Open(db, "line1-st03", "crash-test", testKey(1))
+	l, err := Open(db, "line1-st03", version, testKey(1))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	return db, l
+}
+
+func crashChild(path string) {
+	db, l := childLog(path, "crash-test")
 	for u := 0; ; u++ {
 		// Even units commit in one transaction, odd units one transaction
 		// per record (as provisioning journals steps).

@@ -18,6 +18,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/factory-id/station/internal/fsync"
 	"github.com/factory-id/station/internal/staletmp"
 )
 
@@ -113,7 +114,7 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 	if _, err := VerifyExport(tmp, l.pub, msg); err != nil {
 		return nil, fmt.Errorf("the export does not verify before it is installed: %w", err)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := fsync.Dir(tmp); err != nil {
 		return nil, fmt.Errorf("writing export: %w", err)
 	}
 	installed := false
@@ -160,7 +161,7 @@ func (l *Log) Export(dir string, o ExportOptions) (*ExportResult, error) {
 			return fmt.Errorf("installing export: %w", err)
 		}
 		installed = true
-		return syncDir(parent)
+		return fsync.Dir(parent)
 	})
 	if err != nil {
 		if installed { // the transaction did not commit: nothing may stay under dir

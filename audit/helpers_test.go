@@ -108,20 +108,3 @@ func writeFiles(tb testing.TB, files map[string][]byte) string {
 	}
 	return dir
 }
-
-func readFiles(tb testing.TB, dir string) map[string][]byte {
-	tb.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out := map[string][]byte{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out[e.Name()] = b
-	}
-	return out
-}

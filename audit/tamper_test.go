@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/factory-id/station/internal/dirtest"
 )
 
 // tamperFixture is an export of 301 records (43 units) with a checkpoint kept every 16 records or so.
@@ -36,7 +38,7 @@ func newTamperFixture(t *testing.T) *tamperFixture {
 	if _, err := l.Export(dir, ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f := &tamperFixture{l: l, db: db, files: readFiles(t, dir)}
+	f := &tamperFixture{l: l, db: db, files: dirtest.Read(t, dir)}
 	f.lines = bytes.Split(bytes.TrimSuffix(f.files[FileRecordsJSONL], []byte("\n")), []byte("\n"))
 	for _, line := range bytes.Split(bytes.TrimSuffix(f.files[FileCheckpoints], []byte("\n")), []byte("\n")) {
 		var c cpLine

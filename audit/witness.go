@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/internal/fsync"
 )
 
 // ErrWitness means the witness folder cannot be read or written (an
@@ -182,19 +184,7 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 		os.Remove(f.Name())
 		return err
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsync.Dir(dir)
 }
 
 // ReadAnchor reads a signed checkpoint an auditor kept, from any place the

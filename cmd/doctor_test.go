@@ -9,12 +9,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -33,30 +31,22 @@ func (l *line) doctorRun(args []string, env ...string) (map[string]station.Docto
 	l.t.Helper()
 	c := l.cmd(append([]string{"-o", "json"}, args...)...)
 	c.Env = append(c.Env, env...)
-	var out, errb strings.Builder
-	c.Stdout, c.Stderr = &out, &errb
-	err := c.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		l.t.Fatal(err)
-	}
+	out, errb, code := runExit(l.t, c)
 	var doc struct {
 		Checks   []station.DoctorCheck `json:"checks"`
 		ExitCode *int                  `json:"exit_code"`
 	}
 	var raw map[string]any
-	if err := json.Unmarshal([]byte(out.String()), &doc); err != nil {
-		l.t.Fatalf("%v -o json: exit %d, %v\nstdout: %s\nstderr: %s", args, code, err, out.String(), errb.String())
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		l.t.Fatalf("%v -o json: exit %d, %v\nstdout: %s\nstderr: %s", args, code, err, out, errb)
 	}
-	json.Unmarshal([]byte(out.String()), &raw)
+	json.Unmarshal([]byte(out), &raw)
 	checkSnakeCase(l.t, raw)
 	if doc.ExitCode == nil || *doc.ExitCode != code {
 		l.t.Fatalf("exit_code %v in the document, process exited %d", doc.ExitCode, code)
 	}
-	if errb.Len() > 0 {
-		l.t.Errorf("doctor wrote to stderr: %s", errb.String())
+	if errb != "" {
+		l.t.Errorf("doctor wrote to stderr: %s", errb)
 	}
 	checks := map[string]station.DoctorCheck{}
 	for _, ch := range doc.Checks {
@@ -105,17 +95,6 @@ func want(t testing.TB, checks map[string]station.DoctorCheck, name, status, det
 	if c.Status != status || !regexp.MustCompile(detail).MatchString(c.Detail) || !regexp.MustCompile(hint).MatchString(c.Hint) {
 		t.Errorf("check %s = %s %q (hint %q); want %s, detail ~ %q, hint ~ %q", name, c.Status, c.Detail, c.Hint, status, detail, hint)
 	}
-}
-
-func closedTPMPort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "swtpm://" + addr
 }
 
 // testPKI writes a root, a factory CA and a line CA valid from notBefore
@@ -254,15 +233,7 @@ func TestDoctor(t *testing.T) {
 		}
 	})
 	t.Run("encrypted issuer key", func(t *testing.T) {
-		data, err := os.ReadFile(filepath.Join(l.dir, "pki", "line.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		blk, _ := pem.Decode(data)
-		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
+		k := readPKCS8(t, filepath.Join(l.dir, "pki", "line.key"))
 		enc := filepath.Join(t.TempDir(), "line.key")
 		if err := certgen.WriteKeyPEM(enc, k.(*ecdsa.PrivateKey), []byte("correct horse battery"), false); err != nil {
 			t.Fatal(err)
@@ -297,7 +268,7 @@ func TestDoctor(t *testing.T) {
 		}
 	})
 	t.Run("unreachable TPM", func(t *testing.T) {
-		addr := closedTPMPort(t)
+		addr := swtpmtest.ClosedAddr(t)
 		checks, code := l.doctorRun([]string{"doctor"}, "STATION_TPM_ADDRESS="+addr)
 		want(t, checks, "tpm", station.CheckFail, regexp.QuoteMeta(addr)+`.*TPM unreachable.*connection refused`, `check the fixture's TPM connection`)
 		if code != 1 {
@@ -370,10 +341,7 @@ func TestDoctor(t *testing.T) {
 // TestDoctorTPMHolds: doctor says what a fixture's TPM holds, reading it
 // only: the unit it was provisioned as, and a TPM someone else owns.
 func TestDoctorTPMHolds(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
 	l := newLine(t, vendor)
 	if _, errOut, code := l.run("provision", "--serial", "SN-DOC", "--tpm", inst.Addr); code != 0 {

@@ -8,27 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// sharedTestdata is a folder of the team's shared test data beside the
-// repository (never copied into it): skipped when absent, except under
-// CI=true where that fails.
-func sharedTestdata(tb testing.TB, name string) string {
-	tb.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", "shared", "testdata", name)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("shared test data %s missing (CI=true: cannot skip): %v", name, err)
-		}
-		tb.Skipf("shared test data %s not beside the repository: %v", name, err)
-	}
-	return p
-}
+	"github.com/factory-id/station/internal/sharedtest"
+)
 
 // runStation runs the station program with args in dir (a folder with no
 // station.yaml unless the test writes one).
@@ -36,6 +21,13 @@ func runStation(t *testing.T, dir string, env []string, args ...string) (stdout,
 	t.Helper()
 	c := exec.Command(stationExe(t), args...)
 	c.Dir, c.Env = dir, append(os.Environ(), env...)
+	return runExit(t, c)
+}
+
+// runExit runs c and returns what it wrote and its exit code, failing the
+// test when it could not run.
+func runExit(t testing.TB, c *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
 	err := c.Run()
@@ -106,7 +98,7 @@ var corpusNoCA = map[string]string{
 // name their missing issuer; the README's padding and header quirks are
 // what the command reports.
 func TestEKCheckCorpus(t *testing.T) {
-	corpus := sharedTestdata(t, "ekcorpus")
+	corpus := sharedtest.Dir(t, "ekcorpus")
 	files, err := filepath.Glob(filepath.Join(corpus, "certs", "*"))
 	if err != nil || len(files) < 47 {
 		t.Fatalf("corpus: %d files, %v", len(files), err)
@@ -180,8 +172,8 @@ func TestEKCheckCorpus(t *testing.T) {
 // bundle, which lacks Infineon's OPTIGA manufacturing CA 036 and STSAFE's
 // CAs: the verdict names the issuer and the known CAs to add.
 func TestEKCheckNamesWhatIsMissing(t *testing.T) {
-	corpus := sharedTestdata(t, "ekcorpus")
-	bundle := sharedTestdata(t, "tpm-vendor-cas")
+	corpus := sharedtest.Dir(t, "ekcorpus")
+	bundle := sharedtest.Dir(t, "tpm-vendor-cas")
 	ifx := filepath.Join(corpus, "certs", "infineon_slb-9665_rsa2048_651f939f.pem")
 	stsafe := filepath.Join(corpus, "certs", "stm_st33ktpm2x_rsa2048_43e7be4a.pem")
 	rep, _, code := ekCheck(t, "--roots", bundle, ifx, stsafe)
@@ -216,7 +208,7 @@ func TestEKCheckNamesWhatIsMissing(t *testing.T) {
 // TestEKCheckInput: exit 0 when all chain, 2 for an unreadable file or no
 // roots, and nothing but the JSON document on stdout.
 func TestEKCheckInput(t *testing.T) {
-	corpus := sharedTestdata(t, "ekcorpus")
+	corpus := sharedtest.Dir(t, "ekcorpus")
 	cas := filepath.Join(corpus, "cas")
 	good := filepath.Join(corpus, "certs", "stm_st33htphahb4_rsa2048_73ffb9ae.der")
 	rep, _, code := ekCheck(t, "--roots", cas, good)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -38,10 +37,7 @@ func (l *line) variant(t *testing.T, name, old, new string) string {
 // the unit's TPM is touched (same persistent handles and auth bits after)
 // and before the unit is recorded.
 func TestBadInputsChangeNothing(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	l := newLine(t, vendor)
 	inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
 	unitDir := filepath.Join(l.dir, "units", "IN-1")
@@ -147,10 +143,7 @@ func (l *line) auditRecords(t *testing.T, serial string) []map[string]any {
 // fails are audit records with how long they took; `units show` prints the
 // failed step's real duration.
 func TestFailedAttemptsAudited(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	l := newLine(t, vendor)
 
 	// Unreachable: exit 5, and the attempt is in the log.
@@ -198,10 +191,7 @@ func TestFailedAttemptsAudited(t *testing.T) {
 // before anything changes, with exit 3 and "do not retry" (never exit 5,
 // "retryable", with advice not to retry).
 func TestLockoutNotRetryable(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	l := newLine(t, vendor)
 	inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
 	lockOut(t, inst.Addr)
@@ -226,10 +216,7 @@ func TestLockoutNotRetryable(t *testing.T) {
 // failure, then a wrong password on a DA-protected key.
 func lockOut(t *testing.T, addr string) {
 	t.Helper()
-	tp, err := tpmops.Open(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp := openTPM(t, addr)
 	defer tp.Close()
 	if err := tp.SetDAParams(nil, tpmops.DAParams{MaxTries: 1, RecoverySeconds: 3600, LockoutRecoverySeconds: 3600}); err != nil {
 		t.Fatal(err)

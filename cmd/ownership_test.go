@@ -17,9 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/internal/swtpmtest"
-	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
-	"github.com/factory-id/station/tpmops"
 )
 
 // killProxy stands between a station process and a swtpm (raw command
@@ -257,21 +255,8 @@ func TestResumeNeverAdoptsAStrangersAuth(t *testing.T) {
 		if l.pendingSeal(serial) != nil {
 			t.Error("the sealed copy outlived the escrow's settling")
 		}
-		secret, err := station.OpenEscrow(u.Escrows[0].JWE, escrowKey(t, l.dir), serial, "lockout")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tpm, err := tpmops.Open(inst.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tpm := l.escrowedLockoutInForce(t, u, inst.Addr)
 		defer tpm.Close()
-		da, _ := tpm.DAParams()
-		if err := tpm.SetDAParams(secret, da); err != nil {
-			t.Errorf("the escrowed lockout auth is not the one in force: %v", err)
-		}
-		if hs, _ := tpm.Transients(); len(hs) != 0 {
-			t.Errorf("transient handles left: %v", hs)
-		}
+		noTransients(t, tpm)
 	})
 }

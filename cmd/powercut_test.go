@@ -2,14 +2,12 @@ package cmd
 
 import (
 	"bufio"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
-	"github.com/factory-id/station/tpmops"
 )
 
 // TestResumeAfterTPMPowerCut pulls the TPM's plug (swtpm killed without
@@ -18,10 +16,7 @@ import (
 // without recording the unit as done, and the second must finish it with its
 // escrowed lockout auth in force and an audit log that verifies.
 func TestResumeAfterTPMPowerCut(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	for _, step := range []string{station.StepEK, station.StepSRK, station.StepDeviceKey, station.StepOwnership} {
 		t.Run(step, func(t *testing.T) {
 			inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
@@ -65,22 +60,9 @@ func TestResumeAfterTPMPowerCut(t *testing.T) {
 			if u.Status != store.StatusProvisioned || len(u.Escrows) != 1 || u.Escrows[0].Pending {
 				t.Fatalf("unit after the re-run: status %s, escrows %+v", u.Status, u.Escrows)
 			}
-			secret, err := station.OpenEscrow(u.Escrows[0].JWE, escrowKey(t, l.dir), serial, "lockout")
-			if err != nil {
-				t.Fatal(err)
-			}
-			tpm, err := tpmops.Open(inst.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tpm := l.escrowedLockoutInForce(t, u, inst.Addr)
 			defer tpm.Close()
-			da, _ := tpm.DAParams()
-			if err := tpm.SetDAParams(secret, da); err != nil {
-				t.Errorf("the escrowed lockout auth is not the one in force: %v", err)
-			}
-			if hs, _ := tpm.Transients(); len(hs) != 0 {
-				t.Errorf("transient handles left: %v", hs)
-			}
+			noTransients(t, tpm)
 			if _, errOut, code := l.run("audit", "verify"); code != 0 {
 				t.Errorf("audit verify: exit %d: %s", code, errOut)
 			}

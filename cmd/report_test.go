@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/station"
 )
 
@@ -30,7 +31,7 @@ func shiftLine(t *testing.T) *line {
 		{[]string{"--serial", "R-1", "--tpm", "sim:11"}, "", 0},
 		{[]string{"--serial", "R-3", "--tpm", "sim:13", "--flash", "dir:" + filepath.Join(l.dir, "not-mounted")}, "", 1},
 		{[]string{"--serial", "R-4", "--tpm", "sim:14"}, "STATION_TPM_REQUIRE_EK_CERT=true", 3},
-		{[]string{"--serial", "R-5", "--tpm", closedTPMPort(t)}, "", 5},
+		{[]string{"--serial", "R-5", "--tpm", swtpmtest.ClosedAddr(t)}, "", 5},
 	} {
 		c := l.cmd(append([]string{"provision"}, u.args...)...)
 		if u.env != "" {

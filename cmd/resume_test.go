@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +32,14 @@ type line struct {
 	dir    string
 	config string
 	env    []string
+}
+
+// swtpmVendor skips the test off Linux and returns the CA of a fresh swtpm,
+// to be the vendor of the line's TPMs.
+func swtpmVendor(t *testing.T) *swtpmtest.CA {
+	t.Helper()
+	needLinux(t)
+	return swtpmtest.Start(t, swtpmtest.Options{}).CA
 }
 
 func newLine(t *testing.T, vendor *swtpmtest.CA) *line {
@@ -58,17 +65,7 @@ func (l *line) cmd(args ...string) *exec.Cmd {
 
 func (l *line) run(args ...string) (string, string, int) {
 	l.t.Helper()
-	c := l.cmd(args...)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	err := c.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		l.t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return runExit(l.t, l.cmd(args...))
 }
 
 // killAt starts provision and SIGKILLs it soon after it announces step.
@@ -104,10 +101,7 @@ func (l *line) killAt(serial, addr, step string, delay time.Duration, extra ...s
 // flashed TSS2 key file that loads as its device key, and an audit log that
 // verifies.
 func TestResumeAfterKill(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	for i, step := range station.Steps {
 		t.Run(step, func(t *testing.T) {
 			inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})
@@ -135,18 +129,7 @@ func TestResumeAfterKill(t *testing.T) {
 				t.Fatalf("unit after resume: status %s, cert %d bytes, escrows %+v", u.Status, len(u.Cert), u.Escrows)
 			}
 			// The escrowed lockout auth is the one in force.
-			secret, err := station.OpenEscrow(u.Escrows[0].JWE, escrowKey(t, l.dir), serial, "lockout")
-			if err != nil {
-				t.Fatal(err)
-			}
-			tpm, err := tpmops.Open(inst.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			da, _ := tpm.DAParams()
-			if err := tpm.SetDAParams(secret, da); err != nil {
-				t.Errorf("escrowed lockout auth not in force after resume: %v", err)
-			}
+			tpm := l.escrowedLockoutInForce(t, &u, inst.Addr)
 			// The key file the device got is the key at the device key handle.
 			b, err := flash.ReadFolder(filepath.Join(unitDir, flash.DirBundle))
 			if err != nil {
@@ -161,9 +144,7 @@ func TestResumeAfterKill(t *testing.T) {
 			if loaded, err := tpm.CheckKeyBlob(srk, k.Public, k.Private); err != nil || !bytes.Equal(loaded.Name, dev.Name) || k.Parent != u.SRKHandle {
 				t.Errorf("the key file after a kill at %s does not load as the device key: %v", step, err)
 			}
-			if hs, _ := tpm.Transients(); len(hs) != 0 {
-				t.Errorf("transient handles left: %v", hs)
-			}
+			noTransients(t, tpm)
 			tpm.Close()
 			if _, errOut, code := l.run("audit", "verify"); code != 0 {
 				t.Errorf("audit verify after kill at %s: exit %d: %s", step, code, errOut)
@@ -172,13 +153,57 @@ func TestResumeAfterKill(t *testing.T) {
 	}
 }
 
+// openTPM opens the TPM at addr; the caller closes it.
+func openTPM(t testing.TB, addr string) *tpmops.TPM {
+	t.Helper()
+	tpm, err := tpmops.Open(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpm
+}
+
+// escrowedLockoutInForce opens the TPM at addr and requires the lockout
+// auth escrowed in the line's record of unit u to be the one in force
+// there. The caller closes the TPM.
+func (l *line) escrowedLockoutInForce(t testing.TB, u *store.Unit, addr string) *tpmops.TPM {
+	t.Helper()
+	secret, err := station.OpenEscrow(u.Escrows[0].JWE, escrowKey(t, l.dir), u.Serial, "lockout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpm := openTPM(t, addr)
+	da, _ := tpm.DAParams()
+	if err := tpm.SetDAParams(secret, da); err != nil {
+		t.Errorf("the escrowed lockout auth is not the one in force: %v", err)
+	}
+	return tpm
+}
+
+// noTransients requires the TPM to hold no transient handle or session.
+func noTransients(t testing.TB, tpm *tpmops.TPM) {
+	t.Helper()
+	if hs, _ := tpm.Transients(); len(hs) != 0 {
+		t.Errorf("transient handles left: %v", hs)
+	}
+}
+
 func escrowKey(t testing.TB, dir string) any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "escrow.key.pem"))
+	return readPKCS8(t, filepath.Join(dir, "escrow.key.pem"))
+}
+
+// readPKCS8 reads an unencrypted PKCS#8 PEM private key file.
+func readPKCS8(t testing.TB, path string) any {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {
 		t.Fatal(err)

@@ -401,10 +401,7 @@ func TestTPMInspectExitCodes(t *testing.T) {
 
 	// swtpm serves one client at a time: hold the connection.
 	inst := swtpmtest.Start(t, swtpmtest.Options{})
-	holder, err := tpmops.Open(inst.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	holder := openTPM(t, inst.Addr)
 	if _, err := holder.Persistent(); err != nil {
 		t.Fatal(err)
 	}
@@ -444,10 +441,7 @@ func TestTPMInspectNVShapes(t *testing.T) {
 		t.Fatalf("root only, no intermediate: %+v", c.Chain)
 	}
 
-	tp, err := tpmops.Open(inst.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp := openTPM(t, inst.Addr)
 	der, err := tp.ReadEKCert(tpmops.RSA2048)
 	tp.Close()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -36,12 +35,10 @@ type tpmState struct {
 // readTPMState reads the TPM at addr (which must not be in use).
 func readTPMState(t testing.TB, addr string) tpmState {
 	t.Helper()
-	tp, err := tpmops.Open(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp := openTPM(t, addr)
 	defer tp.Close()
 	tr := tp.Transport()
+	var err error
 	s := tpmState{Public: map[tpm2.TPMHandle][]byte{}, Variable: map[tpm2.TPMPT]uint32{}}
 	if s.Persistent, err = tp.Persistent(); err != nil {
 		t.Fatal(err)
@@ -145,9 +142,7 @@ func (s tpmState) diff(o tpmState) string {
 // assertions rest on, so it must see each kind of change they guard
 // against, and see none once the change is undone.
 func TestTPMStateSeesEveryChange(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
+	needLinux(t)
 	inst := swtpmtest.Start(t, swtpmtest.Options{})
 	before := readTPMState(t, inst.Addr)
 	if len(before.Persistent) == 0 || len(before.NV) == 0 {
@@ -215,10 +210,7 @@ func TestTPMStateSeesEveryChange(t *testing.T) {
 	}
 	withTPM := func(fn func(tp *tpmops.TPM) error) {
 		t.Helper()
-		tp, err := tpmops.Open(inst.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tp := openTPM(t, inst.Addr)
 		defer tp.Close()
 		if err := fn(tp); err != nil {
 			t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/factory-id/station/internal/swtpmtest"
-	"github.com/factory-id/station/tpmops"
 )
 
 // tpmCCEvictControl is TPM2_EvictControl's command code.
@@ -142,10 +140,7 @@ func killVerifyAfterPersist(t *testing.T, l *line, serial, addr string) {
 // tool would) and returns its Name.
 func persistForeignKey(t *testing.T, addr string, h tpm2.TPMHandle) []byte {
 	t.Helper()
-	tp, err := tpmops.Open(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp := openTPM(t, addr)
 	defer tp.Close()
 	tr := tp.Transport()
 	// A keyed-hash HMAC key, as a DPS SDK persists at 0x81000100.
@@ -180,10 +175,7 @@ func persistForeignKey(t *testing.T, addr string, h tpm2.TPMHandle) []byte {
 
 func nameAt(t *testing.T, addr string, h tpm2.TPMHandle) []byte {
 	t.Helper()
-	tp, err := tpmops.Open(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp := openTPM(t, addr)
 	defer tp.Close()
 	name, err := tp.ObjectName(h)
 	if err != nil {
@@ -195,10 +187,7 @@ func nameAt(t *testing.T, addr string, h tpm2.TPMHandle) []byte {
 // evictAt evicts whatever is at h (the attacker's, or the test's, doing).
 func evictAt(t *testing.T, addr string, h tpm2.TPMHandle) {
 	t.Helper()
-	tp, err := tpmops.Open(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp := openTPM(t, addr)
 	defer tp.Close()
 	k, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(tp.Transport())
 	if err != nil {
@@ -221,10 +210,7 @@ const dpsTestKeyHandle tpm2.TPMHandle = 0x81000100
 // transient, and passes; a key station did not make at 0x81000100 is never
 // removed, journal or not; and another unit's TPM on the fixture is named.
 func TestVerifyCleansUpAfterKill(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	l := newLine(t, vendor)
 	provision := func(serial string) string {
 		inst := swtpmtest.Start(t, swtpmtest.Options{VendorCA: vendor})

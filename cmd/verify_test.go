@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -18,10 +17,7 @@ import (
 // TestVerifyCommand runs `station verify` on units provisioned by
 // `station provision` on swtpm: text and JSON output, exit codes, batch.
 func TestVerifyCommand(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("swtpm tests run on Linux")
-	}
-	vendor := swtpmtest.Start(t, swtpmtest.Options{}).CA
+	vendor := swtpmVendor(t)
 	l := newLine(t, vendor)
 	type unit struct {
 		serial, addr, flash string

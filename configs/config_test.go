@@ -271,3 +271,25 @@ func TestParseTargets(t *testing.T) {
 		}
 	}
 }
+
+// Every file-valued key names a string field by its yaml tags: raw finds
+// the value a STATION_<SECTION>_<KEY> override (or the file) put there.
+func TestFileKeysNameStringFields(t *testing.T) {
+	keys := []FileKey{KeyVendorRoots, KeyEKCertDir, KeyEscrowKey, KeyIssuerCert, KeyIssuerKey, KeyChain, KeyRoot, KeyFirmware, KeyGroupKey}
+	var env []string
+	for _, k := range keys {
+		env = append(env, "STATION_"+strings.ToUpper(strings.Replace(string(k), ".", "_", 1))+"=/x/"+string(k))
+	}
+	var c Config
+	if err := applyEnv(&c, env); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if got := c.raw(k); got != "/x/"+string(k) {
+			t.Errorf("raw(%s) = %q", k, got)
+		}
+	}
+	if got := c.raw("tpm.no_such_key"); got != "" {
+		t.Errorf("raw of an unknown key = %q", got)
+	}
+}

@@ -279,26 +279,26 @@ func (c *Config) CheckFiles(required, optional []FileKey) error {
 	return nil
 }
 
+// raw is the value of the file-valued key k, found by the yaml tags of its
+// section and key (the one place a key's name is given).
 func (c *Config) raw(k FileKey) string {
-	switch k {
-	case KeyVendorRoots:
-		return c.TPM.VendorRoots
-	case KeyEKCertDir:
-		return c.TPM.EKCertDir
-	case KeyEscrowKey:
-		return c.Ownership.EscrowPublicKey
-	case KeyIssuerCert:
-		return c.PKI.IssuerCert
-	case KeyIssuerKey:
-		return c.PKI.IssuerKey
-	case KeyChain:
-		return c.PKI.Chain
-	case KeyRoot:
-		return c.PKI.Root
-	case KeyFirmware:
-		return c.Firmware.Image
-	case KeyGroupKey:
-		return c.DPS.GroupKey
+	sec, key, _ := strings.Cut(string(k), ".")
+	if f := yamlField(yamlField(reflect.ValueOf(c).Elem(), sec), key); f.IsValid() && f.Kind() == reflect.String {
+		return f.String()
 	}
 	return ""
+}
+
+// yamlField is the field of struct v whose yaml tag is name (the zero
+// Value when v is not a valid struct or has no such field).
+func yamlField(v reflect.Value, name string) reflect.Value {
+	if !v.IsValid() || v.Kind() != reflect.Struct {
+		return reflect.Value{}
+	}
+	for i := 0; i < v.NumField(); i++ {
+		if v.Type().Field(i).Tag.Get("yaml") == name {
+			return v.Field(i)
+		}
+	}
+	return reflect.Value{}
 }

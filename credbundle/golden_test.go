@@ -17,6 +17,7 @@ import (
 
 	"github.com/factory-id/station/credbundle"
 	"github.com/factory-id/station/internal/bundletest"
+	"github.com/factory-id/station/internal/dirtest"
 )
 
 var (
@@ -42,22 +43,6 @@ var goldens = []struct {
 // goldenFolder holds a golden bundle's folder form (named as the dir:
 // target of package flash names it).
 const goldenFolder = "station-bundle"
-
-// readFiles reads the files of a folder: name -> contents.
-func readFiles(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	for _, e := range ents {
-		if files[e.Name()], err = os.ReadFile(filepath.Join(dir, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return files
-}
 
 func goldenDir(version int, dir string) string {
 	return filepath.Join("testdata", fmt.Sprintf("golden-v%d", version), dir)
@@ -139,7 +124,7 @@ func TestGolden(t *testing.T) {
 			if b.DigestHex()+"\n" != string(want) || b.Serial != g.serial || b.Attestation != g.attest || b.Version != g.version {
 				t.Errorf("golden image reads as %v", b)
 			}
-			fb, err := credbundle.ParseFolder(readFiles(t, filepath.Join(dir, goldenFolder)))
+			fb, err := credbundle.ParseFolder(dirtest.Read(t, filepath.Join(dir, goldenFolder)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/factory-id/station/internal/dirtest"
+	"github.com/factory-id/station/internal/storetest"
 	"github.com/factory-id/station/store"
 )
 
@@ -39,7 +41,7 @@ func TestBulkChunking(t *testing.T) {
 	for _, n := range []int{0, 1, 9, 10, 11, 20, 21} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			db := openDB(t)
-			putUnits(t, db, tpmUnits(n, "SN")...)
+			storetest.PutUnits(t, db, tpmUnits(n, "SN")...)
 			out := filepath.Join(t.TempDir(), "export")
 			res := runExport(t, db, baseOpts(t, FormatBulk, out))
 			wantFiles := (n + 9) / 10
@@ -70,7 +72,7 @@ func TestBulkChunking(t *testing.T) {
 			if _, err := VerifyExport(out, testSigner(t, 1).Public()); err != nil {
 				t.Fatal(err)
 			}
-			got := readDir(t, out)
+			got := dirtest.Read(t, out)
 			if len(got) != wantFiles+2 {
 				t.Fatalf("files %v", names(got))
 			}
@@ -82,13 +84,13 @@ func TestExportDeterministic(t *testing.T) {
 	for _, format := range []string{FormatBulk, FormatIndividual} {
 		t.Run(format, func(t *testing.T) {
 			db := openDB(t)
-			putUnits(t, db, tpmUnits(23, "SN")...)
+			storetest.PutUnits(t, db, tpmUnits(23, "SN")...)
 			dir := t.TempDir()
 			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 			runExport(t, db, baseOpts(t, format, a))
 			runExport(t, db, baseOpts(t, format, b))
 			runExport(t, db, baseOpts(t, format, a)) // replaces the earlier export in place
-			da, dbb := readDir(t, a), readDir(t, b)
+			da, dbb := dirtest.Read(t, a), dirtest.Read(t, b)
 			if !slices.Equal(names(da), names(dbb)) {
 				t.Fatalf("file sets differ: %v / %v", names(da), names(dbb))
 			}
@@ -128,13 +130,13 @@ func revoke(t *testing.T, db *store.DB, serial string) {
 func TestOnlyNewAndRevocation(t *testing.T) {
 	db := openDB(t)
 	us := tpmUnits(12, "SN")
-	putUnits(t, db, us[:11]...)
+	storetest.PutUnits(t, db, us[:11]...)
 	dir := t.TempDir()
 	o := baseOpts(t, FormatBulk, filepath.Join(dir, "full"))
 	runExport(t, db, o)
 
 	revoke(t, db, "SN00003")
-	putUnits(t, db, us[11])
+	storetest.PutUnits(t, db, us[11])
 	o.OnlyNew, o.Out = true, filepath.Join(dir, "delta1")
 	res := runExport(t, db, o)
 	c := res.Manifest.Counts
@@ -196,7 +198,7 @@ func TestFilters(t *testing.T) {
 	db := openDB(t)
 	us := tpmUnits(10, "SN")
 	us[9].Status = store.StatusInProgress
-	putUnits(t, db, us...)
+	storetest.PutUnits(t, db, us...)
 	revoke(t, db, "SN00002")
 	tests := []struct {
 		name string
@@ -287,7 +289,7 @@ func TestSymmetricKeyExports(t *testing.T) {
 		us = append(us, &store.Unit{Serial: fmt.Sprintf("SK%d", i), Status: store.StatusProvisioned, Attestation: AttestSymmetricKey,
 			RegistrationID: fmt.Sprintf("sk%d", i), ProvisionedAt: t0})
 	}
-	putUnits(t, db, us...)
+	storetest.PutUnits(t, db, us...)
 	revoke(t, db, "SK1")
 	dir := t.TempDir()
 
@@ -295,7 +297,7 @@ func TestSymmetricKeyExports(t *testing.T) {
 	// listed; the revoked one gets a disabled enrollment with no key.
 	o := baseOpts(t, FormatBulk, filepath.Join(dir, "plain"))
 	res := runExport(t, db, o)
-	files := readDir(t, o.Out)
+	files := dirtest.Read(t, o.Out)
 	if string(files[RegistrationIDsFile]) != "sk0\nsk2\n" || res.Manifest.Counts.ViaGroup != 2 || res.Manifest.Counts.Enrolled != 1 {
 		t.Fatalf("plain export: %q %+v", files[RegistrationIDsFile], res.Manifest.Counts)
 	}
@@ -313,7 +315,7 @@ func TestSymmetricKeyExports(t *testing.T) {
 	o = baseOpts(t, FormatIndividual, filepath.Join(dir, "secret"))
 	o.Profile.GroupKey, o.EncryptTo = group, rcpt.Public()
 	runExport(t, db, o)
-	files = readDir(t, o.Out)
+	files = dirtest.Read(t, o.Out)
 	if _, err := VerifyExport(o.Out, o.Signer.Public()); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +360,7 @@ func TestGroupExport(t *testing.T) {
 	b.Cert = old.leaf(t, b.RegistrationID) // no chain recorded: found by signature
 	c := tpmUnit("SNC", "c", 2)
 	c.Cert, c.Chain = line.leaf(t, c.RegistrationID), [][]byte{line.cert.Raw}
-	putUnits(t, db, a, b, c)
+	storetest.PutUnits(t, db, a, b, c)
 
 	o := baseOpts(t, FormatGroup, filepath.Join(t.TempDir(), "groups"))
 	o.LineCA = line.cert.Raw
@@ -380,7 +382,7 @@ func TestGroupExport(t *testing.T) {
 	// first revocation stands.
 	d := tpmUnit("SND", "d", 3)
 	d.Chain = [][]byte{old.cert.Raw}
-	putUnits(t, db, d)
+	storetest.PutUnits(t, db, d)
 	err = db.Update(func(tx *bolt.Tx) error {
 		again, err := RevokeCA(tx, old.cert, NewRevocation("again", "bob", t0.Add(2*time.Hour)))
 		if err == nil && (!again.Already || !slices.Equal(again.Newly, []string{"SND"}) || len(again.Units) != 3) {
@@ -417,7 +419,7 @@ func TestGroupExport(t *testing.T) {
 		t.Fatalf("delta groups %+v", res.Manifest.Files)
 	}
 	var g EnrollmentGroup
-	json.Unmarshal(readDir(t, o.Out)[rev.GroupID+".json"], &g)
+	json.Unmarshal(dirtest.Read(t, o.Out)[rev.GroupID+".json"], &g)
 	if g.ProvisioningStatus != StatusDisabled || !strings.Contains(g.Attestation.X509.SigningCertificates.Primary.Certificate, "BEGIN CERTIFICATE") {
 		t.Fatalf("disabled group %+v", g)
 	}
@@ -437,7 +439,7 @@ func TestGroupExport(t *testing.T) {
 
 func TestCSVExport(t *testing.T) {
 	db := openDB(t)
-	putUnits(t, db, tpmUnits(3, "SN")...)
+	storetest.PutUnits(t, db, tpmUnits(3, "SN")...)
 	revoke(t, db, "SN00001")
 	out := filepath.Join(t.TempDir(), "units.csv")
 	o := baseOpts(t, FormatCSV, out)
@@ -468,7 +470,7 @@ func TestCSVExport(t *testing.T) {
 // exports that read the same state cannot both record.
 func TestRecordAndConcurrentExport(t *testing.T) {
 	db := openDB(t)
-	putUnits(t, db, tpmUnits(3, "SN")...)
+	storetest.PutUnits(t, db, tpmUnits(3, "SN")...)
 	dir := t.TempDir()
 	o := baseOpts(t, FormatBulk, filepath.Join(dir, "a"))
 	o.OnlyNew = true
@@ -518,7 +520,7 @@ func TestRecordAndConcurrentExport(t *testing.T) {
 func TestIndividualDuplicateRegistrationID(t *testing.T) {
 	db := openDB(t)
 	a, b := tpmUnit("SN1", "same-tpm", 0), tpmUnit("SN2", "same-tpm", 1)
-	putUnits(t, db, a, b)
+	storetest.PutUnits(t, db, a, b)
 	o := baseOpts(t, FormatIndividual, filepath.Join(t.TempDir(), "ind"))
 	err := db.View(func(tx *bolt.Tx) error { _, err := Export(tx, o); return err })
 	if !errors.Is(err, ErrDuplicates) {

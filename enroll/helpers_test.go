@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -119,21 +118,6 @@ func tpmUnit(serial, seed string, i int) *store.Unit {
 	}
 }
 
-func putUnits(tb testing.TB, db *store.DB, us ...*store.Unit) {
-	tb.Helper()
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, u := range us {
-			if err := store.PutUnit(tx, u); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-}
-
 func tpmUnits(n int, prefix string) []*store.Unit {
 	var out []*store.Unit
 	for i := range n {
@@ -177,24 +161,6 @@ func runExport(tb testing.TB, db *store.DB, o Options) *Result {
 		tb.Fatalf("temporary files left behind: %v", left)
 	}
 	return res
-}
-
-// readDir returns name -> content of every file in dir.
-func readDir(tb testing.TB, dir string) map[string][]byte {
-	tb.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out := map[string][]byte{}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out[e.Name()] = b
-	}
-	return out
 }
 
 func names(m map[string][]byte) []string {

@@ -1,7 +1,6 @@
 package enroll
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/factory-id/station/internal/childtest"
+	"github.com/factory-id/station/internal/storetest"
 	"github.com/factory-id/station/store"
 )
 
@@ -33,30 +34,19 @@ func TestKilledExportLeavesNothingBehind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			putUnits(t, db, tpmUnits(12, "SN")...)
+			storetest.PutUnits(t, db, tpmUnits(12, "SN")...)
 			db.Close()
 			out := filepath.Join(dir, "out", "export")
 			if format == FormatCSV {
 				out += ".csv"
 			}
 			for round := 0; round < 2; round++ {
-				cmd := exec.Command(os.Args[0], "-test.run=^TestKilledExportLeavesNothingBehind$")
-				cmd.Env = append(os.Environ(), "ENROLL_KILL_CHILD=1", "ENROLL_KILL_DB="+dbPath, "ENROLL_KILL_OUT="+out, "ENROLL_KILL_FORMAT="+format)
-				cmd.Stderr = os.Stderr
-				stdout, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
+				child := childtest.Start(t, "TestKilledExportLeavesNothingBehind",
+					"ENROLL_KILL_CHILD=1", "ENROLL_KILL_DB="+dbPath, "ENROLL_KILL_OUT="+out, "ENROLL_KILL_FORMAT="+format)
+				if child.Line != "written" {
+					t.Fatalf("child: %q", child.Line)
 				}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				line, err := bufio.NewReader(stdout).ReadString('\n')
-				if err != nil || strings.TrimSpace(line) != "written" {
-					cmd.Process.Kill()
-					t.Fatalf("child: %q %v", line, err)
-				}
-				cmd.Process.Kill()
-				cmd.Wait()
+				child.Kill()
 				hidden := hiddenEntries(t, filepath.Dir(out))
 				if len(hidden) < 2 { // the spool, and the temporary folder or file
 					t.Fatalf("the killed export left %v; want its spool and temporary output", hidden)

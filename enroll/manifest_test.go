@@ -16,13 +16,16 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/factory-id/station/internal/dirtest"
+	"github.com/factory-id/station/internal/storetest"
 )
 
 // signedExport makes a 25-unit bulk export (3 files) signed by key seed 1.
 func signedExport(t *testing.T) string {
 	t.Helper()
 	db := openDB(t)
-	putUnits(t, db, tpmUnits(25, "SN")...)
+	storetest.PutUnits(t, db, tpmUnits(25, "SN")...)
 	out := filepath.Join(t.TempDir(), "export")
 	runExport(t, db, baseOpts(t, FormatBulk, out))
 	return out
@@ -32,7 +35,7 @@ func copyDir(t *testing.T, src string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "copy")
 	os.MkdirAll(dst, 0o755)
-	for name, b := range readDir(t, src) {
+	for name, b := range dirtest.Read(t, src) {
 		os.WriteFile(filepath.Join(dst, name), b, 0o644)
 	}
 	return dst
@@ -117,21 +120,16 @@ func TestVerifyExportTamper(t *testing.T) {
 		}, nil, ErrSignature, ""},
 		{"wrong-trusted-key", func(t *testing.T, d string) {}, other.Public(), ErrSignature, ""},
 		{"key-id-lies", func(t *testing.T, d string) {
-			edit(t, d, SignatureFile, func(b []byte) []byte {
+			claimTrustedKeyID := func(b []byte) []byte {
 				var s signature
 				json.Unmarshal(b, &s)
 				s.KeyID, _ = KeyID(key.Public())
 				out, _ := Marshal(s)
 				return out
-			})
+			}
+			edit(t, d, SignatureFile, claimTrustedKeyID)
 			resign(t, d, other, func(m *Manifest) {})
-			edit(t, d, SignatureFile, func(b []byte) []byte {
-				var s signature
-				json.Unmarshal(b, &s)
-				s.KeyID, _ = KeyID(key.Public())
-				out, _ := Marshal(s)
-				return out
-			})
+			edit(t, d, SignatureFile, claimTrustedKeyID)
 		}, nil, ErrSignature, ""},
 		// The signer itself cannot smuggle an over-full or mislabelled
 		// operation past the checker.
@@ -238,10 +236,10 @@ func FuzzVerifyManifest(f *testing.F) {
 // file and its new content; only the original bytes verify.
 func FuzzExportMalleability(f *testing.F) {
 	db := openDB(f)
-	putUnits(f, db, tpmUnits(12, "SN")...)
+	storetest.PutUnits(f, db, tpmUnits(12, "SN")...)
 	src := filepath.Join(f.TempDir(), "export")
 	runExport(f, db, baseOpts(f, FormatBulk, src))
-	files := readDir(f, src)
+	files := dirtest.Read(f, src)
 	list := names(files)
 	for i, n := range list {
 		f.Add(uint8(i), files[n])

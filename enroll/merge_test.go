@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/factory-id/station/internal/dirtest"
+	"github.com/factory-id/station/internal/storetest"
 	"github.com/factory-id/station/store"
 )
 
@@ -17,7 +19,7 @@ import (
 func stationExport(t *testing.T, id string, seed byte, format string, us ...*store.Unit) string {
 	t.Helper()
 	db := openDB(t)
-	putUnits(t, db, us...)
+	storetest.PutUnits(t, db, us...)
 	o := baseOpts(t, format, filepath.Join(t.TempDir(), id))
 	o.StationID, o.Signer = id, testSigner(t, seed)
 	runExport(t, db, o)
@@ -124,7 +126,7 @@ func TestMerge(t *testing.T) {
 	if _, err := Merge(MergeOptions{Dirs: []string{dirA, dirB, dirC}, Trusted: keys, Out: out2, Signer: merger, StationID: "plant"}); err != nil {
 		t.Fatal(err)
 	}
-	d1, d2 := readDir(t, out), readDir(t, out2)
+	d1, d2 := dirtest.Read(t, out), dirtest.Read(t, out2)
 	if len(d1) != len(d2) {
 		t.Fatalf("file sets differ: %v / %v", names(d1), names(d2))
 	}
@@ -182,7 +184,7 @@ func TestMergeRefusals(t *testing.T) {
 func TestMergeLayersOneStation(t *testing.T) {
 	db := openDB(t)
 	us := tpmUnits(3, "A")
-	putUnits(t, db, us...)
+	storetest.PutUnits(t, db, us...)
 	dir := t.TempDir()
 	o := baseOpts(t, FormatBulk, filepath.Join(dir, "full"))
 	runExport(t, db, o)

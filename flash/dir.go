@@ -14,6 +14,7 @@ import (
 
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/credbundle"
+	"github.com/factory-id/station/internal/fsync"
 )
 
 // Names the dir target writes under its folder.
@@ -148,7 +149,7 @@ func (d *dirTarget) Write(_ context.Context, j Job) (Result, error) {
 			return res, fmt.Errorf("%s: writing %s: %w", d.spec, rel, err)
 		}
 	}
-	if err := syncDir(root); err != nil {
+	if err := fsync.Dir(root); err != nil {
 		return res, fmt.Errorf("%s: %w", d.spec, err)
 	}
 	if d.beforeCompare != nil {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/factory-id/station/internal/fsync"
 )
 
 // readFileLimited reads a regular file (not following a final symlink) of
@@ -74,17 +76,5 @@ func writeAtomic(dir, name string, data []byte, mode os.FileMode) (err error) {
 	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing folder %s: %w", dir, err)
-	}
-	return nil
+	return fsync.Dir(dir)
 }

@@ -21,11 +21,10 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/storetest"
 	"github.com/factory-id/station/store"
 )
 
@@ -62,21 +61,6 @@ func tpmUnit(serial string, i int) *store.Unit {
 		ProvisionedAt: t0.Add(time.Duration(i) * time.Minute)}
 }
 
-func put(t *testing.T, env *Env, us ...*store.Unit) {
-	t.Helper()
-	err := env.DB.Update(func(tx *bolt.Tx) error {
-		for _, u := range us {
-			if err := store.PutUnit(tx, u); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // auditEvents exports the audit log and returns its records' "event serial" pairs.
 func auditEvents(t *testing.T, env *Env) []string {
 	t.Helper()
@@ -100,7 +84,7 @@ func auditEvents(t *testing.T, env *Env) []string {
 func TestExportRecordsAndSigns(t *testing.T) {
 	env := testEnv(t)
 	for i := range 12 {
-		put(t, env, tpmUnit(fmt.Sprintf("SN%03d", i), i))
+		storetest.PutUnits(t, env.DB, tpmUnit(fmt.Sprintf("SN%03d", i), i))
 	}
 	out := filepath.Join(t.TempDir(), "bulk")
 	res, err := Export(env, ExportOptions{Format: enroll.FormatBulk, Out: out, Operator: "alice"})
@@ -149,7 +133,7 @@ func TestExportFailureLeavesNothing(t *testing.T) {
 	env := testEnv(t)
 	bad := tpmUnit("SN1", 0)
 	bad.RegistrationID = "not-the-ek-one"
-	put(t, env, tpmUnit("SN0", 0), bad)
+	storetest.PutUnits(t, env.DB, tpmUnit("SN0", 0), bad)
 	out := filepath.Join(t.TempDir(), "bulk")
 	_, err := Export(env, ExportOptions{Format: enroll.FormatBulk, Out: out})
 	if !errors.Is(err, enroll.ErrIncomplete) || !strings.Contains(err.Error(), "SN1") {
@@ -174,7 +158,7 @@ func TestExportSecrets(t *testing.T) {
 		}
 		return ""
 	}
-	put(t, env, &store.Unit{Serial: "SN-007-888-ABC-MAC-A1-B2-C3-D4-E5-F6", Status: store.StatusProvisioned, Attestation: "symmetric-key",
+	storetest.PutUnits(t, env.DB, &store.Unit{Serial: "SN-007-888-ABC-MAC-A1-B2-C3-D4-E5-F6", Status: store.StatusProvisioned, Attestation: "symmetric-key",
 		RegistrationID: "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6", ProvisionedAt: t0})
 	rcpt, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	out := filepath.Join(t.TempDir(), "secret")

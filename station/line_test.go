@@ -76,6 +76,18 @@ func trustSwtpm(t testing.TB, ca *swtpmtest.CA) func(*configs.Config) {
 	}
 }
 
+// x509OwnerEscrow configures x509 attestation with the owner auth set and
+// escrowed (allowed with x509 only), registration IDs "l1-SERIAL", and the
+// swtpm vendor ca trusted.
+func x509OwnerEscrow(t testing.TB, ca *swtpmtest.CA) func(*configs.Config) {
+	return func(c *configs.Config) {
+		trustSwtpm(t, ca)(c)
+		c.DPS.Attestation, c.DPS.RegistrationID = "x509", "{line}-{serial}"
+		c.DPS.Line = "l1"
+		c.Ownership.OwnerAuth = "escrow"
+	}
+}
+
 // simUnit opens a simulated TPM manufactured by the line's demo vendor.
 // Only one simulator can be open in a process: close it before the next.
 func (l *testLine) simUnit() *tpmops.TPM {

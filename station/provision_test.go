@@ -196,12 +196,7 @@ func TestProvisionSwtpm(t *testing.T) {
 
 func TestProvisionOwnerEscrow(t *testing.T) {
 	inst := swtpmtest.Start(t, swtpmtest.Options{})
-	l := newTestLine(t, func(c *configs.Config) {
-		trustSwtpm(t, inst.CA)(c)
-		c.DPS.Attestation, c.DPS.RegistrationID = "x509", "{line}-{serial}"
-		c.DPS.Line = "l1"
-		c.Ownership.OwnerAuth = "escrow"
-	})
+	l := newTestLine(t, x509OwnerEscrow(t, inst.CA))
 	if _, err := l.provision(Request{Serial: "X-0001", TPMAddr: inst.Addr}); err != nil {
 		t.Fatal(err)
 	}

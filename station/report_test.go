@@ -6,20 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/tpmops"
 )
-
-// closedPort returns a loopback TPM address on which nothing listens.
-func closedPort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "swtpm://" + addr
-}
 
 // TestReport provisions units on the simulator with failures injected (a
 // flash target that is not mounted, a TPM without an EK certificate, an
@@ -59,7 +48,7 @@ func TestReport(t *testing.T) {
 		t.Fatal("A-4 without an EK certificate passed")
 	}
 	bare.Close()
-	if _, err := l.provision(Request{Serial: "A-5", TPMAddr: closedPort(t)}); err == nil {
+	if _, err := l.provision(Request{Serial: "A-5", TPMAddr: swtpmtest.ClosedAddr(t)}); err == nil {
 		t.Fatal("A-5 on a closed port passed")
 	}
 	end := time.Now().Add(time.Second)

@@ -30,15 +30,19 @@ type RevokeResult struct {
 	Serial string `json:"serial,omitempty"`
 	// Already is true when the unit was revoked before (its first
 	// revocation is kept).
-	Already bool `json:"already_revoked,omitempty"`
-	CA      *struct {
-		Subject string   `json:"subject"`
-		SHA256  string   `json:"sha256"`
-		GroupID string   `json:"group_id"`
-		Units   []string `json:"units"`
-		Newly   []string `json:"newly_revoked"`
-		Already bool     `json:"already_revoked,omitempty"`
-	} `json:"ca,omitempty"`
+	Already bool       `json:"already_revoked,omitempty"`
+	CA      *RevokedCA `json:"ca,omitempty"`
+}
+
+// RevokedCA says what revoking an intermediate did: the units under it,
+// those newly revoked, and whether it was revoked before.
+type RevokedCA struct {
+	Subject string   `json:"subject"`
+	SHA256  string   `json:"sha256"`
+	GroupID string   `json:"group_id"`
+	Units   []string `json:"units"`
+	Newly   []string `json:"newly_revoked"`
+	Already bool     `json:"already_revoked,omitempty"`
 }
 
 // Revoke marks a unit, or an intermediate and every unit under it, revoked,
@@ -77,14 +81,7 @@ func Revoke(env *Env, o RevokeOptions) (*RevokeResult, error) {
 		if err != nil {
 			return err
 		}
-		out.CA = &struct {
-			Subject string   `json:"subject"`
-			SHA256  string   `json:"sha256"`
-			GroupID string   `json:"group_id"`
-			Units   []string `json:"units"`
-			Newly   []string `json:"newly_revoked"`
-			Already bool     `json:"already_revoked,omitempty"`
-		}{o.CA.Subject.String(), rev.SHA256, rev.GroupID, nonNil(rev.Units), nonNil(rev.Newly), rev.Already}
+		out.CA = &RevokedCA{o.CA.Subject.String(), rev.SHA256, rev.GroupID, nonNil(rev.Units), nonNil(rev.Newly), rev.Already}
 		_, err = env.Log.Append(tx, audit.Event{Type: audit.EventRevoke, Operator: o.Operator, Payload: map[string]any{
 			"reason": o.Reason, "ca_sha256": rev.SHA256, "subject": o.CA.Subject.String(),
 			"group_id": rev.GroupID, "units": nonNil(rev.Units), "already_revoked": rev.Already,

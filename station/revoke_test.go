@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/storetest"
 	"github.com/factory-id/station/store"
 )
 
@@ -33,7 +34,7 @@ func TestRevocationFlow(t *testing.T) {
 		}
 		us = append(us, u)
 	}
-	put(t, env, us...)
+	storetest.PutUnits(t, env.DB, us...)
 	dir := t.TempDir()
 	if _, err := Export(env, ExportOptions{Format: enroll.FormatBulk, Out: filepath.Join(dir, "full")}); err != nil {
 		t.Fatal(err)

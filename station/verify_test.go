@@ -25,7 +25,6 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
-	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/flash"
 	"github.com/factory-id/station/internal/swtpmtest"
@@ -73,6 +72,18 @@ func (v *verifyUnit) flushTools(t *testing.T) {
 }
 
 // dpsHandle returns the TPM2B_PUBLIC at 0x81000100, nil when empty.
+// replacePrimary evicts the key at the persistent handle and persists
+// there, as another tool would, a fresh RSA primary of hierarchy ("e" for
+// endorsement, "o" for owner) that station did not make.
+func (v *verifyUnit) replacePrimary(t *testing.T, hierarchy, handle string) {
+	t.Helper()
+	v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", handle)
+	ctx := filepath.Join(t.TempDir(), "primary.ctx")
+	v.tool(t, "tpm2_createprimary", "-C", hierarchy, "-G", "rsa2048", "-c", ctx)
+	v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", ctx, handle)
+	v.flushTools(t)
+}
+
 func (v *verifyUnit) dpsHandle(t *testing.T) []byte {
 	t.Helper()
 	tpm, err := tpmops.Open(v.inst.Addr)
@@ -174,18 +185,10 @@ func TestVerifyBreaks(t *testing.T) {
 	}{
 		{"good unit", nil, nil},
 		{"EK swapped by a foreign key at 0x81010001", func(t *testing.T, v *verifyUnit) {
-			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", "0x81010001")
-			ctx := filepath.Join(t.TempDir(), "foreign.ctx")
-			v.tool(t, "tpm2_createprimary", "-C", "e", "-G", "rsa2048", "-c", ctx)
-			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", ctx, "0x81010001")
-			v.flushTools(t)
+			v.replacePrimary(t, "e", "0x81010001")
 		}, []string{CheckEK, CheckDPS}},
 		{"SRK evicted and replaced", func(t *testing.T, v *verifyUnit) {
-			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", "0x81000001")
-			ctx := filepath.Join(t.TempDir(), "srk.ctx")
-			v.tool(t, "tpm2_createprimary", "-C", "o", "-G", "rsa2048", "-c", ctx)
-			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", ctx, "0x81000001")
-			v.flushTools(t)
+			v.replacePrimary(t, "o", "0x81000001")
 		}, []string{CheckSRK}},
 		{"device key evicted", func(t *testing.T, v *verifyUnit) {
 			v.tool(t, "tpm2_evictcontrol", "-C", "o", "-c", "0x81000010")
@@ -407,12 +410,7 @@ func TestVerifySimulator(t *testing.T) {
 // not apply.
 func TestVerifyOwnerEscrowX509(t *testing.T) {
 	first := swtpmtest.Start(t, swtpmtest.Options{})
-	l := newTestLine(t, func(c *configs.Config) {
-		trustSwtpm(t, first.CA)(c)
-		c.DPS.Attestation, c.DPS.RegistrationID = "x509", "{line}-{serial}"
-		c.DPS.Line = "l1"
-		c.Ownership.OwnerAuth = "escrow"
-	})
+	l := newTestLine(t, x509OwnerEscrow(t, first.CA))
 	v := l.provisionSwtpm(t, "X-1")
 	rep, err := v.verify(t)
 	for _, c := range rep.Checks {

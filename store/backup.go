@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/factory-id/station/internal/fsync"
 )
 
 // backupAttempts bounds the copies Backup makes of a database that a writer
@@ -127,7 +129,7 @@ func backupOnce(src *os.File, path, out, dir string, o Options) (info *BackupInf
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, fmt.Errorf("backup to %s: %v", out, err)
 	}
-	syncDir(dir)
+	_ = fsync.Dir(dir) // best effort: the file itself is complete
 	size := int64(0)
 	if st, err := os.Stat(out); err == nil {
 		size = st.Size()

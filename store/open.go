@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/factory-id/station/internal/fsync"
 	"github.com/factory-id/station/internal/hint"
 )
 
@@ -293,15 +294,8 @@ func Create(path string, o Options, setup func(*DB) error) (*DB, error) {
 	if err := os.Link(tmp, path); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", path, err)
 	}
-	syncDir(dir)
+	_ = fsync.Dir(dir) // best effort: the file itself is complete
 	return Open(path, o)
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // DB is the open station database. View and Update shadow bbolt's: they

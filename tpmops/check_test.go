@@ -84,18 +84,8 @@ func TestCheckObjects(t *testing.T) {
 		})
 		t.Run("device-key", func(t *testing.T) {
 			// As provisioning makes it: under the SRK, persisted.
-			srk, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil)
-			var pub, priv []byte
-			if err == nil {
-				pub, priv, err = e.tpm.CreateDeviceKey(srk)
-			}
-			var dk, k Key
-			if err == nil {
-				dk, err = e.tpm.PersistDeviceKey(srk, pub, priv, DefaultDeviceKeyHandle, nil)
-			}
-			if err == nil {
-				k, err = e.tpm.CheckDeviceKey(DefaultDeviceKeyHandle, pub)
-			}
+			srk, pub, _, dk := persistDeviceKey(t, e.tpm, RSA2048)
+			k, err := e.tpm.CheckDeviceKey(DefaultDeviceKeyHandle, pub)
 			if err != nil {
 				t.Fatal(err)
 			}

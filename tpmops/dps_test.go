@@ -18,25 +18,17 @@ import (
 	"github.com/google/go-tpm/tpm2"
 )
 
-const (
-	dpsTestEKRSA  tpm2.TPMHandle = 0x81010001
-	dpsTestEKECC  tpm2.TPMHandle = 0x81010002
-	dpsTestSRKRSA tpm2.TPMHandle = 0x81000001
-	dpsTestSRKECC tpm2.TPMHandle = 0x81000002
-	dpsTestKey    tpm2.TPMHandle = 0x81000100
-)
-
 // dpsUnit makes sure the TPM has the standard EK and SRK persisted (as a
 // provisioned unit has) and returns their TPM2B_PUBLIC bytes.
 func dpsUnit(t *testing.T, e *env, ecc bool) (d DPSDevice, ekPub, srkPub []byte) {
 	t.Helper()
-	ekT, srkT, ekH, srkH := tpm2.RSAEKTemplate, tpm2.RSASRKTemplate, dpsTestEKRSA, dpsTestSRKRSA
+	ekT, srkT, ekH, srkH := tpm2.RSAEKTemplate, tpm2.RSASRKTemplate, EKHandleRSA, SRKHandleRSA
 	if ecc {
-		ekT, srkT, ekH, srkH = tpm2.ECCEKTemplate, tpm2.ECCSRKTemplate, dpsTestEKECC, dpsTestSRKECC
+		ekT, srkT, ekH, srkH = tpm2.ECCEKTemplate, tpm2.ECCSRKTemplate, EKHandleECC, SRKHandleECC
 	}
 	ekPub = dpsPersistPrimary(t, e.tpm, tpm2.TPMRHEndorsement, ekT, ekH)
 	srkPub = dpsPersistPrimary(t, e.tpm, tpm2.TPMRHOwner, srkT, srkH)
-	return DPSDevice{EK: ekH, SRK: srkH, Persist: dpsTestKey}, ekPub, srkPub
+	return DPSDevice{EK: ekH, SRK: srkH, Persist: DPSKeyHandle}, ekPub, srkPub
 }
 
 // dpsPersistPrimary returns the public of the key at handle, creating and
@@ -170,9 +162,7 @@ func TestDPSRoundTrip(t *testing.T) {
 				if !bytes.Equal(sig, sig2) {
 					t.Fatal("transient key signs differently")
 				}
-				if hs, _ := e.tpm.Transients(); len(hs) != 0 {
-					t.Fatalf("transients left: %v", hs)
-				}
+				noTransients(t, e.tpm, t.Fatalf)
 			})
 		}
 	})
@@ -210,9 +200,7 @@ func TestDPSChallengeBreaks(t *testing.T) {
 				if !dpsHandleEmpty(t, e.tpm, d.Persist) {
 					t.Fatal("DPS key handle occupied after a failed challenge")
 				}
-				if hs, _ := e.tpm.Transients(); len(hs) != 0 {
-					t.Fatalf("transients left: %v", hs)
-				}
+				noTransients(t, e.tpm, t.Fatalf)
 			})
 		}
 
@@ -244,9 +232,7 @@ func TestDPSChallengeBreaks(t *testing.T) {
 				if !errors.As(err, &se) || !strings.HasPrefix(se.Step, tc.wantStep) {
 					t.Fatalf("DPSSign = %v, want a failure at %q", err, tc.wantStep)
 				}
-				if hs, _ := e.tpm.Transients(); len(hs) != 0 {
-					t.Fatalf("transients left: %v", hs)
-				}
+				noTransients(t, e.tpm, t.Fatalf)
 			})
 		}
 	})
@@ -280,9 +266,7 @@ func TestDPSOwnerAuth(t *testing.T) {
 		if !dpsHandleEmpty(t, e.tpm, d.Persist) {
 			t.Fatal("DPS key handle occupied after the failed persist")
 		}
-		if hs, _ := e.tpm.Transients(); len(hs) != 0 {
-			t.Fatalf("transients left: %v", hs)
-		}
+		noTransients(t, e.tpm, t.Fatalf)
 
 		// The device given its owner auth registers (and the key is evicted
 		// again with it); without persisting, the owner auth is not needed.

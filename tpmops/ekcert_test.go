@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/factory-id/station/internal/sharedtest"
 	"github.com/factory-id/station/internal/swtpmtest"
 )
 
@@ -67,7 +68,7 @@ func TestEKCertSwtpm(t *testing.T) {
 	if _, err := e.tpm.ReadEKCert(ECCP256); !errors.Is(err, ErrNoEKCert) {
 		t.Fatalf("ECC P-256 EK cert on swtpm (it writes P-384 only): %v, want ErrNoEKCert", err)
 	}
-	vendorRoots, err := LoadVendorRoots(sharedTestdata(t, "tpm-vendor-cas"))
+	vendorRoots, err := LoadVendorRoots(sharedtest.Dir(t, "tpm-vendor-cas"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestVerifyEKCertExtensions(t *testing.T) {
 }
 
 func TestLoadVendorRoots(t *testing.T) {
-	roots, err := LoadVendorRoots(sharedTestdata(t, "tpm-vendor-cas"))
+	roots, err := LoadVendorRoots(sharedtest.Dir(t, "tpm-vendor-cas"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,15 +73,22 @@ func openChecked(t testing.TB, e *env, addr string) {
 	}
 	e.tpm = tp
 	t.Cleanup(func() {
-		if hs, err := e.tpm.Transients(); err != nil {
-			t.Errorf("listing transients: %v", err)
-		} else if len(hs) != 0 {
-			t.Errorf("leaked transient handles/sessions: %v", hs)
-		}
+		noTransients(t, e.tpm, t.Errorf)
 		if err := e.tpm.Close(); err != nil {
 			t.Errorf("closing: %v", err)
 		}
 	})
+}
+
+// noTransients reports through fail (t.Errorf or t.Fatalf) any transient
+// handle or session left loaded on tp.
+func noTransients(t testing.TB, tp *TPM, fail func(format string, args ...any)) {
+	t.Helper()
+	if hs, err := tp.Transients(); err != nil {
+		fail("listing transients: %v", err)
+	} else if len(hs) != 0 {
+		fail("leaked transient handles/sessions: %v", hs)
+	}
 }
 
 // eachTPM runs fn on the in-process simulator and on a fresh swtpm.
@@ -115,4 +122,22 @@ func (t *TPM) standardEK(alg Alg) (Key, error) {
 	}
 	t.flush(k.Handle)
 	return persistedAs(k, handle), nil
+}
+
+// persistDeviceKey makes what provisioning makes: the SRK of alg, a device
+// key created under it and persisted at DefaultDeviceKeyHandle. It returns
+// the SRK, the key's TPM2B_PUBLIC and TPM2B_PRIVATE, and the persisted key.
+func persistDeviceKey(t testing.TB, tp *TPM, alg Alg) (srk Key, pub, priv []byte, dev Key) {
+	t.Helper()
+	srk, _, err := tp.EnsureSRK(alg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, priv, err = tp.CreateDeviceKey(srk); err != nil {
+		t.Fatal(err)
+	}
+	if dev, err = tp.PersistDeviceKey(srk, pub, priv, DefaultDeviceKeyHandle, nil); err != nil {
+		t.Fatal(err)
+	}
+	return srk, pub, priv, dev
 }

@@ -268,12 +268,9 @@ type Object struct {
 // readObject reads a persistent object's public area: any type (ReadPublic
 // wants an asymmetric key).
 func (t *TPM) readObject(h tpm2.TPMHandle) (Object, error) {
-	rsp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t.tr)
+	rsp, err := t.readPublic(h)
 	if err != nil {
-		if isHandleErr(err) {
-			return Object{}, fmt.Errorf("reading public of %#x: %w", uint32(h), ErrHandleEmpty)
-		}
-		return Object{}, fmt.Errorf("reading public of %#x: %w", uint32(h), classify(err))
+		return Object{}, err
 	}
 	area, err := rsp.OutPublic.Contents()
 	if err != nil {

@@ -59,6 +59,21 @@ func snapshot(t *testing.T, tp *TPM) tpmSnapshot {
 	return s
 }
 
+// inspectUnchanged runs Inspect and requires it to have changed nothing
+// on the TPM.
+func inspectUnchanged(t *testing.T, tp *TPM) *Inspection {
+	t.Helper()
+	before := snapshot(t, tp)
+	in, err := tp.Inspect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, tp); !reflect.DeepEqual(before, after) {
+		t.Fatalf("the inspection changed the TPM:\nbefore %+v\nafter  %+v", before, after)
+	}
+	return in
+}
+
 // foreignHandle holds a key of no template station knows (another tool's).
 const foreignHandle tpm2.TPMHandle = 0x81000050
 
@@ -95,17 +110,7 @@ func TestInspect(t *testing.T) {
 		if _, _, err := e.tpm.EnsureEK(RSA2048, nil); err != nil {
 			t.Fatal(err)
 		}
-		srk, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, priv, err := e.tpm.CreateDeviceKey(srk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.tpm.PersistDeviceKey(srk, pub, priv, DefaultDeviceKeyHandle, nil); err != nil {
-			t.Fatal(err)
-		}
+		persistDeviceKey(t, e.tpm, RSA2048)
 		putKey(t, e.tpm, tpm2.TPMRHOwner, foreignTemplate(), foreignHandle)
 		d, ekPub, srkPub := dpsUnit(t, e, false)
 		ch, err := MakeDPSChallenge(ekPub, srkPub, newHMACKey(t))
@@ -118,14 +123,7 @@ func TestInspect(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = dk.Remove() })
 
-		before := snapshot(t, e.tpm)
-		in, err := e.tpm.Inspect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if after := snapshot(t, e.tpm); !reflect.DeepEqual(before, after) {
-			t.Fatalf("the inspection changed the TPM:\nbefore %+v\nafter  %+v", before, after)
-		}
+		in := inspectUnchanged(t, e.tpm)
 		if len(in.Transients) != 0 || len(in.Leaked) != 0 {
 			t.Errorf("transients %v, leaked %v", in.Transients, in.Leaked)
 		}
@@ -220,14 +218,7 @@ func TestInspectSkipsDAProtectedIndex(t *testing.T) {
 		if err := e.tpm.nvWriteChunks(platform, nh, der); err != nil {
 			t.Fatal(err)
 		}
-		before := snapshot(t, e.tpm)
-		in, err := e.tpm.Inspect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if after := snapshot(t, e.tpm); !reflect.DeepEqual(before, after) {
-			t.Fatalf("the inspection changed the TPM:\nbefore %+v\nafter  %+v", before, after)
-		}
+		in := inspectUnchanged(t, e.tpm)
 		var found bool
 		for _, c := range in.EKCerts {
 			if c.Slot.Index == idx {

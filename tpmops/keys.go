@@ -165,14 +165,23 @@ func keyFrom(h tpm2.TPMHandle, pub tpm2.TPM2BPublic, name tpm2.TPM2BName) (Key, 
 // ReadPublic reads the public area of a loaded or persistent object; an
 // empty handle wraps ErrHandleEmpty.
 func (t *TPM) ReadPublic(handle tpm2.TPMHandle) (Key, error) {
+	rsp, err := t.readPublic(handle)
+	if err != nil {
+		return Key{}, err
+	}
+	return keyFrom(handle, rsp.OutPublic, rsp.Name)
+}
+
+// readPublic runs TPM2_ReadPublic; an empty handle wraps ErrHandleEmpty.
+func (t *TPM) readPublic(handle tpm2.TPMHandle) (*tpm2.ReadPublicResponse, error) {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(t.tr)
 	if err != nil {
 		if isHandleErr(err) {
-			return Key{}, fmt.Errorf("reading public of %#x: %w", uint32(handle), ErrHandleEmpty)
+			return nil, fmt.Errorf("reading public of %#x: %w", uint32(handle), ErrHandleEmpty)
 		}
-		return Key{}, fmt.Errorf("reading public of %#x: %w", uint32(handle), classify(err))
+		return nil, fmt.Errorf("reading public of %#x: %w", uint32(handle), classify(err))
 	}
-	return keyFrom(handle, rsp.OutPublic, rsp.Name)
+	return rsp, nil
 }
 
 // createPrimary runs CreatePrimary and returns the transient key; the
@@ -288,25 +297,8 @@ func (t *TPM) EnsureEK(alg Alg, ownerAuth []byte) (ek Key, persistedNow bool, er
 	if err != nil {
 		return Key{}, false, err
 	}
-	existing, rerr := t.ReadPublic(handle)
-	if rerr != nil && !errors.Is(rerr, ErrHandleEmpty) {
-		return Key{}, false, rerr
-	}
-	k, err := t.createPrimary(tpm2.TPMRHEndorsement, nil, tmpl)
-	if err != nil {
-		return Key{}, false, fmt.Errorf("creating the %s EK: %w", alg, err)
-	}
-	defer t.flush(k.Handle)
-	if rerr == nil {
-		if !bytes.Equal(existing.Name, k.Name) {
-			return Key{}, false, fmt.Errorf("%s EK at %#x: %w", alg, uint32(handle), ErrEKMismatch)
-		}
-		return existing, false, nil
-	}
-	if err := t.persist(k, handle, ownerAuth); err != nil {
-		return Key{}, false, fmt.Errorf("%s EK: %w", alg, err)
-	}
-	return persistedAs(k, handle), true, nil
+	return t.ensurePrimary(primarySpec{what: fmt.Sprintf("%s EK", alg), hierarchy: tpm2.TPMRHEndorsement,
+		tmpl: tmpl, handle: handle, foreign: ErrEKMismatch}, ownerAuth)
 }
 
 // EnsureSRK makes sure the SRK for alg is persisted at its standard handle
@@ -320,28 +312,52 @@ func (t *TPM) EnsureSRK(alg Alg, ownerAuth, recordedName []byte) (srk Key, persi
 	if err != nil {
 		return Key{}, false, err
 	}
-	existing, rerr := t.ReadPublic(handle)
+	return t.ensurePrimary(primarySpec{what: fmt.Sprintf("%s SRK", alg), hierarchy: tpm2.TPMRHOwner, hierarchyAuth: ownerAuth,
+		tmpl: tmpl, handle: handle, recordedName: recordedName, foreign: ErrForeignKey}, ownerAuth)
+}
+
+// primarySpec is a primary key and the persistent handle it belongs at.
+type primarySpec struct {
+	what          string // names the key in errors: "RSA2048 EK"
+	hierarchy     tpm2.TPMHandle
+	hierarchyAuth []byte
+	tmpl          tpm2.TPMTPublic
+	handle        tpm2.TPMHandle
+	// recordedName, when non-nil, accepts a key at the handle with this
+	// Name without a CreatePrimary.
+	recordedName []byte
+	// foreign is the error for another key at the handle.
+	foreign error
+}
+
+// ensurePrimary makes sure the key p.tmpl gives in p.hierarchy is persisted
+// at p.handle: a key already there is accepted when it is that key (or has
+// p.recordedName) and refused with p.foreign otherwise (never evicted); an
+// empty handle gets the key persisted with ownerAuth (persistedNow). The
+// transient copy is always flushed.
+func (t *TPM) ensurePrimary(p primarySpec, ownerAuth []byte) (k Key, persistedNow bool, err error) {
+	existing, rerr := t.ReadPublic(p.handle)
 	if rerr != nil && !errors.Is(rerr, ErrHandleEmpty) {
 		return Key{}, false, rerr
 	}
-	if rerr == nil && recordedName != nil && bytes.Equal(existing.Name, recordedName) {
+	if rerr == nil && p.recordedName != nil && bytes.Equal(existing.Name, p.recordedName) {
 		return existing, false, nil
 	}
-	k, err := t.createPrimary(tpm2.TPMRHOwner, ownerAuth, tmpl)
+	k, err = t.createPrimary(p.hierarchy, p.hierarchyAuth, p.tmpl)
 	if err != nil {
-		return Key{}, false, fmt.Errorf("creating the %s SRK: %w", alg, err)
+		return Key{}, false, fmt.Errorf("creating the %s: %w", p.what, err)
 	}
 	defer t.flush(k.Handle)
 	if rerr == nil {
 		if !bytes.Equal(existing.Name, k.Name) {
-			return Key{}, false, fmt.Errorf("%s SRK at %#x: %w", alg, uint32(handle), ErrForeignKey)
+			return Key{}, false, fmt.Errorf("%s at %#x: %w", p.what, uint32(p.handle), p.foreign)
 		}
 		return existing, false, nil
 	}
-	if err := t.persist(k, handle, ownerAuth); err != nil {
-		return Key{}, false, fmt.Errorf("%s SRK: %w", alg, err)
+	if err := t.persist(k, p.handle, ownerAuth); err != nil {
+		return Key{}, false, fmt.Errorf("%s: %w", p.what, err)
 	}
-	return persistedAs(k, handle), true, nil
+	return persistedAs(k, p.handle), true, nil
 }
 
 // CreateDeviceKey creates the device identity key (DeviceKeyTemplate) under

@@ -217,19 +217,8 @@ func TestEnsureSRK(t *testing.T) {
 
 func TestDeviceKey(t *testing.T) {
 	eachTPM(t, swtpmtest.Options{}, func(t *testing.T, e *env) {
-		srk, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, priv, err := e.tpm.CreateDeviceKey(srk)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srk, pub, priv, k := persistDeviceKey(t, e.tpm, RSA2048)
 		const h = DefaultDeviceKeyHandle
-		k, err := e.tpm.PersistDeviceKey(srk, pub, priv, h, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		if !bytes.Equal(k.Public, pub) || k.Handle != h {
 			t.Fatal("persisted key differs from the created one")
 		}
@@ -297,18 +286,7 @@ func TestDeviceKey(t *testing.T) {
 // blob under another parent, is refused by the TPM.
 func TestCheckKeyBlob(t *testing.T) {
 	eachTPM(t, swtpmtest.Options{}, func(t *testing.T, e *env) {
-		srk, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, priv, err := e.tpm.CreateDeviceKey(srk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := e.tpm.PersistDeviceKey(srk, pub, priv, DefaultDeviceKeyHandle, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		srk, pub, priv, k := persistDeviceKey(t, e.tpm, RSA2048)
 		loaded, err := e.tpm.CheckKeyBlob(srk, pub, priv)
 		if err != nil {
 			t.Fatal(err)

@@ -18,18 +18,7 @@ import (
 // as ErrLockout, and recovers with the lockout auth.
 func TestLockout(t *testing.T) {
 	eachTPM(t, swtpmtest.Options{}, func(t *testing.T, e *env) {
-		srk, _, err := e.tpm.EnsureSRK(ECCP256, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, priv, err := e.tpm.CreateDeviceKey(srk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dev, err := e.tpm.PersistDeviceKey(srk, pub, priv, DefaultDeviceKeyHandle, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, _, _, dev := persistDeviceKey(t, e.tpm, ECCP256)
 		if err := e.tpm.SetDAParams(nil, DAParams{MaxTries: 2, RecoverySeconds: 1000, LockoutRecoverySeconds: 1000}); err != nil {
 			t.Fatal(err)
 		}
@@ -92,18 +81,7 @@ func TestFirstDAAuthAfterStartup(t *testing.T) {
 	sw := swtpmtest.Start(t, swtpmtest.Options{})
 	e := &env{name: "swtpm", sw: sw}
 	openChecked(t, e, sw.Addr)
-	srk, _, err := e.tpm.EnsureSRK(RSA2048, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, priv, err := e.tpm.CreateDeviceKey(srk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := e.tpm.PersistDeviceKey(srk, pub, priv, DefaultDeviceKeyHandle, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, _, dev := persistDeviceKey(t, e.tpm, RSA2048)
 	e.reconnect(t, sw.Restart)
 	spy := &rcSpy{next: e.tpm.tr.inner}
 	e.tpm.tr.inner = spy

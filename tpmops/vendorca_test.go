@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/factory-id/station/internal/sharedtest"
 )
 
 var updateManifest = flag.Bool("update-manifest", false, "rewrite vendorca_manifest.json from the shared vendor CA collection")
@@ -16,7 +18,7 @@ var updateManifest = flag.Bool("update-manifest", false, "rewrite vendorca_manif
 // manifestSources are the shared folders of vendor CA certificates the
 // manifest is generated from.
 func manifestSources(t testing.TB) []string {
-	return []string{sharedTestdata(t, "tpm-vendor-cas"), filepath.Join(sharedTestdata(t, "ekcorpus"), "cas")}
+	return []string{sharedtest.Dir(t, "tpm-vendor-cas"), filepath.Join(sharedtest.Dir(t, "ekcorpus"), "cas")}
 }
 
 // generateManifest describes every distinct certificate Go can parse in the
@@ -63,7 +65,7 @@ func TestVendorCAManifest(t *testing.T) {
 		t.Fatal("vendorca_manifest.json is out of date with the shared vendor CA collection: go test ./tpmops -run TestVendorCAManifest -update-manifest")
 	}
 	// The manifest names what a folder holds and lacks.
-	v, err := LoadVendorRoots(sharedTestdata(t, "tpm-vendor-cas"))
+	v, err := LoadVendorRoots(sharedtest.Dir(t, "tpm-vendor-cas"))
 	if err != nil {
 		t.Fatal(err)
 	}

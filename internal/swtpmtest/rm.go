@@ -38,14 +38,7 @@ var rmTools = []string{"dbus-daemon", "tpm2-abrmd", "tpm2_getcap"}
 // CI=true where that fails it. tb.Cleanup stops it (Stop may come earlier).
 func (i *Instance) StartRM(tb testing.TB) *RM {
 	tb.Helper()
-	for _, name := range rmTools {
-		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				tb.Fatalf("swtpmtest: %s not installed (CI=true: cannot skip); run scripts/deps.sh", name)
-			}
-			tb.Skipf("swtpmtest: %s not installed; install tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon (scripts/deps.sh)", name)
-		}
-	}
+	requireTools(tb, rmTools, "tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon")
 	r := &RM{tb: tb}
 	tb.Cleanup(r.Stop)
 	if err := r.start(i); err != nil {

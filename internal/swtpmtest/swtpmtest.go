@@ -71,12 +71,19 @@ var tools = []string{"swtpm", "swtpm_setup", "swtpm_localca", "certtool"}
 // require skips (or fails under CI=true) when a tool is missing.
 func require(tb testing.TB) {
 	tb.Helper()
-	for _, name := range tools {
+	requireTools(tb, tools, "swtpm swtpm-tools gnutls-bin")
+}
+
+// requireTools skips the test when one of names is not on PATH, naming the
+// packages to install, except under CI=true where that fails it.
+func requireTools(tb testing.TB, names []string, packages string) {
+	tb.Helper()
+	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
 			if os.Getenv("CI") == "true" {
-				tb.Fatalf("swtpmtest: %s not installed (CI=true: swtpm tests cannot be skipped); run scripts/deps.sh", name)
+				tb.Fatalf("swtpmtest: %s not installed (CI=true: cannot skip); run scripts/deps.sh", name)
 			}
-			tb.Skipf("swtpmtest: %s not installed; install swtpm swtpm-tools gnutls-bin (scripts/deps.sh)", name)
+			tb.Skipf("swtpmtest: %s not installed; install %s (scripts/deps.sh)", name, packages)
 		}
 	}
 }
@@ -446,4 +453,17 @@ func (i *Instance) Kill() {
 	i.running = false
 	_ = i.cmd.Process.Kill()
 	<-i.done
+}
+
+// ClosedAddr returns a TPM address (swtpm://127.0.0.1:PORT) on which nothing
+// listens: a TPM that cannot be reached. It needs no swtpm.
+func ClosedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "swtpm://" + addr
 }
