@@ -104,8 +104,15 @@ func Doctor(cfg *configs.Config, cfgErr error, o DoctorOptions) []DoctorCheck {
 	return append(out, d.disk())
 }
 
-// Fixtures lists the TPM addresses of the station's fixtures: tpm.address.
-func Fixtures(cfg *configs.Config) []string { return []string{cfg.TPM.Address} }
+// Fixtures lists the TPM addresses of the station's fixtures: those of
+// line.fixtures, else tpm.address.
+func Fixtures(cfg *configs.Config) []string {
+	var out []string
+	for _, f := range cfg.LineFixtures() {
+		out = append(out, f.TPM)
+	}
+	return out
+}
 
 type doctor struct {
 	cfg *configs.Config
