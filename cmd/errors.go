@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/factory-id/station/agent"
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
@@ -102,6 +103,13 @@ var classes = []struct {
 	{station.ErrIssuerRevoked, ExitPolicy},
 	{station.ErrRefused, ExitPolicy},
 	{station.ErrRevokeTarget, ExitUsage},
+
+	// station agent, which holds the line key for provision processes.
+	{agent.ErrUnavailable, ExitEnvironment}, // not started, stopped or killed: start it and re-run
+	{agent.ErrInUse, ExitEnvironment},
+	{agent.ErrMismatch, ExitUsage}, // the agent's config is not provision's
+	{agent.ErrUnsafeSocket, ExitUsage},
+	{agent.ErrPeer, ExitPolicy},
 
 	// The TPM.
 	{tpmops.ErrEKMismatch, ExitPolicy},

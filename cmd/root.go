@@ -74,6 +74,7 @@ func NewRootCommand(version string) *cobra.Command {
 		newDoctorCommand(g),
 		newReportCommand(g),
 		newDemoCommand(g),
+		newAgentCommand(g),
 	)
 	return root
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/factory-id/station/agent"
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
@@ -260,6 +261,9 @@ func (d *doctor) issuerKey(is *certgen.Issuer) DoctorCheck {
 		ref = cfg.Path(ref)
 	}
 	shown := certgen.RedactURI(ref)
+	if cfg.Agent.Sock != "" {
+		return d.agentKey(is)
+	}
 	pw := d.o.Getenv(configs.EnvPKIKeyPassword)
 	if certgen.NeedsPassword(ref) && pw == "" {
 		return warn(name, "set "+configs.EnvPKIKeyPassword+" to have doctor open the key (it never prompts)",
@@ -292,6 +296,23 @@ func (d *doctor) issuerKey(is *certgen.Issuer) DoctorCheck {
 			"%s opens, but is not the key of %q: %v", where, is.Cert.Subject.CommonName, err)
 	}
 	return pass(name, "%s opens and signs for %q", where, is.Cert.Subject.CommonName)
+}
+
+// agentKey is the issuer-key check when station agent holds the key: the
+// agent answers, holds pki.issuer_cert's key (it proved that when it
+// started) and applies this configuration's policy.
+func (d *doctor) agentKey(is *certgen.Issuer) DoctorCheck {
+	const name = "issuer-key"
+	sock := d.cfg.Path(d.cfg.Agent.Sock)
+	if is == nil {
+		return warn(name, "fix issuer-chain first", "not checked: the issuer certificate did not load")
+	}
+	c, err := agent.Dial(sock, is, AgentPolicy(d.cfg))
+	if err != nil {
+		return fail(name, hintOr(err, "start station agent with this config"), "agent.sock %s: %v", sock, err)
+	}
+	i := c.Info()
+	return pass(name, "held by station agent (pid %d) at %s for %q; %d certificate(s) signed since it started", i.PID, sock, i.IssuerCN, i.Issued)
 }
 
 func (d *doctor) warehouse(is *certgen.Issuer) DoctorCheck {
