@@ -95,6 +95,7 @@ var classes = []struct {
 	// The station: setup, serials, provisioning refusals, revocation.
 	{station.ErrNotInitialized, ExitUsage},
 	{station.ErrBadSerial, ExitUsage},
+	{station.ErrBadScan, ExitUsage},      // a line from station line's scanner
 	{station.ErrDuplicateEK, ExitPolicy}, // these six wrap ErrRefused
 	{station.ErrSerialOtherTPM, ExitPolicy},
 	{station.ErrOwnedElsewhere, ExitPolicy},

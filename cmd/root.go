@@ -75,6 +75,7 @@ func NewRootCommand(version string) *cobra.Command {
 		newReportCommand(g),
 		newDemoCommand(g),
 		newAgentCommand(g),
+		newLineCommand(g),
 	)
 	return root
 }
