@@ -33,6 +33,30 @@ type Issuer struct {
 // an unreachable token wraps ErrHSM; a wrong or missing password ErrPassword.
 // chainPath may be "" when the issuer is signed by the root itself.
 func OpenIssuer(certPath, keyRef, chainPath, rootPath string, password func() ([]byte, error)) (*Issuer, error) {
+	is, err := LoadIssuer(certPath, chainPath, rootPath)
+	if err != nil {
+		return nil, err
+	}
+	key, err := OpenKey(keyRef, password)
+	if err != nil {
+		if errors.Is(err, ErrHSM) || errors.Is(err, ErrPassword) || errors.Is(err, ErrIssuer) || errors.Is(err, ErrKeyURI) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrIssuer, err)
+	}
+	if err := checkKeyMatches(key.Signer, is.Cert.PublicKey); err != nil {
+		key.Close()
+		return nil, issuerf("key %s for %q: %v", key.Ref, is.Cert.Subject.CommonName, err)
+	}
+	is.Signer, is.key = key.Signer, key
+	return is, nil
+}
+
+// LoadIssuer loads the line intermediate's certificates without its key,
+// with OpenIssuer's checks of the chain: for a process whose leaves another
+// process signs (station agent). Its Issue refuses; VerifyLeaf checks
+// what the signer returned.
+func LoadIssuer(certPath, chainPath, rootPath string) (*Issuer, error) {
 	cert, err := ReadCertificate(certPath)
 	if err != nil {
 		return nil, issuerf("issuer certificate: %v", err)
@@ -65,19 +89,20 @@ func OpenIssuer(certPath, keyRef, chainPath, rootPath string, password func() ([
 	if len(cert.SubjectKeyId) == 0 {
 		return nil, issuerf("%q has no subject key identifier, so its leaves could carry no authority key identifier", cert.Subject.CommonName)
 	}
-	key, err := OpenKey(keyRef, password)
-	if err != nil {
-		if errors.Is(err, ErrHSM) || errors.Is(err, ErrPassword) || errors.Is(err, ErrIssuer) || errors.Is(err, ErrKeyURI) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", ErrIssuer, err)
-	}
-	if err := checkKeyMatches(key.Signer, cert.PublicKey); err != nil {
-		key.Close()
-		return nil, issuerf("key %s for %q: %v", key.Ref, cert.Subject.CommonName, err)
-	}
-	is.Signer, is.key = key.Signer, key
 	return is, nil
+}
+
+// VerifyLeaf checks a device certificate signed elsewhere (by station
+// agent) as Issue checks its own: it verifies through this issuer up to the
+// root for clientAuth at now, and its key is the CSR's.
+func (is *Issuer) VerifyLeaf(leaf *x509.Certificate, csr *x509.CertificateRequest, now time.Time) error {
+	if _, err := is.verify(leaf, now, x509.ExtKeyUsageClientAuth); err != nil {
+		return issuerf("the certificate for %s does not verify through %q up to the root: %v", leaf.Subject.CommonName, is.Cert.Subject.CommonName, err)
+	}
+	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(csr.PublicKey) {
+		return issuerf("the certificate for %s does not certify the requested key", leaf.Subject.CommonName)
+	}
+	return nil
 }
 
 // NewIssuer builds an Issuer from parts already in memory (tests, the demo)

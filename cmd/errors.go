@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/factory-id/station/agent"
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
@@ -95,6 +96,7 @@ var classes = []struct {
 	// The station: setup, serials, provisioning refusals, revocation.
 	{station.ErrNotInitialized, ExitUsage},
 	{station.ErrBadSerial, ExitUsage},
+	{station.ErrBadScan, ExitUsage},      // a line from station line's scanner
 	{station.ErrDuplicateEK, ExitPolicy}, // these six wrap ErrRefused
 	{station.ErrSerialOtherTPM, ExitPolicy},
 	{station.ErrOwnedElsewhere, ExitPolicy},
@@ -103,6 +105,13 @@ var classes = []struct {
 	{station.ErrIssuerRevoked, ExitPolicy},
 	{station.ErrRefused, ExitPolicy},
 	{station.ErrRevokeTarget, ExitUsage},
+
+	// station agent, which holds the line key for provision processes.
+	{agent.ErrUnavailable, ExitEnvironment}, // not started, stopped or killed: start it and re-run
+	{agent.ErrInUse, ExitEnvironment},
+	{agent.ErrMismatch, ExitUsage}, // the agent's config is not provision's
+	{agent.ErrUnsafeSocket, ExitUsage},
+	{agent.ErrPeer, ExitPolicy},
 
 	// The TPM.
 	{tpmops.ErrEKMismatch, ExitPolicy},

@@ -74,6 +74,8 @@ func NewRootCommand(version string) *cobra.Command {
 		newDoctorCommand(g),
 		newReportCommand(g),
 		newDemoCommand(g),
+		newAgentCommand(g),
+		newLineCommand(g),
 	)
 	return root
 }
@@ -90,6 +92,11 @@ func (g *globals) config() (*configs.Config, error) {
 	// The address's syntax belongs to tpmops (configs knows no TPM).
 	if err := tpmops.CheckAddress(c.TPM.Address); err != nil {
 		return nil, &configs.Error{Key: "tpm.address", Err: err}
+	}
+	for i, f := range c.LineFixtures() {
+		if err := tpmops.CheckAddress(f.TPM); err != nil && len(c.Line.Fixtures) > 0 {
+			return nil, &configs.Error{Key: fmt.Sprintf("line.fixtures[%d]", i), Err: err}
+		}
 	}
 	if g.db != "" {
 		c.Station.DB = g.db

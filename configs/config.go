@@ -28,6 +28,8 @@ type Config struct {
 	DPS       DPS       `yaml:"dps"`
 	Firmware  Firmware  `yaml:"firmware"`
 	Flash     Flash     `yaml:"flash"`
+	Agent     Agent     `yaml:"agent"`
+	Line      Line      `yaml:"line"`
 
 	// Dir is the folder relative paths in the file are resolved against
 	// (the config file's folder; the working directory without a file).
@@ -127,6 +129,62 @@ type FlashTool struct {
 	// basic set (PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR, TERM); nothing
 	// else of the station's environment reaches it.
 	Env []string `yaml:"env"`
+}
+
+// Agent says where `station agent` listens, holding the unlocked issuer key.
+type Agent struct {
+	// Sock is the agent's Unix socket (STATION_AGENT_SOCK). When set,
+	// provision and line have the agent sign device certificates instead of
+	// opening pki.issuer_key themselves; `station agent` listens there.
+	Sock string `yaml:"sock"`
+}
+
+// Line configures `station line`, the shift-long session.
+type Line struct {
+	// Fixtures are the station's test fixtures, one TPM each:
+	// "NAME=TPM-ADDRESS" or "NAME=TPM-ADDRESS;FLASH-TARGETS" (or a bare
+	// address, named by itself). Empty: one fixture, tpm.address.
+	Fixtures []string `yaml:"fixtures"`
+}
+
+// Fixture is one entry of line.fixtures.
+type Fixture struct {
+	Name  string // what an operator scans after the serial
+	TPM   string // its TPM's address
+	Flash string // its flash targets ("" for flash.target)
+}
+
+// LineFixtures returns line.fixtures parsed (Validate has checked them), or
+// tpm.address as the one fixture when the list is empty.
+func (c *Config) LineFixtures() []Fixture {
+	if len(c.Line.Fixtures) == 0 {
+		return []Fixture{{Name: c.TPM.Address, TPM: c.TPM.Address}}
+	}
+	out := make([]Fixture, 0, len(c.Line.Fixtures))
+	for _, e := range c.Line.Fixtures {
+		f, _ := parseFixture(e)
+		out = append(out, f)
+	}
+	return out
+}
+
+var fixtureNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`)
+
+func parseFixture(e string) (Fixture, error) {
+	e = strings.TrimSpace(e)
+	rest, flashSpec, _ := strings.Cut(e, ";")
+	name, tpm, named := strings.Cut(rest, "=")
+	if !named || strings.Contains(name, "/") || strings.Contains(name, ":") {
+		// A bare address (which may hold "=" in a path) names itself.
+		name, tpm = rest, rest
+	} else if !fixtureNameRe.MatchString(name) {
+		return Fixture{}, fmt.Errorf("%q: the fixture name %q is not letters, digits, . _ - (at most 32)", e, name)
+	}
+	f := Fixture{Name: strings.TrimSpace(name), TPM: strings.TrimSpace(tpm), Flash: strings.TrimSpace(flashSpec)}
+	if f.TPM == "" {
+		return Fixture{}, fmt.Errorf("%q: no TPM address (want NAME=TPM-ADDRESS[;FLASH])", e)
+	}
+	return f, nil
 }
 
 // Handle is a TPM handle written as hex ("0x81000010").

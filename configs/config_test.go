@@ -77,6 +77,11 @@ func TestLoadRejects(t *testing.T) {
 		{"bad hub", "dps:\n  iot_hubs: [\"hub one\"]\n", nil, "dps.iot_hubs[0]", "host name"},
 		{"long firmware version", "firmware:\n  version: " + strings.Repeat("v", 65) + "\n", nil, "firmware.version", "at most 64"},
 		{"group key in a STATION_ variable", "dps:\n  group_key: env:STATION_GROUP\n", nil, "dps.group_key", "outside STATION_"},
+		{"fixture without address", "line:\n  fixtures: [\"f1=\"]\n", nil, "line.fixtures[0]", "no TPM address"},
+		{"bad fixture name", "line:\n  fixtures: [\"f 1=sim\"]\n", nil, "line.fixtures[0]", "fixture name"},
+		{"fixture name twice", "line:\n  fixtures: [\"f1=swtpm://127.0.0.1:2321\", \"f1=swtpm://127.0.0.1:2323\"]\n", nil, "line.fixtures[1]", "already line.fixtures[0]"},
+		{"fixture TPM twice", "line:\n  fixtures: [\"f1=/dev/tpmrm0\", \"f2=/dev/tpmrm0\"]\n", nil, "line.fixtures[1]", "own name and TPM"},
+		{"fixture bad flash", "line:\n  fixtures: [\"f1=/dev/tpmrm0;exec:esp\"]\n", nil, "line.fixtures[0]", `no tool "esp"`},
 		{"misspelt env override", "station:\n  id: a\n", []string{"STATION_TPM_ADRESS=sim"}, "", "$STATION_TPM_ADRESS"},
 		{"misspelt env names the real one", "station:\n  id: a\n", []string{"STATION_FIRMWARE_SHA265=00"}, "", "did you mean $STATION_FIRMWARE_SHA256"},
 		{"env bad handle", "station:\n  id: a\n", []string{"STATION_TPM_DEVICE_KEY_HANDLE=zz"}, "tpm.device_key_handle", "STATION_TPM_DEVICE_KEY_HANDLE"},
@@ -291,5 +296,21 @@ func TestFileKeysNameStringFields(t *testing.T) {
 	}
 	if got := c.raw("tpm.no_such_key"); got != "" {
 		t.Errorf("raw of an unknown key = %q", got)
+	}
+}
+
+func TestLineFixtures(t *testing.T) {
+	c, err := Load(writeConfig(t, "tpm:\n  address: /dev/tpmrm0\n"), true, []string{"STATION_LINE_FIXTURES=f1=swtpm://127.0.0.1:2321;dir:/mnt/{serial}, swtpm://127.0.0.1:2323"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.LineFixtures()
+	want := []Fixture{{Name: "f1", TPM: "swtpm://127.0.0.1:2321", Flash: "dir:/mnt/{serial}"}, {Name: "swtpm://127.0.0.1:2323", TPM: "swtpm://127.0.0.1:2323"}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("fixtures %+v, want %+v", got, want)
+	}
+	c.Line.Fixtures = nil
+	if got := c.LineFixtures(); len(got) != 1 || got[0].TPM != "/dev/tpmrm0" {
+		t.Fatalf("no line.fixtures: %+v, want tpm.address alone", got)
 	}
 }

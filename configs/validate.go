@@ -183,6 +183,9 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if err := c.checkFixtures(); err != nil {
+		return err
+	}
 	for name, t := range c.Flash.Tools {
 		if t.Command == "" {
 			return bad("flash.tools."+name+".command", "missing")
@@ -193,6 +196,31 @@ func (c *Config) Validate() error {
 		for _, v := range t.Env {
 			if strings.HasPrefix(v, "STATION_") || (strings.HasPrefix(c.DPS.GroupKey, "env:") && v == strings.TrimPrefix(c.DPS.GroupKey, "env:")) {
 				return bad("flash.tools."+name+".env", "%s may carry a secret (a password or the group key): a flashing tool never sees it", v)
+			}
+		}
+	}
+	return nil
+}
+
+// checkFixtures validates line.fixtures: each parses, and no name or
+// address is used twice (a scanned fixture must name one fixture).
+func (c *Config) checkFixtures() error {
+	seen := map[string]int{}
+	for i, e := range c.Line.Fixtures {
+		key := fmt.Sprintf("line.fixtures[%d]", i)
+		f, err := parseFixture(e)
+		if err != nil {
+			return &Error{Key: key, Err: err}
+		}
+		for _, v := range []string{f.Name, f.TPM} {
+			if j, dup := seen[v]; dup && j != i {
+				return &Error{Key: key, Err: fmt.Errorf("%q is already line.fixtures[%d]'s name or TPM: each fixture has its own name and TPM", v, j)}
+			}
+			seen[v] = i
+		}
+		if f.Flash != "" {
+			if err := c.CheckTargets(f.Flash); err != nil {
+				return &Error{Key: key, Err: err}
 			}
 		}
 	}

@@ -48,7 +48,7 @@ func (r *unitRun) stepCertificate() ([]audit.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CSR signed by the TPM: %w", err)
 	}
-	cert, err := p.issuer.Issue(certgen.LeafRequest{
+	cert, err := p.leaves.Issue(certgen.LeafRequest{
 		CSR:            csr,
 		RegistrationID: r.u.RegistrationID,
 		UnitSerial:     r.u.Serial,

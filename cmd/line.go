@@ -1,0 +1,228 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/station"
+)
+
+type lineOptions struct {
+	flash string
+	force bool
+}
+
+// newLineCommand is `station line`: a shift-long session fed by a barcode
+// scanner.
+func newLineCommand(g *globals) *cobra.Command {
+	o := &lineOptions{}
+	c := &cobra.Command{
+		Use:   "line [--flash LIST] [--force]",
+		Short: "A shift-long session: unlock once, then provision each scanned SERIAL[,FIXTURE] on a free fixture",
+		Long: `Runs a standalone station for a shift. It opens the line key once (STATION_PKI_KEY_PASSWORD,
+else asked on the terminal; or station agent when agent.sock is set), runs the doctor checks
+(refusing to start on a failed one; an unreachable fixture TPM is only a warning, as fixtures may be
+empty), then reads one line per unit from standard input, as a barcode scanner (a keyboard wedge)
+types them:
+
+  SERIAL            the unit goes on the next free fixture
+  SERIAL,FIXTURE    on that fixture: a name or TPM address from line.fixtures
+
+Each unit is provisioned exactly as station provision does it (same database, journal, audit log
+and checks) while the next line is read; as many units run at once as there are fixtures
+(line.fixtures, else tpm.address alone). A serial already provisioned is reported as such without
+touching a fixture; a bad line is reported and the session goes on.
+
+Output: JSON lines on stdout when it is not a terminal (or with -o json), one object per line read,
+as station provision -o json writes them; plain lines on a terminal. The session ends at the end
+of input, or on SIGTERM or Ctrl-C: no new unit starts, units on fixtures stop at their next step
+boundary, journaled, and how to resume them is printed (a second Ctrl-C stops at once; the units
+resume all the same). Exit 0 when every unit passed, else the failures' common code, or 1.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.flash, "flash", "", "flash target(s) for every unit (overrides line.fixtures' and flash.target)")
+	f.BoolVar(&o.force, "force", false, "overwrite a flash target that holds another unit's bundle")
+	return c
+}
+
+func (o *lineOptions) run(g *globals, c *cobra.Command) error {
+	cfg, err := g.config()
+	if err != nil {
+		return err
+	}
+	if o.flash != "" {
+		if err := cfg.CheckTargets(o.flash); err != nil {
+			return err
+		}
+	}
+	fixtures := cfg.LineFixtures()
+	if len(fixtures) > 1 {
+		for _, f := range fixtures {
+			if f.TPM == "sim" || strings.HasPrefix(f.TPM, "sim:") {
+				return usageErrorf("line.fixtures: the in-process simulator (sim) serves one unit at a time: use swtpm fixtures")
+			}
+		}
+	}
+	errw := c.ErrOrStderr()
+
+	// The line key, once: asked before the slow work, never printed.
+	getenv := g.getenv
+	if cfg.Agent.Sock == "" {
+		pw := newPasswords(c, g)
+		password, err := pw.lineKey(cfg)
+		pw.close()
+		if err != nil {
+			return err
+		}
+		if password != nil {
+			b, _ := password()
+			secret := string(b)
+			clear(b)
+			getenv = func(name string) string {
+				if name == configs.EnvPKIKeyPassword {
+					return secret
+				}
+				return g.getenv(name)
+			}
+		}
+	}
+
+	file, _ := g.configSource()
+	if _, serr := os.Stat(file); serr != nil {
+		file = ""
+	}
+	checks := station.Doctor(cfg, nil, station.DoctorOptions{ConfigFile: file, Getenv: getenv, EmptyFixturesOK: true})
+	var shown []station.DoctorCheck
+	for _, ch := range checks {
+		if ch.Status != station.CheckPass {
+			shown = append(shown, ch)
+		}
+	}
+	if len(shown) > 0 {
+		writeDoctorText(errw, shown)
+	}
+	if doctorCode(checks) != ExitOK {
+		fmt.Fprintln(errw, "station: line: the doctor checks above failed: fix them (station doctor) before the shift")
+		return silentError{ExitFailed}
+	}
+
+	env, err := station.OpenEnv(cfg, g.version)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	prov, err := station.NewProvisioner(env, getenv)
+	if err != nil {
+		return err
+	}
+	defer prov.Close()
+
+	sctx, stop := signal.NotifyContext(ctx(c), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-sctx.Done()
+		stop() // a second signal ends the process at once
+	}()
+
+	view := newLineView(c.OutOrStdout(), g.json())
+	var names []string
+	for _, f := range fixtures {
+		names = append(names, f.Name)
+	}
+	fmt.Fprintf(errw, "station line: %d fixture(s) (%s); scan SERIAL[,FIXTURE], one per line; Ctrl-C or end of input to stop\n",
+		len(fixtures), strings.Join(names, ", "))
+	var (
+		codes   []int
+		stopped []station.LineUnit
+	)
+	opts := station.LineOptions{Fixtures: fixtures, FlashSpec: o.flash, Force: o.force,
+		Progress: func(f configs.Fixture, serial, step string) {
+			g.logf(c, "fixture %s: unit %s: %s", f.Name, serial, step)
+		}}
+	fatal := prov.RunLine(sctx, c.InOrStdin(), opts, func(u station.LineUnit) {
+		code := code(u.Err)
+		codes = append(codes, code)
+		view.unit(u, code)
+		if u.Err != nil {
+			Exit(u.Err, errw)
+		}
+		if u.Stopped {
+			stopped = append(stopped, u)
+		}
+	})
+	writeResume(errw, stopped, o.flash)
+	err = batchExit(codes, len(codes), errw)
+	if fatal != nil {
+		return fatal
+	}
+	return err
+}
+
+// writeResume says how to finish the units the stop interrupted.
+func writeResume(w io.Writer, stopped []station.LineUnit, flash string) {
+	if len(stopped) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "station line stopped with %d unit(s) unfinished; each resumes where it stopped:\n", len(stopped))
+	for _, u := range stopped {
+		if u.Fixture.TPM == "" {
+			fmt.Fprintf(w, "  %s: not started: scan it again\n", u.Scan.Serial)
+			continue
+		}
+		cmd := fmt.Sprintf("station provision --serial %s --tpm %s", u.Scan.Serial, u.Fixture.TPM)
+		if f := firstNonEmpty(flash, u.Fixture.Flash); f != "" {
+			cmd += " --flash " + f
+		}
+		fmt.Fprintf(w, "  %s on fixture %s: scan it again in station line, or run `%s`\n", u.Scan.Serial, u.Fixture.Name, cmd)
+	}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// lineView shows a session's units as they finish. It is the seam for the
+// live operator screen: JSON lines when stdout is not a terminal (or with
+// -o json), plain lines on a terminal.
+type lineView interface {
+	unit(u station.LineUnit, exitCode int)
+}
+
+func newLineView(w io.Writer, asJSON bool) lineView {
+	if f, ok := w.(*os.File); asJSON || !ok || !term.IsTerminal(int(f.Fd())) {
+		return jsonLineView{w}
+	}
+	return textLineView{w}
+}
+
+// jsonLineView writes provision -o json's object per unit.
+type jsonLineView struct{ w io.Writer }
+
+func (v jsonLineView) unit(u station.LineUnit, exitCode int) {
+	writeJSON(v.w, provisionJSON{Result: u.Result, ExitCode: exitCode})
+}
+
+// textLineView writes provision's text line, with the fixture.
+type textLineView struct{ w io.Writer }
+
+func (v textLineView) unit(u station.LineUnit, _ int) {
+	if u.Fixture.Name != "" {
+		fmt.Fprintf(v.w, "[%s] ", u.Fixture.Name)
+	}
+	printResult(v.w, u.Result)
+}
