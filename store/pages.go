@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"syscall"
 )
 
 // bbolt's on-disk layout, as the page walk below reads it (the field order
@@ -34,14 +35,15 @@ const (
 
 var ne = binary.NativeEndian
 
-// pageWalk reads a bbolt file page by page, never writing it.
+// pageWalk reads a bbolt file page by page (mapped read-only), never
+// writing it.
 type pageWalk struct {
 	f    *os.File
 	path string // for errors: the database's path
 	ps   int
 	hwm  uint64 // the meta's high-water mark: every page id is below it
 	seen []bool // pages reached from the meta (tree, overflow, freelist)
-	bufs [][]byte
+	data []byte // the file's hwm pages, mapped read-only
 }
 
 // checkPages walks every page of the database at db's file that the
@@ -63,7 +65,10 @@ func (db *DB) checkPages() error {
 		return fmt.Errorf("opening the station database: %w", err)
 	}
 	w := &pageWalk{f: f, path: db.path, ps: db.Info().PageSize}
-	return w.check(st.Size())
+	// Mapped rather than read: the walk touches every page of the file
+	// once, and a copy of each costs more than the checks. A fault (the
+	// file cut short meanwhile) is ErrDamaged through guard.
+	return guard(db.path, func() error { return w.check(st.Size()) })
 }
 
 func (w *pageWalk) damaged(format string, a ...any) error {
@@ -81,6 +86,10 @@ func (w *pageWalk) check(size int64) error {
 	if w.hwm < 2 || w.hwm > uint64(size)/uint64(w.ps) {
 		return w.damaged("truncated: its pages need %d bytes, the file holds %d", w.hwm*uint64(w.ps), size)
 	}
+	if w.data, err = syscall.Mmap(int(w.f.Fd()), 0, int(w.hwm)*w.ps, syscall.PROT_READ, syscall.MAP_SHARED); err != nil {
+		return fmt.Errorf("reading the station database %s: %w", w.path, err)
+	}
+	defer syscall.Munmap(w.data)
 	w.seen = make([]bool, w.hwm)
 	w.seen[0], w.seen[1] = true, true
 	var free []uint64
@@ -134,19 +143,13 @@ func (w *pageWalk) meta() (root, freelist uint64, err error) {
 	return ne.Uint64(best[16:]), ne.Uint64(best[32:]), nil
 }
 
-// read returns page id with its overflow pages, in the buffer of depth d,
-// after checking its place in the file and that it was not reached before.
-func (w *pageWalk) read(id uint64, d int, what string) ([]byte, error) {
+// read returns page id with its overflow pages, after checking its place
+// in the file and that it was not reached before.
+func (w *pageWalk) read(id uint64, what string) ([]byte, error) {
 	if id < 2 || id >= w.hwm {
 		return nil, w.damaged("%s points to page %d, outside the file's %d pages", what, id, w.hwm)
 	}
-	for len(w.bufs) <= d {
-		w.bufs = append(w.bufs, make([]byte, w.ps))
-	}
-	b := w.bufs[d][:w.ps]
-	if _, err := w.f.ReadAt(b, int64(id)*int64(w.ps)); err != nil {
-		return nil, w.damaged("reading page %d: %v", id, err)
-	}
+	b := w.data[id*uint64(w.ps):]
 	if got := ne.Uint64(b); got != id {
 		return nil, w.damaged("page %d carries the id %d (%s points to it)", id, got, what)
 	}
@@ -160,23 +163,12 @@ func (w *pageWalk) read(id uint64, d int, what string) ([]byte, error) {
 		}
 		w.seen[p] = true
 	}
-	if n := int(over+1) * w.ps; over > 0 {
-		if cap(w.bufs[d]) < n {
-			nb := make([]byte, n)
-			copy(nb, b)
-			w.bufs[d] = nb
-		}
-		b = w.bufs[d][:n]
-		if _, err := w.f.ReadAt(b[w.ps:], int64(id+1)*int64(w.ps)); err != nil {
-			return nil, w.damaged("reading page %d: %v", id, err)
-		}
-	}
-	return b, nil
+	return b[:(over+1)*uint64(w.ps)], nil
 }
 
 // freelist returns the page IDs the freelist page lists.
 func (w *pageWalk) freelist(id uint64) ([]uint64, error) {
-	b, err := w.read(id, 0, "the meta page's freelist")
+	b, err := w.read(id, "the meta page's freelist")
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +198,7 @@ func (w *pageWalk) tree(id uint64, d int) error {
 	if d > 0 {
 		what = "a parent page"
 	}
-	b, err := w.read(id, d, what)
+	b, err := w.read(id, what)
 	if err != nil {
 		return err
 	}
