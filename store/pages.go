@@ -83,7 +83,10 @@ func (w *pageWalk) check(size int64) error {
 	if err != nil {
 		return err
 	}
-	if w.hwm < 2 || w.hwm > uint64(size)/uint64(w.ps) {
+	if w.hwm < 3 {
+		return w.damaged("the meta page's high-water mark is %d pages", w.hwm)
+	}
+	if w.hwm > uint64(size)/uint64(w.ps) {
 		return w.damaged("truncated: its pages need %d bytes, the file holds %d", w.hwm*uint64(w.ps), size)
 	}
 	if w.data, err = syscall.Mmap(int(w.f.Fd()), 0, int(w.hwm)*w.ps, syscall.PROT_READ, syscall.MAP_SHARED); err != nil {

@@ -36,13 +36,17 @@ func parseRaw(tb testing.TB, b []byte) *rawDB {
 
 func (r *rawDB) page(id uint64) []byte { return r.b[int(id)*r.ps : int(id+1)*r.ps] }
 
-func (r *rawDB) root() uint64 {
+// meta returns the newest meta page's fields (after the page header).
+func (r *rawDB) meta() []byte {
 	m := r.b[pageHeaderSize:]
 	if n := r.b[r.ps+pageHeaderSize:]; ne.Uint64(n[48:]) > ne.Uint64(m[48:]) {
 		m = n
 	}
-	return ne.Uint64(m[16:])
+	return m
 }
+
+func (r *rawDB) root() uint64     { return ne.Uint64(r.meta()[16:]) }
+func (r *rawDB) freelist() uint64 { return ne.Uint64(r.meta()[32:]) }
 
 // bucketRoot returns the root page of the top-level bucket name (which must
 // not be inline).
@@ -100,24 +104,36 @@ func openBounded(t *testing.T, path string) error {
 func TestPageWalkRefuses(t *testing.T) {
 	cases := []struct {
 		name, want string
-		corrupt    func(r *rawDB, branch uint64)
+		corrupt    func(t *testing.T, r *rawDB, branch uint64)
 	}{
-		{"cycle to the branch itself", "reached twice", func(r *rawDB, branch uint64) {
+		{"cycle to the branch itself", "reached twice", func(_ *testing.T, r *rawDB, branch uint64) {
 			p := r.page(branch)
 			e := pageHeaderSize + (int(ne.Uint16(p[10:]))-1)*pageElementSize
 			ne.PutUint64(p[e+8:], branch)
 		}},
-		{"cycle to the root bucket", "reached twice", func(r *rawDB, branch uint64) {
+		{"cycle to the root bucket", "reached twice", func(_ *testing.T, r *rawDB, branch uint64) {
 			ne.PutUint64(r.page(branch)[pageHeaderSize+8:], r.root())
 		}},
-		{"page past the high-water mark", "outside the file", func(r *rawDB, branch uint64) {
+		{"page past the high-water mark", "outside the file", func(_ *testing.T, r *rawDB, branch uint64) {
 			ne.PutUint64(r.page(branch)[pageHeaderSize+8:], r.hwm+3)
 		}},
-		{"leaf claims too many elements", "more than its", func(r *rawDB, branch uint64) {
+		{"leaf claims too many elements", "more than its", func(_ *testing.T, r *rawDB, branch uint64) {
 			leaf := ne.Uint64(r.page(branch)[pageHeaderSize+8:])
 			ne.PutUint16(r.page(leaf)[10:], 0xFFF0)
 		}},
-		{"leaf element past its page", "past the page", func(r *rawDB, branch uint64) {
+		{"freelist claims too many entries", "more than its page holds", func(_ *testing.T, r *rawDB, _ uint64) {
+			p := r.page(r.freelist())
+			ne.PutUint16(p[10:], 0xFFFF)
+			ne.PutUint64(p[pageHeaderSize:], 1<<40)
+		}},
+		{"freelist lists a page in use", "both in use and listed as free", func(t *testing.T, r *rawDB, branch uint64) {
+			p := r.page(r.freelist())
+			if ne.Uint16(p[10:]) == 0 || ne.Uint16(p[10:]) == 0xFFFF {
+				t.Fatalf("freelist page %d lists %#x pages", r.freelist(), ne.Uint16(p[10:]))
+			}
+			ne.PutUint64(p[pageHeaderSize:], branch)
+		}},
+		{"leaf element past its page", "past the page", func(_ *testing.T, r *rawDB, branch uint64) {
 			leaf := ne.Uint64(r.page(branch)[pageHeaderSize+8:])
 			ne.PutUint32(r.page(leaf)[pageHeaderSize+4:], 1<<20)
 		}},
@@ -125,7 +141,7 @@ func TestPageWalkRefuses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r, branch := unitsBranch(t)
-			tc.corrupt(r, branch)
+			tc.corrupt(t, r, branch)
 			path := writeFile(t, r.b)
 			err := openBounded(t, path)
 			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "page ") {
