@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,8 +148,12 @@ func TestPageWalkRefuses(t *testing.T) {
 			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "page ") {
 				t.Errorf("Open: %v, want ErrDamaged with %q naming the page", err, tc.want)
 			}
-			if _, err := Backup(path, filepath.Join(t.TempDir(), "b.db"), testOptions()); !errors.Is(err, ErrDamaged) {
+			out := filepath.Join(t.TempDir(), "b.db")
+			if _, err := Backup(path, out, testOptions()); !errors.Is(err, ErrDamaged) {
 				t.Errorf("Backup: %v, want ErrDamaged", err)
+			}
+			if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the refused backup left %s: %v", out, err)
 			}
 			if got, _ := os.ReadFile(path); !bytes.Equal(got, r.b) {
 				t.Error("the refused file was changed")
