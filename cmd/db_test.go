@@ -167,10 +167,12 @@ func init() {
 // dbfile cut SRC DST N|half: DST holds SRC's first N bytes (or half of them).
 // dbfile random DST N: N random bytes.
 // dbfile flip-root SRC DST: SRC with the page ID in the header of its root
-// bucket's page inverted (bbolt asserts on it: a damaged page).
+// bucket's page inverted (a page whose header does not name itself).
+// dbfile cycle SRC DST: SRC with the units bucket's root page ID rewritten
+// to the root bucket's own page, a cycle in the page tree.
 func dbFile(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
-		ts.Fatalf("usage: dbfile cut SRC DST N|half | random DST N | flip-root SRC DST")
+		ts.Fatalf("usage: dbfile cut SRC DST N|half | random DST N | flip-root SRC DST | cycle SRC DST")
 	}
 	switch args[0] {
 	case "cut":
@@ -201,6 +203,32 @@ func dbFile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		root := int(binary.NativeEndian.Uint64(b[meta+32:]))
 		b[root*ps] ^= 0xff
+		ts.Check(os.WriteFile(ts.MkAbs(args[2]), b, 0o600))
+	case "cycle":
+		b, err := os.ReadFile(ts.MkAbs(args[1]))
+		ts.Check(err)
+		ps := int(binary.NativeEndian.Uint32(b[24:]))
+		meta := 0
+		if binary.NativeEndian.Uint64(b[ps+64:]) > binary.NativeEndian.Uint64(b[64:]) {
+			meta = ps
+		}
+		root := binary.NativeEndian.Uint64(b[meta+32:])
+		// The root bucket's leaf page: a 16-byte header (count at 10), then
+		// elements of flags, pos, ksize, vsize (4 bytes each), pos counting
+		// from the element; a bucket's value starts with its root page ID.
+		p := b[int(root)*ps:]
+		found := false
+		for i := range int(binary.NativeEndian.Uint16(p[10:])) {
+			e := 16 + i*16
+			pos, ks := int(binary.NativeEndian.Uint32(p[e+4:])), int(binary.NativeEndian.Uint32(p[e+8:]))
+			if string(p[e+pos:e+pos+ks]) == "units" {
+				binary.NativeEndian.PutUint64(p[e+pos+ks:], root)
+				found = true
+			}
+		}
+		if !found {
+			ts.Fatalf("dbfile cycle: no units bucket in the root page %d", root)
+		}
 		ts.Check(os.WriteFile(ts.MkAbs(args[2]), b, 0o600))
 	default:
 		ts.Fatalf("dbfile: unknown %q", args[0])

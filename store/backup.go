@@ -116,6 +116,9 @@ func backupOnce(src *os.File, path, out, dir string, o Options) (info *BackupInf
 		return nil, errChanged
 	}
 	db.path = path // errors name the database, not the copy
+	if err := db.checkPages(); err != nil {
+		return nil, err
+	}
 	if err := db.validate(o.StationID); err != nil {
 		return nil, err
 	}

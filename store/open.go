@@ -86,7 +86,8 @@ var allBuckets = [][]byte{bucketUnits, bucketEKs, bucketCerts, bucketMeta, bucke
 // Open opens the initialized station database at path. It never creates a
 // file (Create does) and never writes to one it refuses: the file is first
 // opened read-only and checked (bbolt's header and checksums, a size that
-// holds every page, the station's buckets and markers, the station ID); a
+// holds every page, every page of the tree walked once (checkPages), the
+// station's buckets and markers, the station ID); a
 // missing file is an error wrapping fs.ErrNotExist, anything else unusable an
 // *Error wrapping ErrNotStationDB, ErrDamaged or ErrBusy.
 func Open(path string, o Options) (*DB, error) {
@@ -94,7 +95,11 @@ func Open(path string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.validate(o.StationID); err != nil || o.ReadOnly {
+	err = db.checkPages()
+	if err == nil {
+		err = db.validate(o.StationID)
+	}
+	if err != nil || o.ReadOnly {
 		if err != nil {
 			db.Close()
 			return nil, err
