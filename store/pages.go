@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"syscall"
 )
 
 // bbolt's on-disk layout, as the page walk below reads it (the field order
@@ -89,10 +88,12 @@ func (w *pageWalk) check(size int64) error {
 	if w.hwm > uint64(size)/uint64(w.ps) {
 		return w.damaged("truncated: its pages need %d bytes, the file holds %d", w.hwm*uint64(w.ps), size)
 	}
-	if w.data, err = syscall.Mmap(int(w.f.Fd()), 0, int(w.hwm)*w.ps, syscall.PROT_READ, syscall.MAP_SHARED); err != nil {
+	data, unmap, err := mapPages(w.f, int(w.hwm)*w.ps)
+	if err != nil {
 		return fmt.Errorf("reading the station database %s: %w", w.path, err)
 	}
-	defer syscall.Munmap(w.data)
+	defer unmap()
+	w.data = data
 	w.seen = make([]bool, w.hwm)
 	w.seen[0], w.seen[1] = true, true
 	var free []uint64
