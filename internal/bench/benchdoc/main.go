@@ -213,6 +213,28 @@ func write(w io.Writer, r run, h host) {
 	}
 	p("\n")
 
+	p("## In process, on swtpm and the simulator\n\n")
+	p("`station` `BenchmarkProvisionSwtpm` provisions fresh swtpm units one after another in one process (no\n")
+	p("process start, the line key unlocked once); `BenchmarkProvisionSimulator` the same on the simulator.\n\n")
+	p("| benchmark | ms/unit (median) | in TPM, ms (median) |\n|---|---:|---:|\n")
+	p("| `BenchmarkProvisionSwtpm` | %s | %s |\n", r.f("BenchmarkProvisionSwtpm", "ms/unit(median)", "%.0f"), r.f("BenchmarkProvisionSwtpm", "tpm-ms/unit(median)", "%.0f"))
+	p("| `BenchmarkProvisionSimulator` | %s | |\n\n", r.f("BenchmarkProvisionSimulator", "ms/unit(median)", "%.0f"))
+	p("| TPM operation (`tpmops`), median ms | swtpm | simulator |\n|---|---:|---:|\n")
+	for _, b := range []string{"BenchmarkReadEK", "BenchmarkEnsureEK", "BenchmarkEnsureSRK", "BenchmarkDeviceKey", "BenchmarkChangeAuth"} {
+		var subs []string
+		for name := range r.metrics {
+			if strings.HasPrefix(name, b+"/swtpm") {
+				subs = append(subs, strings.TrimPrefix(name, b+"/swtpm"))
+			}
+		}
+		slices.Sort(subs)
+		for _, sub := range subs {
+			p("| `%s`%s | %s | %s |\n", strings.TrimPrefix(b, "Benchmark"), strings.ReplaceAll(sub, "/", " "),
+				r.f(b+"/swtpm"+sub, "ms-median", "%.2f"), r.f(b+"/sim"+sub, "ms-median", "%.2f"))
+		}
+	}
+	p("\n")
+
 	writeDiscrete(w, r)
 
 	p("## The audit log and the exports\n\n")
