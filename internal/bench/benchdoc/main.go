@@ -35,8 +35,12 @@ func main() {
 		os.Exit(2)
 	}
 	r := parse(raw)
+	h := machine()
+	if fi, err := os.Stat(*in); err == nil { // the run ended when its output was last written
+		h.date = fi.ModTime().UTC().Format("2006-01-02 15:04 MST")
+	}
 	var doc bytes.Buffer
-	write(&doc, r, machine())
+	write(&doc, r, h)
 	tmp := *out + ".tmp"
 	err = os.WriteFile(tmp, doc.Bytes(), 0o644)
 	if err == nil {
@@ -57,6 +61,7 @@ type run struct {
 }
 
 type discreteLog struct {
+	sleeping             bool // the cross-check: the model sleeping, end to end
 	part, bus, persisted string
 	ms, inTPM            string
 	steps, commands      string
@@ -64,7 +69,7 @@ type discreteLog struct {
 
 var (
 	benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
-	discLog   = regexp.MustCompile(`(?m)^\s+\S+\.go:\d+: (.+?) \((.+?)\), EK persisted (true|false): (\S+) ms/unit, (\S+)% in the TPM\n\s+steps ms: (.*)\n\s+commands \(per unit, ms\): (.*)$`)
+	discLog   = regexp.MustCompile(`(?m)^--- BENCH: (\S+)\n\s+\S+\.go:\d+: (.+?) \((.+?)\), EK persisted (true|false): (\S+) ms/unit, (\S+)% in the TPM\n\s+steps ms: (.*)\n\s+commands \(per unit, ms\): (.*)$`)
 )
 
 func parse(raw []byte) run {
@@ -86,7 +91,7 @@ func parse(raw []byte) run {
 		r.metrics[m[1]] = ms
 	}
 	for _, m := range discLog.FindAllStringSubmatch(string(raw), -1) {
-		r.discrete = append(r.discrete, discreteLog{m[1], m[2], m[3], m[4], m[5], m[6], m[7]})
+		r.discrete = append(r.discrete, discreteLog{strings.Contains(m[1], "/sleeping/"), m[2], m[3], m[4], m[5], m[6], m[7], m[8]})
 	}
 	return r
 }
@@ -120,6 +125,9 @@ func machine() host {
 	h.cpu = fmt.Sprintf("%d × %s", runtime.NumCPU(), h.cpu)
 	h.swtpm = firstLine("swtpm", "--version")
 	h.tools = firstLine("tpm2_createek", "--version")
+	if m := regexp.MustCompile(`version="([^"]*)"`).FindStringSubmatch(h.tools); m != nil {
+		h.tools = m[1]
+	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		h.load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -144,7 +152,7 @@ func write(w io.Writer, r run, h host) {
 	p("# Benchmarks\n\n")
 	p("Written by `make bench` (`internal/bench/benchdoc`) from one run of every benchmark (`-benchtime 1x`) on\n")
 	p("%s; do not edit by hand, run `make bench` again. The machine:\n\n", h.date)
-	p("- CPU: %s; load average at the end of the run: %s\n", h.cpu, h.load)
+	p("- CPU: %s; load average when the document was written: %s\n", h.cpu, h.load)
 	p("- %s, %s, tpm2-tools: %s\n\n", h.goVersion, h.swtpm, h.tools)
 	p("Times outside a TPM are the machine's: a loaded machine makes them pessimistic. The modelled TPM\n")
 	p("times of the discrete-TPM section are not affected.\n\n")
@@ -185,7 +193,7 @@ func write(w io.Writer, r run, h host) {
 			p("  session or a `--batch` pays these once per shift or batch, not per unit (see the throughput table).\n")
 			p("- Inside the steps, %.0f ms are TPM commands on swtpm (%.0f%% of the unit), which station cannot shorten\n", tpm, 100*tpm/st)
 			p("  without doing less: the RSA SRK, the ECC device key, the salted sessions that protect the new auths.\n")
-			p("- The script is fast because it checks nothing: no EK certificate chain, no duplicate EK or serial, no\n")
+			p("- The script is fast because it checks nothing but the flash read-back: no EK certificate chain, no duplicate EK or serial, no\n")
 			p("  escrow before the lockout auth changes, no journal to resume from, no signed audit record. Those\n")
 			p("  checks are what station is for, so the ratio the target asks for is out of reach on swtpm, where a\n")
 			p("  TPM command costs microseconds to a few ms. On a discrete TPM (below) the chip's seconds of key\n")
@@ -286,7 +294,12 @@ func writeDiscrete(w io.Writer, r run) {
 		return
 	}
 	p("| Chip (bus) | EK persisted | ms/unit | in TPM | units/h per fixture |\n|---|---|---:|---:|---:|\n")
+	var check *discreteLog
 	for _, d := range r.discrete {
+		if d.sleeping {
+			check = &d
+			continue
+		}
 		ms, _ := strconv.ParseFloat(d.ms, 64)
 		uph := "—"
 		if ms > 0 {
@@ -294,9 +307,12 @@ func writeDiscrete(w io.Writer, r run) {
 		}
 		p("| %s (%s) | %s | %s | %s%% | %s |\n", d.part, d.bus, map[string]string{"true": "yes", "false": "no"}[d.persisted], d.ms, d.inTPM, uph)
 	}
+	if check != nil {
+		p("\nCross-check: the %s with the model sleeping (end to end, as on the chip, wall clock): %s ms per unit.\n", check.part, check.ms)
+	}
 	p("\nWhere the time goes, per chip (median ms per step; the costliest kinds of command, count per unit and ms):\n\n")
 	for _, d := range r.discrete {
-		if d.persisted != "true" {
+		if d.persisted != "true" || d.sleeping {
 			continue
 		}
 		p("- %s: %s.\n  Commands: %s.\n", d.part, d.steps, d.commands)
