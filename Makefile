@@ -26,8 +26,13 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
+# Every benchmark once, its output kept in bin/bench.txt, then docs/BENCHMARKS.md written from that run
+# (internal/bench/benchdoc). BENCH_UNITS=N: units each for station and the reference script (default 7).
 bench: deps
-	CGO_ENABLED=1 $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m $(PKGS)
+	@mkdir -p bin
+	CGO_ENABLED=1 $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m $(PKGS) > bin/bench.txt 2>&1; \
+	  status=$$?; cat bin/bench.txt; exit $$status
+	$(GO) run ./internal/bench/benchdoc -in bin/bench.txt -out docs/BENCHMARKS.md
 
 demo:
 	CGO_ENABLED=1 $(GO) run ./cmd/station demo --units 5
