@@ -16,7 +16,7 @@ import (
 )
 
 // dpsFields is the DPS service schema (service.json 2021-10-01, as listed in
-// ../shared/reference/dps-and-tcg.md "Enrollment JSON"): every JSON path an
+// the DPS service REST API reference, "Enrollment JSON"): every JSON path an
 // enrollment may hold. "*" is any map key.
 var dpsFields = map[string]bool{
 	"registrationId": true, "deviceId": true, "etag": true, "enrollmentGroupId": true,

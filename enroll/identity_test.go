@@ -13,7 +13,7 @@ import (
 	"github.com/factory-id/station/enroll/regid"
 )
 
-// The vectors of ../shared/reference/dps-and-tcg.md, recomputed there
+// The DPS derivation vectors (as the Azure DPS documentation gives them), recomputed there
 // independently of this code.
 func TestRegistrationIDVectors(t *testing.T) {
 	sample, err := os.ReadFile("testdata/ek-sample.b64")
