@@ -27,7 +27,9 @@ import (
 //
 //   - a fresh unit whose EK is persisted and certified by its vendor: 1,
 //     the SRK, which no TPM holds before station creates it; the EK is
-//     proven by reading (its shape and the certified key);
+//     proven by reading (its shape and the certified key). Its secrets
+//     (the lockout value sealed, then set) share one salted session: one
+//     StartAuthSession, an RSA decryption in the TPM;
 //   - a fresh unit whose EK is not persisted (a TPM straight from the
 //     reel, its certificate in NV): 2, the EK (derived to be persisted)
 //     and the SRK;
@@ -39,9 +41,18 @@ func TestRSACreatePrimaryPerUnit(t *testing.T) {
 	t.Run("fresh, EK persisted", func(t *testing.T) {
 		tpm := l.simUnit()
 		defer tpm.Close()
-		if got := rsaPrimaries(t, tpm, func() { l.mustProvision(t, context.Background(), tpm, "CP-1") }); got != 1 {
+		before := tpm.Stats()
+		l.mustProvision(t, context.Background(), tpm, "CP-1")
+		d := tpm.Stats().Since(before)
+		if got := d.Count(tpmops.CreatePrimaryRSA); got != 1 {
 			t.Errorf("provision ran %d RSA CreatePrimary, want 1 (the SRK)", got)
 		}
+		// The lockout value is sealed under the SRK and then set: both
+		// through one session salted to the SRK, one RSA decryption.
+		if got := d.Count(tpmops.CommandKind{Code: tpm2.TPMCCStartAuthSession, Alg: tpm2.TPMAlgRSA}); got != 1 {
+			t.Errorf("provision started %d sessions salted to an RSA key, want 1 (%v)", got, d.ByKind)
+		}
+		noLeaks(t, tpm)
 		if got := rsaPrimaries(t, tpm, func() { l.mustVerify(t, tpm, "CP-1") }); got != 0 {
 			t.Errorf("verify ran %d RSA CreatePrimary, want 0", got)
 		}

@@ -52,7 +52,10 @@ func (p *Provisioner) bundle(r *unitRun) (*credbundle.Bundle, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.SealedKey, err = r.tpm.Seal(r.srk, key)
+		var secrets *tpmops.Secrets
+		if secrets, err = r.secretSession(); err == nil {
+			b.SealedKey, err = secrets.Seal(r.srk, key)
+		}
 		clear(key)
 		if err != nil {
 			return nil, err

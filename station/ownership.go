@@ -96,7 +96,11 @@ func (r *unitRun) takeAuth(name string, h tpmops.Hierarchy, alreadySet bool) err
 	if err != nil {
 		return err
 	}
-	sealed, err := r.tpm.Seal(r.srk, secret)
+	secrets, err := r.secretSession()
+	if err != nil {
+		return err
+	}
+	sealed, err := secrets.Seal(r.srk, secret)
 	if err != nil {
 		return fmt.Errorf("sealing the new %s auth to the TPM: %w", name, err)
 	}
@@ -110,7 +114,7 @@ func (r *unitRun) takeAuth(name string, h tpmops.Hierarchy, alreadySet bool) err
 	if err := r.commit(nil, func(tx *bolt.Tx) error { return store.PutPendingSeal(tx, r.u.Serial, name, sealed) }); err != nil {
 		return err
 	}
-	if err := r.tpm.ChangeAuth(h, nil, secret, r.srk); err != nil {
+	if err := secrets.ChangeAuth(h, nil, secret); err != nil {
 		return fmt.Errorf("setting %s auth: %w", name, err)
 	}
 	escrowOf(r.u, name).Pending = false

@@ -253,6 +253,7 @@ type unitRun struct {
 
 	ek, srk, devKey tpmops.Key
 	perm            tpmops.Permanent
+	secrets         *tpmops.Secrets // nil until a step sends a secret
 }
 
 func (r *unitRun) load() error {
@@ -286,7 +287,24 @@ func (r *unitRun) open() error {
 	return nil
 }
 
+// secretSession is the session through which the unit's secrets reach its
+// TPM (tpmops.Secrets: one salt decryption per unit, not one per secret),
+// started on first use, salted to the SRK, and flushed when the run ends.
+func (r *unitRun) secretSession() (*tpmops.Secrets, error) {
+	if r.secrets.Closed() {
+		s, err := r.tpm.Secrets(r.srk)
+		if err != nil {
+			return nil, err
+		}
+		r.secrets = s
+	}
+	return r.secrets, nil
+}
+
 func (r *unitRun) close() {
+	if err := r.secrets.Close(); err != nil {
+		r.obs.Note(r.req.Serial, err.Error()+" (the next run on this TPM flushes it)")
+	}
 	if r.opened {
 		r.tpm.Close()
 	}

@@ -171,16 +171,21 @@ func (h Hierarchy) String() string {
 // area the caller trusts) encrypts newAuth with AES-128-CFB, so the new
 // secret never crosses the bus in clear. newAuth is at most 32 bytes.
 func (t *TPM) ChangeAuth(h Hierarchy, oldAuth, newAuth []byte, saltKey Key) error {
+	enc, err := encryptIn(saltKey)
+	if err != nil {
+		return err
+	}
+	return t.changeAuth(h, oldAuth, newAuth, enc)
+}
+
+// changeAuth is ChangeAuth with enc, the session that encrypts newAuth.
+func (t *TPM) changeAuth(h Hierarchy, oldAuth, newAuth []byte, enc tpm2.Session) error {
 	hh, err := h.handle()
 	if err != nil {
 		return err
 	}
 	if len(newAuth) > 32 {
 		return fmt.Errorf("new %s auth longer than 32 bytes", h)
-	}
-	enc, err := encryptIn(saltKey)
-	if err != nil {
-		return err
 	}
 	_, err = tpm2.HierarchyChangeAuth{
 		AuthHandle: tpm2.AuthHandle{Handle: hh, Auth: tpm2.PasswordAuth(oldAuth)},
@@ -218,13 +223,9 @@ func (t *TPM) ProveAuth(h Hierarchy, auth []byte, saltKey Key) error {
 	if len(auth) == 0 || len(auth) > 32 {
 		return fmt.Errorf("proving the %s auth: want a value of 1 to 32 bytes", h)
 	}
-	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](saltKey.Public)
+	pubArea, err := saltPublic(saltKey)
 	if err != nil {
-		return fmt.Errorf("salt key public: %w", err)
-	}
-	pubArea, err := pub.Contents()
-	if err != nil {
-		return fmt.Errorf("salt key public: %w", err)
+		return err
 	}
 	sess := tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Auth(auth),
 		tpm2.Salted(saltKey.Handle, *pubArea),
@@ -244,13 +245,9 @@ func (t *TPM) ProveAuth(h Hierarchy, auth []byte, saltKey Key) error {
 // AES-128-CFB: how a secret travels to the TPM without crossing the bus in
 // clear.
 func encryptIn(saltKey Key) (tpm2.Session, error) {
-	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](saltKey.Public)
+	pubArea, err := saltPublic(saltKey)
 	if err != nil {
-		return nil, fmt.Errorf("salt key public: %w", err)
-	}
-	pubArea, err := pub.Contents()
-	if err != nil {
-		return nil, fmt.Errorf("salt key public: %w", err)
+		return nil, err
 	}
 	return tpm2.HMAC(tpm2.TPMAlgSHA256, 16,
 		tpm2.Salted(saltKey.Handle, *pubArea),

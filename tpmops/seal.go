@@ -28,12 +28,17 @@ var sealTemplate = tpm2.TPMTPublic{
 // can unseal it. The data travels to the TPM encrypted (a session salted to
 // the SRK encrypts TPM2_Create's sensitive parameter). Nothing stays loaded.
 func (t *TPM) Seal(srk Key, data []byte) ([]byte, error) {
-	if len(data) == 0 || len(data) > 128 {
-		return nil, fmt.Errorf("sealing %d bytes: want 1 to 128", len(data))
-	}
 	enc, err := encryptIn(srk)
 	if err != nil {
 		return nil, err
+	}
+	return t.seal(srk, data, enc)
+}
+
+// seal is Seal with enc, the session that encrypts the data.
+func (t *TPM) seal(srk Key, data []byte, enc tpm2.Session) ([]byte, error) {
+	if len(data) == 0 || len(data) > 128 {
+		return nil, fmt.Errorf("sealing %d bytes: want 1 to 128", len(data))
 	}
 	rsp, err := tpm2.Create{
 		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: tpm2.TPM2BName{Buffer: srk.Name}, Auth: tpm2.PasswordAuth(nil)},
