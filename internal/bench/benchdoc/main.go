@@ -64,12 +64,13 @@ type discreteLog struct {
 	sleeping             bool // the cross-check: the model sleeping, end to end
 	part, bus, persisted string
 	ms, inTPM            string
+	tpmMs, necessaryMs   string // the unit's modelled TPM time, and that of the commands it cannot do without
 	steps, commands      string
 }
 
 var (
 	benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
-	discLog   = regexp.MustCompile(`(?m)^--- BENCH: (\S+)\n\s+\S+\.go:\d+: (.+?) \((.+?)\), EK persisted (true|false): (\S+) ms/unit, (\S+)% in the TPM\n\s+steps ms: (.*)\n\s+commands \(per unit, ms\): (.*)$`)
+	discLog   = regexp.MustCompile(`(?m)^--- BENCH: (\S+)\n\s+\S+\.go:\d+: (.+?) \((.+?)\), EK persisted (true|false): (\S+) ms/unit, (\S+)% in the TPM(?: \((\S+) ms; the necessary commands: (\S+) ms\))?\n\s+steps ms: (.*)\n\s+commands \(per unit, ms\): (.*)$`)
 )
 
 func parse(raw []byte) run {
@@ -91,7 +92,8 @@ func parse(raw []byte) run {
 		r.metrics[m[1]] = ms
 	}
 	for _, m := range discLog.FindAllStringSubmatch(string(raw), -1) {
-		r.discrete = append(r.discrete, discreteLog{strings.Contains(m[1], "/sleeping/"), m[2], m[3], m[4], m[5], m[6], m[7], m[8]})
+		r.discrete = append(r.discrete, discreteLog{sleeping: strings.Contains(m[1], "/sleeping/"),
+			part: m[2], bus: m[3], persisted: m[4], ms: m[5], inTPM: m[6], tpmMs: m[7], necessaryMs: m[8], steps: m[9], commands: m[10]})
 	}
 	return r
 }
@@ -293,7 +295,7 @@ func writeDiscrete(w io.Writer, r run) {
 		p("Not run.\n\n")
 		return
 	}
-	p("| Chip (bus) | EK persisted | ms/unit | in TPM | units/h per fixture |\n|---|---|---:|---:|---:|\n")
+	p("| Chip (bus) | EK persisted | ms/unit | in TPM | units/h per fixture | TPM ms | necessary TPM ms | over |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	var check *discreteLog
 	for _, d := range r.discrete {
 		if d.sleeping {
@@ -305,7 +307,14 @@ func writeDiscrete(w io.Writer, r run) {
 		if ms > 0 {
 			uph = fmt.Sprintf("%.0f", 3600e3/ms)
 		}
-		p("| %s (%s) | %s | %s | %s%% | %s |\n", d.part, d.bus, map[string]string{"true": "yes", "false": "no"}[d.persisted], d.ms, d.inTPM, uph)
+		over := "—"
+		tpmMs, err1 := strconv.ParseFloat(d.tpmMs, 64)
+		need, err2 := strconv.ParseFloat(d.necessaryMs, 64)
+		if err1 == nil && err2 == nil && need > 0 {
+			over = fmt.Sprintf("%+.1f%%", 100*(tpmMs-need)/need)
+		}
+		p("| %s (%s) | %s | %s | %s%% | %s | %s | %s | %s |\n", d.part, d.bus, map[string]string{"true": "yes", "false": "no"}[d.persisted], d.ms, d.inTPM, uph,
+			orDash(d.tpmMs), orDash(d.necessaryMs), over)
 	}
 	if check != nil {
 		p("\nCross-check: the %s with the model sleeping (end to end, as on the chip, wall clock): %s ms per unit.\n", check.part, check.ms)
@@ -317,9 +326,23 @@ func writeDiscrete(w io.Writer, r run) {
 		}
 		p("- %s: %s.\n  Commands: %s.\n", d.part, d.steps, d.commands)
 	}
+	p("\n**TPM ms** is the chip's time for every command the unit sent; **necessary TPM ms** that of the commands\n")
+	p("the timeline cannot do without, at the same chip's cost per command (`necessaryCommands` in\n")
+	p("`station/bench_test.go`: the RSA SRK and its persistence, the ECC device key made, loaded and persisted,\n")
+	p("the CSR signed, one session salted to the SRK for the new lockout auth, that value sealed and set, the EK\n")
+	p("and its certificate read; and the EK's key generation and persistence when it is not persisted). The\n")
+	p("target is no TPM time beyond them; **over** is what station sends besides (capability reads, flushes,\n")
+	p("the preflight's reads), by how much it misses it.\n")
 	p("\nThe RSA SRK is the unit's cost on every chip. It cannot be avoided while the SRK must be the RSA one at\n")
 	p("0x81000001 that the Azure DPS SDKs read; an ECC P-256 SRK (`tpm.srk: ecc-p256`, at 0x81000002) costs one\n")
 	p("ECC key generation instead, for device software that reads it there. The EK costs nothing when it is\n")
 	p("persisted and certified; when it is not, its key generation doubles the unit (once per TPM, whoever\n")
 	p("does it).\n\n")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }
