@@ -152,8 +152,12 @@ func newExportVerifyCommand(o *options) *cobra.Command {
 					Manifest *enroll.Manifest `json:"manifest"`
 				}{args[0], true, m})
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%s: verified: %s export of station %s, %d enrollments in %d files\n",
-				args[0], m.Format, m.StationID, m.Counts.Enrolled+m.Counts.Groups, len(m.Files))
+			asOf := m.AsOf
+			if asOf == "" {
+				asOf = "-"
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: verified: %s export of station %s, %s in %s (as of %s)\n",
+				args[0], m.Format, m.StationID, plural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"), plural(len(m.Files), "file"), asOf)
 			return nil
 		},
 	}
@@ -176,6 +180,13 @@ func readKey(path string) (crypto.PublicKey, error) {
 		return nil, usageErrorf("--key %s: %v", path, err)
 	}
 	return pub, nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func writeJSON(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
