@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -340,7 +341,7 @@ func TestPeerOfAnotherUser(t *testing.T) {
 	os.Chmod(path, 0o777) // the folder and socket protect nothing here: only the peer check
 	var log strings.Builder
 	var mu sync.Mutex
-	srv := &Server{Issuer: is, Policy: testPolicy, Log: lockedWriter{&mu, &log}}
+	srv := &Server{Issuer: is, Policy: testPolicy, Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()

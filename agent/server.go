@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,8 +30,9 @@ type Server struct {
 	// IdleTimeout stops the agent after this long without a request (0:
 	// never).
 	IdleTimeout time.Duration
-	// Log gets one line per request (no secrets: serials, IDs, peers).
-	Log io.Writer
+	// Log gets one record per request: refusals at warning level, issued
+	// certificates at info (no secrets: serials, IDs, peers). nil: none.
+	Log *slog.Logger
 
 	mu     sync.Mutex // serializes signing and the count
 	issued int
@@ -105,7 +107,7 @@ func checkPrivateDir(dir string) error {
 // when the idle timeout stopped it.
 func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	if s.Log == nil {
-		s.Log = io.Discard
+		s.Log = slog.New(slog.DiscardHandler)
 	}
 	s.uid = uint32(os.Getuid())
 	var (
@@ -185,13 +187,13 @@ func (s *Server) handle(c *net.UnixConn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(ioTimeout))
 	if err := checkPeer(c, s.uid); err != nil {
-		s.logf("refused a connection: %v", err)
+		s.Log.Warn("station agent: refused a connection", "err", err)
 		writeMsg(c, &response{Error: err.Error(), Class: classPeer})
 		return
 	}
 	var req request
 	if err := json.NewDecoder(io.LimitReader(c, maxMessage)).Decode(&req); err != nil {
-		s.logf("refused a malformed request: %v", err)
+		s.Log.Warn("station agent: refused a malformed request", "err", err)
 		writeMsg(c, &response{Error: "malformed request: " + err.Error(), Class: classOther})
 		return
 	}
@@ -201,11 +203,11 @@ func (s *Server) handle(c *net.UnixConn) {
 	case opIssue:
 		cert, err := s.issue(&req)
 		if err != nil {
-			s.logf("refused unit %q (%s): %v", req.UnitSerial, req.RegistrationID, err)
+			s.Log.Warn("station agent: refused unit", "serial", req.UnitSerial, "registration_id", req.RegistrationID, "err", err)
 			writeMsg(c, errorResponse(err))
 			return
 		}
-		s.logf("issued certificate %s for unit %q (%s)", certgen.SerialHex(cert), req.UnitSerial, req.RegistrationID)
+		s.Log.Info("station agent: issued certificate", "cert_serial", certgen.SerialHex(cert), "serial", req.UnitSerial, "registration_id", req.RegistrationID)
 		writeMsg(c, &response{Cert: cert.Raw})
 	default:
 		writeMsg(c, &response{Error: fmt.Sprintf("unknown operation %q", req.Op), Class: classOther})
@@ -257,10 +259,6 @@ func errorResponse(err error) *response {
 		r.Class = classIssuer
 	}
 	return r
-}
-
-func (s *Server) logf(format string, args ...any) {
-	fmt.Fprintf(s.Log, "%s station agent: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
 }
 
 func writeMsg(w io.Writer, v any) error {

@@ -100,7 +100,13 @@ func (o *agentOptions) run(g *globals, c *cobra.Command) error {
 	}
 	errw := c.ErrOrStderr()
 	fmt.Fprintf(errw, "station agent: pid %d serving %q at %s; stop with Ctrl-C or SIGTERM\n", os.Getpid(), is.Cert.Subject.CommonName, path)
-	srv := &agent.Server{Issuer: is, Policy: station.AgentPolicy(cfg), IdleTimeout: o.idle, Log: errw}
+	// One record per request whatever --verbose says: the agent's log is
+	// what it is run for (--log-format json for a collector).
+	log, err := newLogger(errw, g.logFormat, true)
+	if err != nil {
+		return err
+	}
+	srv := &agent.Server{Issuer: is, Policy: station.AgentPolicy(cfg), IdleTimeout: o.idle, Log: log}
 	err = srv.Serve(sctx, ln)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(errw, "station agent: %v; socket %s removed\n", err, path)

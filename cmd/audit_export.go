@@ -3,6 +3,8 @@ package cmd
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,8 +32,8 @@ func newAuditExportCommand(g *globals) *cobra.Command {
 			if o.out == "" {
 				return usageErrorf("--out is required")
 			}
-			if o.format != "jsonl" && o.format != "csv" {
-				return usageErrorf("--format %q: want jsonl or csv", o.format)
+			if !slices.Contains(auditFormats, o.format) {
+				return usageErrorf("--format %q: want %s", o.format, strings.Join(auditFormats, " or "))
 			}
 			env, err := g.openEnv()
 			if err != nil {
@@ -54,3 +56,6 @@ func newAuditExportCommand(g *globals) *cobra.Command {
 	c.Flags().StringVar(&o.format, "format", "jsonl", "records format: jsonl or csv")
 	return c
 }
+
+// auditFormats are the records formats of station audit export.
+var auditFormats = []string{"jsonl", "csv"}

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,7 +36,7 @@ func newCAInitRootCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer key.Close()
-			g.logf(c, "creating root %q (%s)", o.subject, kt)
+			g.log().Info("creating root", "subject", o.subject, "key_type", fmt.Sprint(kt))
 			cert, err := certgen.NewRoot(key.Signer, certgen.CAOptions{
 				Subject: o.subject, Validity: o.validity, PathLen: o.pathLen, NameConstraints: o.nameConstraints, Now: time.Now(),
 			})

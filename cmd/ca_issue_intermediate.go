@@ -80,7 +80,7 @@ pkcs11:/softkms: URI. With --root, the issuer must verify up to that root first.
 				return err
 			}
 			defer key.Close()
-			g.logf(c, "creating intermediate %q (%s) under %q", o.subject, kt, parent.Subject.CommonName)
+			g.log().Info("creating intermediate", "subject", o.subject, "key_type", fmt.Sprint(kt), "parent", parent.Subject.CommonName)
 			cert, err := certgen.NewIntermediate(parent, issuerKey.Signer, key.Signer.Public(), certgen.CAOptions{
 				Subject: o.subject, Validity: o.validity, PathLen: o.pathLen, NameConstraints: o.nameConstraints, Now: time.Now(),
 				ClipToIssuer: !c.Flags().Changed("validity"), // the default ends with the issuer; an explicit one is checked

@@ -42,7 +42,7 @@ folder by default) with a station.yaml to look around with.`,
 			}
 			rep, err := station.Demo(ctx(c), station.DemoOptions{
 				Units: o.units, Dir: dir, Version: g.version,
-				Progress: func(serial string) { g.logf(c, "provisioning %s", serial) },
+				Progress: func(serial string) { g.log().Info("provisioning", "serial", serial) },
 			})
 			if err != nil {
 				return err

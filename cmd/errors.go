@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/agent"
 	"github.com/factory-id/station/audit"
@@ -39,6 +42,51 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usageErrorf(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
+}
+
+// usageArgs makes every positional-argument mistake in the tree under c a
+// usage error (exit 2): each command's Args validator is wrapped (cobra's
+// NoArgs, ExactArgs... return plain errors), a leaf without one takes no
+// arguments, and a command with subcommands refuses an unknown one (cobra's
+// own check, on the root only, returns a plain error before any hook runs,
+// and a group that cannot run prints its help and exits 0).
+func usageArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
+	switch v := c.Args; {
+	case c.HasSubCommands():
+		c.Args = unknownCommand
+		if !c.Runnable() {
+			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		}
+	case v == nil:
+		c.Args = noArgs
+	default:
+		c.Args = func(c *cobra.Command, args []string) error {
+			err := v(c, args)
+			if err != nil && !errors.As(err, new(usageError)) {
+				return usageError{err}
+			}
+			return err
+		}
+	}
+}
+
+// unknownCommand is the Args of a command with subcommands: an argument
+// left over after cobra found the command is an unknown subcommand.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2 // cobra's default, set only by its own check
+	}
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += " (did you mean " + strings.Join(s, " or ") + "?)"
+	}
+	return usageError{errors.New(msg)}
 }
 
 // silentError carries an exit code for a failure whose report was already

@@ -39,8 +39,14 @@ func repoRoot(t testing.TB) string {
 // a new sentinel is seen without anyone listing it.
 func sentinels(t *testing.T) []string {
 	t.Helper()
+	return sentinelsOf(t, "./cmd/station")
+}
+
+// sentinelsOf is sentinels for the program pkg.
+func sentinelsOf(t *testing.T, pkg string) []string {
+	t.Helper()
 	root := repoRoot(t)
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Module.Path}} {{.Dir}}{{end}}", "./cmd/station")
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Module.Path}} {{.Dir}}{{end}}", pkg)
 	cmd.Dir = root
 	out, err := cmd.Output()
 	if err != nil {

@@ -147,7 +147,7 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 	)
 	opts := station.LineOptions{Fixtures: fixtures, FlashSpec: o.flash, Force: o.force,
 		Progress: func(f configs.Fixture, serial, step string) {
-			g.logf(c, "fixture %s: unit %s: %s", f.Name, serial, step)
+			g.log().Info("step", "fixture", f.Name, "serial", serial, "step", step)
 		}}
 	fatal := prov.RunLine(sctx, c.InOrStdin(), opts, func(u station.LineUnit) {
 		code := code(u.Err)

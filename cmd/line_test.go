@@ -153,7 +153,7 @@ func TestLineStopResumes(t *testing.T) {
 	signalled := false
 	for sc.Scan() {
 		errText.WriteString(sc.Text() + "\n")
-		if !signalled && strings.HasSuffix(sc.Text(), "unit ST-1: ek") {
+		if !signalled && strings.HasSuffix(sc.Text(), "serial=ST-1 step=ek") {
 			c.Process.Signal(syscall.SIGTERM)
 			signalled = true
 		}
@@ -249,7 +249,7 @@ func TestLineKilledResumesInLine(t *testing.T) {
 	fmt.Fprintln(stdin, "KL-1")
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
-		if strings.HasSuffix(sc.Text(), "unit KL-1: certificate") {
+		if strings.HasSuffix(sc.Text(), "serial=KL-1 step=certificate") {
 			c.Process.Kill()
 			break
 		}

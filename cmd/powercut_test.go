@@ -33,7 +33,7 @@ func TestResumeAfterTPMPowerCut(t *testing.T) {
 			cut := false
 			sc := bufio.NewScanner(stderr)
 			for sc.Scan() {
-				if !cut && strings.HasSuffix(sc.Text(), ": "+step) {
+				if !cut && strings.HasSuffix(sc.Text(), " step="+step) {
 					inst.Kill()
 					cut = true
 				}

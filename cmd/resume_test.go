@@ -83,7 +83,7 @@ func (l *line) killAt(serial, addr, step string, delay time.Duration, extra ...s
 	killed := false
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
-		if strings.HasSuffix(sc.Text(), ": "+step) {
+		if strings.HasSuffix(sc.Text(), " step="+step) {
 			time.Sleep(delay)
 			killed = c.Process.Kill() == nil
 			break

@@ -6,7 +6,9 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -25,10 +27,15 @@ type globals struct {
 	output     string
 	operator   string
 	verbose    bool
+	logFormat  string
+	logger     *slog.Logger // see log.go
 	// env is the environment config overrides come from (os.Environ unless a
 	// test sets it).
 	env []string
 }
+
+// outputFormats are the values of --output.
+var outputFormats = []string{"text", "json"}
 
 // NewRootCommand builds the station command tree.
 func NewRootCommand(version string) *cobra.Command {
@@ -41,8 +48,12 @@ func NewRootCommand(version string) *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
-			if g.output != "text" && g.output != "json" {
-				return usageErrorf("--output %q: want text or json", g.output)
+			if !slices.Contains(outputFormats, g.output) {
+				return usageErrorf("--output %q: want %s", g.output, strings.Join(outputFormats, " or "))
+			}
+			var err error
+			if g.logger, err = newLogger(c.ErrOrStderr(), g.logFormat, g.verbose); err != nil {
+				return err
 			}
 			// A misspelt STATION_* override is refused by every command,
 			// not only those that load the config.
@@ -55,7 +66,12 @@ func NewRootCommand(version string) *cobra.Command {
 	pf.StringVar(&g.db, "db", "", "station database (overrides station.db)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.operator, "operator", "", "who runs this command (overrides station.operator)")
-	pf.BoolVar(&g.verbose, "verbose", false, "log each step to stderr")
+	pf.BoolVar(&g.verbose, "verbose", false, "log each step to stderr (log level info; else warnings only)")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	// --version has no -v shorthand (cobra's default): -v is too easily
+	// taken for --verbose.
+	root.Flags().Bool("version", false, "print the version and commit")
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 
 	// The top-level commands, each built by the constructor in its own
 	// file (help lists them sorted by name).
@@ -76,7 +92,10 @@ func NewRootCommand(version string) *cobra.Command {
 		newDemoCommand(g),
 		newAgentCommand(g),
 		newLineCommand(g),
+		newDocsCommand(g),
 	)
+	usageArgs(root)
+	registerCompletions(root, g)
 	return root
 }
 
@@ -130,13 +149,6 @@ func (g *globals) environ() []string {
 }
 
 func (g *globals) json() bool { return g.output == "json" }
-
-// logf writes a progress line to stderr when --verbose is set.
-func (g *globals) logf(c *cobra.Command, format string, args ...any) {
-	if g.verbose {
-		fmt.Fprintf(c.ErrOrStderr(), format+"\n", args...)
-	}
-}
 
 func lookup(env []string, name string) string {
 	for _, kv := range env {

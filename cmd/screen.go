@@ -26,8 +26,8 @@ func newUnitScreen(g *globals, c *cobra.Command, command string, o *unitFlags, r
 	out := c.OutOrStdout()
 	if g.json() || !ui.Live(out, g.getenv) {
 		s.obs = station.ObserverFuncs{
-			Started: func(serial, step string) { g.logf(c, "unit %s: %s", serial, step) },
-			Noted:   func(serial, text string) { g.logf(c, "unit %s: %s", serial, text) },
+			Started: func(serial, step string) { g.log().Info("step", "serial", serial, "step", step) },
+			Noted:   func(serial, text string) { g.log().Info(text, "serial", serial) },
 		}
 		return s
 	}

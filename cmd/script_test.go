@@ -13,6 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/factory-id/station/internal/auditcli"
 	"github.com/factory-id/station/internal/ptytest"
 	"github.com/factory-id/station/internal/softhsmtest"
 )
@@ -28,6 +29,8 @@ var scriptCommands = map[string]func(){
 		stop()
 		os.Exit(Exit(err, os.Stderr))
 	},
+	// station-audit, the auditor's verifier (cmd/station-audit's main).
+	"station-audit": func() { os.Exit(auditcli.Exit(auditcli.NewRootCommand("test").Execute(), os.Stderr)) },
 	// pty DIALOG PROGRAM ARGS... runs PROGRAM on a pseudo-terminal, waiting
 	// for each prompt before typing (see ptytest.Run).
 	"pty": func() { os.Exit(ptytest.Run(os.Args[1:], os.Stdout, os.Stderr)) },

@@ -76,7 +76,7 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 			continue
 		}
 		if !live {
-			g.logf(c, "unit %s: verifying", r.Serial)
+			g.log().Info("verifying", "serial", r.Serial)
 		}
 		scr.started(r.Serial, fixture(r, cfg.TPM.Address))
 		t0 := time.Now()

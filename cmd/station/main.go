@@ -5,19 +5,15 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/factory-id/station/cmd"
+	"github.com/factory-id/station/internal/buildinfo"
 )
 
 func main() {
-	version := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		version = bi.Main.Version
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cmd.NewRootCommand(version).ExecuteContext(ctx)
+	err := cmd.NewRootCommand(buildinfo.Read().String()).ExecuteContext(ctx)
 	stop()
 	os.Exit(cmd.Exit(err, os.Stderr))
 }
