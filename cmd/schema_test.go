@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/factory-id/station/internal/swtpmtest"
+	"github.com/factory-id/station/station"
 	"github.com/spf13/cobra"
 )
 
@@ -444,4 +446,42 @@ func writeCSR(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestSchemaNamesMatchCode: the step and check names the schemas allow are
+// the code's (station.Steps, station.VerifyChecks), in the code's order.
+func TestSchemaNamesMatchCode(t *testing.T) {
+	read := func(name string) map[string]any {
+		b, err := os.ReadFile(filepath.Join("..", "docs", "schemas", name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	enum := func(v any, path ...string) []string {
+		for _, p := range path {
+			m, _ := v.(map[string]any)
+			v = m[p]
+		}
+		var out []string
+		for _, s := range v.([]any) {
+			out = append(out, s.(string))
+		}
+		return out
+	}
+	for _, n := range []string{"provision", "line", "demo"} {
+		s := read(n)
+		for _, path := range [][]string{{"properties", "failed_step", "enum"}, {"properties", "steps_ms", "propertyNames", "enum"}} {
+			if got := enum(s, path...); !slices.Equal(got, station.Steps) {
+				t.Errorf("docs/schemas/%s.json %v: %v, want station.Steps %v", n, path, got, station.Steps)
+			}
+		}
+	}
+	if got := enum(read("verify"), "$defs", "station_Check", "properties", "name", "enum"); !slices.Equal(got, station.VerifyChecks) {
+		t.Errorf("docs/schemas/verify.json check names %v, want station.VerifyChecks %v", got, station.VerifyChecks)
+	}
 }
