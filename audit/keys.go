@@ -257,6 +257,10 @@ func (v *noteVerifier) Verify(msg, sig []byte) bool {
 var _ note.Signer = (*noteSigner)(nil)
 var _ note.Verifier = (*noteVerifier)(nil)
 
+// FormatKeyID writes a signed-note key ID as the 8 hex digits tools print
+// (the note_key_id of station's JSON documents).
+func FormatKeyID(id uint32) string { return keyIDString(id) }
+
 // keyIDString formats a key ID as the 8 hex digits tools print.
 func keyIDString(id uint32) string { return strconv.FormatUint(uint64(id)|1<<32, 16)[1:] }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/factory-id/station/internal/keyid"
 	"io"
 	"math/bits"
 	"strings"
@@ -16,8 +17,13 @@ import (
 
 // Report is what a successful verification established.
 type Report struct {
-	Origin      string `json:"origin"`
-	KeyID       string `json:"key_id"`
+	Origin string `json:"origin"`
+	// KeyID names the station key the checkpoints verify under the way the
+	// enrollment manifest does (keyid.Of: hex SHA-256 of its PKIX DER).
+	KeyID string `json:"key_id,omitempty"`
+	// NoteKeyID is the 32-bit signed-note key ID in the checkpoints'
+	// signature lines (8 hex digits).
+	NoteKeyID   string `json:"note_key_id,omitempty"`
 	Records     uint64 `json:"records"`
 	Checkpoints int    `json:"checkpoints"`
 	// Latest is the last checkpoint verified (its size, root and origin).
@@ -383,7 +389,10 @@ func (v *verifier) finish() (*Report, error) {
 	if v.stationID != "" {
 		v.report.Origin = Origin(v.stationID)
 		if id, err := KeyID(v.report.Origin, v.pub); err == nil {
-			v.report.KeyID = keyIDString(id)
+			v.report.NoteKeyID = keyIDString(id)
+		}
+		if id, err := keyid.Of(v.pub); err == nil {
+			v.report.KeyID = id
 		}
 	}
 	return &v.report, nil

@@ -45,7 +45,10 @@ func newAuditExportCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("audit export: %w", err)
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), res)
+				return writeJSON(c.OutOrStdout(), struct {
+					*audit.ExportResult
+					outcome
+				}{ExportResult: res})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "exported %d records to %s\ncheckpoint: size %d, root %s\nkeep %s away from this station: later verifications can use it as --anchor\n",
 				res.Records, o.out, res.Checkpoint.Size, res.Checkpoint.Root, filepath.Join(o.out, audit.FileCheckpoint))

@@ -43,7 +43,7 @@ func newAuditProofCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("writing proof: %w", err)
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), map[string]string{"serial": o.serial, "out": o.out})
+				return writeJSON(c.OutOrStdout(), map[string]any{"serial": o.serial, "out": o.out, "exit_code": ExitOK, "hint": ""})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "wrote the proof of unit %s's records to %s\n", o.serial, o.out)
 			return nil

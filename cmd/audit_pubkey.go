@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"github.com/factory-id/station/internal/keyid"
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
@@ -31,7 +32,11 @@ func newAuditPubkeyCommand(g *globals) *cobra.Command {
 				return err
 			}
 			origin := audit.Origin(cfg.Station.ID)
-			id, err := audit.KeyID(origin, pub)
+			noteID, err := audit.KeyID(origin, pub)
+			if err != nil {
+				return err
+			}
+			id, err := keyid.Of(pub)
 			if err != nil {
 				return err
 			}
@@ -40,7 +45,7 @@ func newAuditPubkeyCommand(g *globals) *cobra.Command {
 				return err
 			}
 			return writeJSON(c.OutOrStdout(), map[string]any{
-				"pem": string(pemBytes), "origin": origin, "key_id": id, "verifier_key": vkey,
+				"pem": string(pemBytes), "origin": origin, "key_id": id, "note_key_id": audit.FormatKeyID(noteID), "verifier_key": vkey,
 			})
 		},
 	}

@@ -83,10 +83,10 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), rep)
+				return writeJSON(c.OutOrStdout(), auditVerifyJSON{Verified: true, Report: rep})
 			}
 			w := c.OutOrStdout()
-			fmt.Fprintf(w, "audit trail of %s verified: %d records, %d checkpoints signed by key %s\n", rep.Origin, rep.Records, rep.Checkpoints, rep.KeyID)
+			fmt.Fprintf(w, "audit trail of %s verified: %d records, %d checkpoints signed by key %s\n", rep.Origin, rep.Records, rep.Checkpoints, rep.NoteKeyID)
 			if rep.Latest != nil {
 				fmt.Fprintf(w, "latest checkpoint: size %d, root %s\n", rep.Latest.Size, rep.Latest.Root)
 			}
@@ -149,7 +149,11 @@ func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey
 		return fmt.Errorf("audit verify --proof: %w", err)
 	}
 	if g.json() {
-		return writeJSON(c.OutOrStdout(), rep)
+		return writeJSON(c.OutOrStdout(), struct {
+			Verified bool `json:"verified"`
+			*audit.ProofReport
+			outcome
+		}{true, rep, outcome{}})
 	}
 	fmt.Fprintf(c.OutOrStdout(), "proof verified: %d records of unit %s are in %s's checkpoint of size %d\n",
 		len(rep.Records), rep.Serial, rep.Checkpoint.Origin, rep.Checkpoint.Size)
@@ -164,6 +168,15 @@ func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey
 func writeVerifyFailure(c *cobra.Command, g *globals, err error) {
 	var ve *audit.VerifyError
 	if g.json() && errors.As(err, &ve) {
-		writeJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason})
+		o := outcomeOf(err)
+		writeJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason, "exit_code": o.ExitCode, "hint": o.Hint})
 	}
+}
+
+// auditVerifyJSON is `station audit verify -o json` when the trail
+// verifies.
+type auditVerifyJSON struct {
+	Verified bool `json:"verified"`
+	*audit.Report
+	outcome
 }

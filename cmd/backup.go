@@ -44,7 +44,7 @@ func newBackupCommand(g *globals) *cobra.Command {
 			}
 			if g.json() {
 				return writeJSON(c.OutOrStdout(), map[string]any{"db": cfg.Station.DB, "out": o.out,
-					"size": info.Size, "units": info.Units, "attempts": info.Attempts})
+					"size": info.Size, "units": info.Units, "attempts": info.Attempts, "exit_code": ExitOK, "hint": ""})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "backed up %s to %s: %d bytes, %d units\n", cfg.Station.DB, o.out, info.Size, info.Units)
 			return nil

@@ -187,6 +187,7 @@ type caReport struct {
 	NotAfter  time.Time         `json:"not_after"`
 	PathLen   *int              `json:"path_len"`
 	Files     map[string]string `json:"files,omitempty"`
+	outcome
 }
 
 func reportCA(w io.Writer, asJSON bool, kind, certPath, keyRef string, inHSM bool, cert *x509.Certificate, files map[string]string) error {

@@ -75,7 +75,8 @@ func newCAIssueLeafCommand(g *globals) *cobra.Command {
 				SHA256         string    `json:"sha256"`
 				NotAfter       time.Time `json:"not_after"`
 				IssuerInHSM    bool      `json:"issuer_in_hsm"`
-			}{o.out, leaf.Subject.CommonName, certgen.SerialHex(leaf), certgen.Fingerprint(leaf), leaf.NotAfter, is.InHSM()}
+				outcome
+			}{o.out, leaf.Subject.CommonName, certgen.SerialHex(leaf), certgen.Fingerprint(leaf), leaf.NotAfter, is.InHSM(), outcome{}}
 			if g.json() {
 				return writeJSON(c.OutOrStdout(), r)
 			}

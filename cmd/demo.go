@@ -53,7 +53,14 @@ folder by default) with a station.yaml to look around with.`,
 			}) >= 0
 			if g.json() {
 				for _, r := range rep.Results {
-					if err := writeJSON(c.OutOrStdout(), r); err != nil {
+					d := demoJSON{Result: r}
+					if vr := rep.Verified[r.Serial]; vr != nil {
+						d.Verified = vr.Passed
+					}
+					if r.Result != station.ResultPass || !d.Verified {
+						d.outcome = outcome{ExitFailed, fmt.Sprintf("see what failed with: station --config %s units show %s; station --config %s verify --serial %s", rep.Config, r.Serial, rep.Config, r.Serial)}
+					}
+					if err := writeJSON(c.OutOrStdout(), d); err != nil {
 						return err
 					}
 				}
@@ -84,4 +91,12 @@ folder by default) with a station.yaml to look around with.`,
 	c.Flags().IntVar(&o.units, "units", 5, "how many units to provision")
 	c.Flags().StringVar(&o.out, "out", "", "folder for the demo's PKI, database and unit images (default: a new temporary folder)")
 	return c
+}
+
+// demoJSON is one unit's line of `station demo -o json`: provision's result,
+// whether QA's verify passed, the exit code and hint.
+type demoJSON struct {
+	*station.Result
+	Verified bool `json:"verified"`
+	outcome
 }

@@ -42,7 +42,7 @@ fail). -o json: {"checks":[{"name","status","detail","hint"}],"exit_code":N}
 			checks := g.doctor()
 			code := doctorCode(checks)
 			if g.json() {
-				if err := writeJSON(c.OutOrStdout(), doctorDocument{Checks: checks, ExitCode: code}); err != nil {
+				if err := writeJSON(c.OutOrStdout(), newDoctorDocument(checks)); err != nil {
 					return err
 				}
 			} else {
@@ -56,10 +56,36 @@ fail). -o json: {"checks":[{"name","status","detail","hint"}],"exit_code":N}
 	}
 }
 
-// doctorDocument is `station doctor -o json`.
+// doctorDocument is `station doctor -o json`: the checks, each with its
+// exit code (1 when it failed), then the command's exit code and the first
+// failed check's hint.
 type doctorDocument struct {
-	Checks   []station.DoctorCheck `json:"checks"`
-	ExitCode int                   `json:"exit_code"`
+	Checks []doctorCheckJSON `json:"checks"`
+	outcome
+}
+
+// doctorCheckJSON is one check of doctorDocument.
+type doctorCheckJSON struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	Detail   string `json:"detail"`
+	Hint     string `json:"hint"`
+	ExitCode int    `json:"exit_code"`
+}
+
+func newDoctorDocument(checks []station.DoctorCheck) doctorDocument {
+	d := doctorDocument{Checks: []doctorCheckJSON{}, outcome: outcome{ExitCode: doctorCode(checks)}}
+	for _, c := range checks {
+		j := doctorCheckJSON{Name: c.Name, Status: c.Status, Detail: c.Detail, Hint: c.Hint}
+		if c.Status == station.CheckFail {
+			j.ExitCode = ExitFailed
+			if d.Hint == "" {
+				d.Hint = c.Hint
+			}
+		}
+		d.Checks = append(d.Checks, j)
+	}
+	return d
 }
 
 // doctor runs station doctor's checks with the command's config and

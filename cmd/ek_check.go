@@ -97,7 +97,7 @@ type ekCheckReport struct {
 	Files    []ekCheckResult `json:"files"`
 	Chained  int             `json:"chained"`
 	ExitCode int             `json:"exit_code"`
-	Hint     string          `json:"hint,omitempty"`
+	Hint     string          `json:"hint"`
 }
 
 type ekRootsReport struct {
@@ -130,7 +130,7 @@ type ekCheckResult struct {
 	// chain stops at, and what that issuer needs above it).
 	Missing  []tpmops.KnownCA `json:"missing,omitempty"`
 	ExitCode int              `json:"exit_code"`
-	Hint     string           `json:"hint,omitempty"`
+	Hint     string           `json:"hint"`
 }
 
 func checkEKFiles(roots *tpmops.VendorRoots, files []string, now time.Time) *ekCheckReport {

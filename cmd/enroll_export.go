@@ -99,7 +99,10 @@ the last export in that format. Symmetric-key derived keys are written only with
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), res)
+				return writeJSON(c.OutOrStdout(), struct {
+					*station.ExportResult
+					outcome
+				}{ExportResult: res})
 			}
 			w := c.OutOrStdout()
 			if res.Counts == nil {

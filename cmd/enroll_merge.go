@@ -60,9 +60,17 @@ written), 4 when an input does not verify.`,
 			if err != nil {
 				return err
 			}
+			var dupErr error
+			if len(rep.Duplicates) > 0 {
+				dupErr = hint.Wrap(fmt.Errorf("%w: %d identities at more than one station", enroll.ErrDuplicates, len(rep.Duplicates)),
+					"investigate the units listed (clones or units provisioned twice); the combined export holds everything else, see duplicates.json")
+			}
 			w := c.OutOrStdout()
 			if g.json() {
-				if err := writeJSON(w, rep); err != nil {
+				if err := writeJSON(w, struct {
+					*enroll.MergeReport
+					outcome
+				}{rep, outcomeOf(dupErr)}); err != nil {
 					return err
 				}
 			} else {
@@ -82,11 +90,7 @@ written), 4 when an input does not verify.`,
 				fmt.Fprintf(w, "wrote %s in %s to %s; %s left out\n", enrollPlural(rep.Manifest.Counts.Enrolled, "enrollment"),
 					enrollPlural(len(rep.Manifest.Files), "file"), rep.Out, enrollPlural(rep.Excluded, "duplicated enrollment"))
 			}
-			if len(rep.Duplicates) > 0 {
-				return hint.Wrap(fmt.Errorf("%w: %d identities at more than one station", enroll.ErrDuplicates, len(rep.Duplicates)),
-					"investigate the units listed (clones or units provisioned twice); the combined export holds everything else, see duplicates.json")
-			}
-			return nil
+			return dupErr
 		},
 	}
 	c.Flags().StringVar(&o.out, "out", "", "folder for the combined export")

@@ -49,7 +49,8 @@ Exit 4 when anything does not verify.`,
 					Dir      string           `json:"dir"`
 					Verified bool             `json:"verified"`
 					Manifest *enroll.Manifest `json:"manifest"`
-				}{args[0], true, m})
+					outcome
+				}{args[0], true, m, outcome{}})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "%s: verified: %s export of station %s, %s in %s (as of %s)\n",
 				args[0], m.Format, m.StationID, enrollPlural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"),

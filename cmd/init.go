@@ -45,9 +45,10 @@ database and key are created all the same), 0 otherwise; warnings pass.`,
 			checks := g.doctor()
 			code := doctorCode(checks)
 			if g.json() {
+				doc := newDoctorDocument(checks)
 				if err := writeJSON(c.OutOrStdout(), map[string]any{
 					"station": cfg.Station.ID, "db": cfg.Station.DB, "signing_key": keyRef,
-					"created": created, "public_key": string(pub), "checks": checks, "exit_code": code,
+					"created": created, "public_key": string(pub), "checks": doc.Checks, "exit_code": code, "hint": doc.Hint,
 				}); err != nil {
 					return err
 				}

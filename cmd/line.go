@@ -214,7 +214,9 @@ func newLineView(w io.Writer, asJSON bool) lineView {
 type jsonLineView struct{ w io.Writer }
 
 func (v jsonLineView) unit(u station.LineUnit, exitCode int) {
-	writeJSON(v.w, provisionJSON{Result: u.Result, ExitCode: exitCode})
+	o := outcomeOf(u.Err)
+	o.ExitCode = exitCode
+	writeJSON(v.w, provisionJSON{Result: u.Result, outcome: o})
 }
 
 // textLineView writes provision's text line, with the fixture.

@@ -115,8 +115,8 @@ func TestLineSession(t *testing.T) {
 	}
 	// LS-2 went on the fixture it named.
 	js, _, _ := l.run("units", "show", "LS-2", "-o", "json")
-	var u store.Unit
-	if err := json.Unmarshal([]byte(js), &u); err != nil || u.TPMAddress != addrs[1] {
+	u, err := parseUnitShow(js)
+	if err != nil || u.TPMAddress != addrs[1] {
 		t.Errorf("LS-2 on %q, want f2 (%s): %v", u.TPMAddress, addrs[1], err)
 	}
 	if n := l.provisionDone(t, "LS-1"); n != 1 {
@@ -174,8 +174,8 @@ func TestLineStopResumes(t *testing.T) {
 		t.Errorf("no resume instruction %q in:\n%s", resume, errText.String())
 	}
 	js, _, _ := l.run("units", "show", "ST-1", "-o", "json")
-	var u store.Unit
-	if err := json.Unmarshal([]byte(js), &u); err != nil || u.Status == store.StatusProvisioned || !u.StepDone("ek") {
+	u, err := parseUnitShow(js)
+	if err != nil || u.Status == store.StatusProvisioned || !u.StepDone("ek") {
 		t.Fatalf("ST-1 after the stop: status %q, ek done %v (%v); want journaled and unfinished", u.Status, u.StepDone("ek"), err)
 	}
 	o, errOut, code := l.runEnv(env, "-o", "json", "provision", "--serial", "ST-1", "--tpm", addrs[0])

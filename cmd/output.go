@@ -3,9 +3,32 @@ package cmd
 import (
 	"encoding/json"
 	"io"
+
+	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/hint"
 )
 
 // writeJSON writes v as one JSON document (or one JSON line) to w.
 func writeJSON(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
+
+// outcome is what every -o json object reporting an outcome carries (a
+// unit's result, a check, a command's document, an error): the exit code
+// the outcome is worth (the process's own for a whole document) and the one
+// thing to do ("" when there is nothing to do). docs/OUTPUT.md documents it.
+type outcome struct {
+	ExitCode int    `json:"exit_code"`
+	Hint     string `json:"hint"`
+}
+
+// outcomeOf is err's outcome: its exit code and hint (0 and "" for nil).
+func outcomeOf(err error) outcome {
+	if err == nil {
+		return outcome{}
+	}
+	return outcome{code(err), hint.Of(err)}
+}
+
+// handleJSON is a TPM handle as JSON writes it: "0x81000001".
+type handleJSON = configs.Handle

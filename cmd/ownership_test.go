@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -139,11 +138,11 @@ func (l *line) unit(serial string) *store.Unit {
 	if code != 0 {
 		l.t.Fatalf("units show %s: exit %d: %s", serial, code, errOut)
 	}
-	var u store.Unit
-	if err := json.Unmarshal([]byte(js), &u); err != nil {
+	u, err := parseUnitShow(js)
+	if err != nil {
 		l.t.Fatal(err)
 	}
-	return &u
+	return u
 }
 
 // pendingSeals counts the sealed pending auths left in the database.

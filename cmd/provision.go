@@ -65,7 +65,7 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 	failAll := func(err error) error {
 		if g.json() {
 			for _, r := range reqs {
-				writeJSON(c.OutOrStdout(), provisionJSON{Result: &station.Result{Serial: r.Serial, Result: station.ResultFail, Error: err.Error(), StepsMs: map[string]float64{}}, ExitCode: code(err)})
+				writeJSON(c.OutOrStdout(), provisionJSON{Result: &station.Result{Serial: r.Serial, Result: station.ResultFail, Error: err.Error(), StepsMs: map[string]float64{}}, outcome: outcomeOf(err)})
 			}
 		}
 		return err
@@ -89,7 +89,7 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 		defer mu.Unlock()
 		switch {
 		case g.json():
-			writeJSON(out, provisionJSON{Result: res, ExitCode: code(err)})
+			writeJSON(out, provisionJSON{Result: res, outcome: outcomeOf(err)})
 		case scr.live != nil:
 			scr.done(provisionOutcome(res, err))
 		default:
@@ -149,9 +149,11 @@ func provisionOutcome(res *station.Result, err error) ui.Outcome {
 	return o
 }
 
+// provisionJSON is one unit's object of `station provision -o json` and
+// `station line -o json`: its result, exit code and hint.
 type provisionJSON struct {
 	*station.Result
-	ExitCode int `json:"exit_code"`
+	outcome
 }
 
 func printResult(w io.Writer, r *station.Result) {

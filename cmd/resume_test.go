@@ -121,15 +121,15 @@ func TestResumeAfterKill(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("units show: exit %d", code)
 			}
-			var u store.Unit
-			if err := json.Unmarshal([]byte(js), &u); err != nil {
+			u, err := parseUnitShow(js)
+			if err != nil {
 				t.Fatal(err)
 			}
 			if u.Status != store.StatusProvisioned || len(u.Cert) == 0 || len(u.Escrows) != 1 || u.Escrows[0].Pending {
 				t.Fatalf("unit after resume: status %s, cert %d bytes, escrows %+v", u.Status, len(u.Cert), u.Escrows)
 			}
 			// The escrowed lockout auth is the one in force.
-			tpm := l.escrowedLockoutInForce(t, &u, inst.Addr)
+			tpm := l.escrowedLockoutInForce(t, u, inst.Addr)
 			// The key file the device got is the key at the device key handle.
 			b, err := flash.ReadFolder(filepath.Join(unitDir, flash.DirBundle))
 			if err != nil {

@@ -56,7 +56,10 @@ intermediate is listed. Recorded in the audit log.`,
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), res)
+				return writeJSON(c.OutOrStdout(), struct {
+					*station.RevokeResult
+					outcome
+				}{RevokeResult: res})
 			}
 			w := c.OutOrStdout()
 			switch {

@@ -120,7 +120,7 @@ type inspectFailure struct {
 	TPM      string `json:"tpm"`
 	Error    string `json:"error"`
 	ExitCode int    `json:"exit_code"`
-	Hint     string `json:"hint,omitempty"`
+	Hint     string `json:"hint"`
 }
 
 // inspectReport is `station tpm inspect`'s output (-o json: this document).
@@ -139,7 +139,7 @@ type inspectReport struct {
 	Transients         []string        `json:"transients"`
 	Leaked             []string        `json:"leaked_transients"`
 	ExitCode           int             `json:"exit_code"`
-	Hint               string          `json:"hint,omitempty"`
+	Hint               string          `json:"hint"`
 	unit               *store.Unit     // the database's record of this TPM, if any
 }
 
@@ -190,7 +190,7 @@ type inspectChain struct {
 	AnchorSHA256 string           `json:"anchor_sha256,omitempty"`
 	Reason       string           `json:"reason,omitempty"`
 	Missing      []tpmops.KnownCA `json:"missing,omitempty"`
-	Hint         string           `json:"hint,omitempty"`
+	Hint         string           `json:"hint"`
 }
 
 type inspectCA struct {

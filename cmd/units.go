@@ -133,7 +133,7 @@ func newUnitsShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), u)
+				return writeJSON(c.OutOrStdout(), unitDocument{Unit: u, SRKHandle: handleJSON(u.SRKHandle), DeviceKeyHandle: handleJSON(u.DeviceKeyHandle)})
 			}
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "serial\t%s\nstatus\t%s\nstation\t%s\nregistration id\t%s\nattestation\t%s\nEK (%s) sha256\t%s\nSRK\t0x%08x\ndevice key\t0x%08x\ncertificate serial\t%s\ncertificate sha256\t%s\nnot after\t%s\nowner auth\t%s\n",
@@ -159,4 +159,12 @@ func newUnitsShowCommand(g *globals) *cobra.Command {
 			return w.Flush()
 		},
 	}
+}
+
+// unitDocument is `station units show -o json`: the unit's record, with its
+// TPM handles written as "0x81000001" (the record stores them as numbers).
+type unitDocument struct {
+	*store.Unit
+	SRKHandle       handleJSON `json:"srk_handle,omitempty"`
+	DeviceKeyHandle handleJSON `json:"device_key_handle,omitempty"`
 }

@@ -92,7 +92,11 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 			scr.done(verifyOutcome(c, r.Serial, rep, err, time.Since(t0)))
 		case rep == nil:
 		case g.json():
-			if werr := writeJSON(out, rep); werr != nil {
+			o := outcomeOf(err)
+			if errors.Is(err, station.ErrVerifyFailed) {
+				o.ExitCode = ExitFailed // the report says it all
+			}
+			if werr := writeJSON(out, verifyJSON{VerifyReport: rep, outcome: o}); werr != nil {
 				scr.close()
 				return werr
 			}
@@ -188,4 +192,11 @@ func verifyOutcome(c *cobra.Command, serial string, rep *station.VerifyReport, e
 		}
 	}
 	return o
+}
+
+// verifyJSON is one unit's object of `station verify -o json`: its checks,
+// exit code and hint.
+type verifyJSON struct {
+	*station.VerifyReport
+	outcome
 }

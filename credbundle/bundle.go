@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/factory-id/station/internal/keyid"
 	"regexp"
 	"strings"
 
@@ -404,14 +405,14 @@ func signedMessage(version int, digest []byte) []byte {
 	return append([]byte(signatureContext(version)), digest...)
 }
 
-// KeyID returns the SHA-256 of a public key's SubjectPublicKeyInfo DER.
+// KeyID returns the SHA-256 of a public key's SubjectPublicKeyInfo DER
+// (keyid.Sum: the key_id station prints, in bytes).
 func KeyID(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	s, err := keyid.Sum(pub)
 	if err != nil {
 		return nil, fmt.Errorf("station key: %w", err)
 	}
-	s := sha256.Sum256(der)
-	return s[:], nil
+	return s, nil
 }
 
 func sigAlgOf(pub crypto.PublicKey) (string, error) {

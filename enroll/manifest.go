@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/factory-id/station/internal/keyid"
 	"io"
 	"os"
 	"path/filepath"
@@ -101,15 +102,9 @@ type signature struct {
 	Signature string `json:"signature"` // base64
 }
 
-// KeyID is the hex SHA-256 of a public key's PKIX DER.
-func KeyID(pub crypto.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", fmt.Errorf("encoding public key: %w", err)
-	}
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:]), nil
-}
+// KeyID is the hex SHA-256 of a public key's PKIX DER (keyid.Of, the key ID
+// the audit commands print too).
+func KeyID(pub crypto.PublicKey) (string, error) { return keyid.Of(pub) }
 
 // ParseRecipientKeyPEM reads the key secrets are encrypted to (Encrypt)
 // from a "PUBLIC KEY" (PKIX) PEM block, or takes the key of a "CERTIFICATE"
