@@ -22,12 +22,7 @@ func runRoot(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	t.Chdir(t.TempDir())
 	var out, errb bytes.Buffer
-	root := NewRootCommand("v9.9.9 (commit 0123456789ab)")
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	err := root.ExecuteContext(context.Background())
-	code = Exit(err, &errb)
+	code = Run(context.Background(), "v9.9.9 (commit 0123456789ab)", args, &out, &errb)
 	return out.String(), errb.String(), code
 }
 

@@ -3,6 +3,7 @@ package cmd
 import (
 	"encoding/json"
 	"io"
+	"sync/atomic"
 
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/internal/hint"
@@ -32,3 +33,23 @@ func outcomeOf(err error) outcome {
 
 // handleJSON is a TPM handle as JSON writes it: "0x81000001".
 type handleJSON = configs.Handle
+
+// errorDocument is what -o json prints on stdout for a command that failed
+// before printing a document of its own (docs/schemas/error.json).
+type errorDocument struct {
+	Error string `json:"error"`
+	outcome
+}
+
+// watchedWriter remembers whether anything was written through it.
+type watchedWriter struct {
+	w     io.Writer
+	wrote atomic.Bool // batches write from their fixtures' goroutines
+}
+
+func (w *watchedWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		w.wrote.Store(true)
+	}
+	return w.w.Write(p)
+}

@@ -5,7 +5,9 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
 	"github.com/factory-id/station/tpmops"
@@ -29,6 +32,9 @@ type globals struct {
 	verbose    bool
 	logFormat  string
 	logger     *slog.Logger // see log.go
+	// stdout is, with -o json, the command's stdout watched for whether it
+	// printed anything (Run prints an error document when it did not).
+	stdout *watchedWriter
 	// env is the environment config overrides come from (os.Environ unless a
 	// test sets it).
 	env []string
@@ -39,6 +45,29 @@ var outputFormats = []string{"text", "json"}
 
 // NewRootCommand builds the station command tree.
 func NewRootCommand(version string) *cobra.Command {
+	root, _ := newRoot(version)
+	return root
+}
+
+// Run runs station with args (cmd/station's main): it returns the exit
+// status, writes the error and its hint to stderr, and with -o json gives
+// a command that fails before printing anything on stdout a document
+// there too (docs/schemas/error.json), so an integrator reading stdout
+// always gets one.
+func Run(ctx context.Context, version string, args []string, stdout, stderr io.Writer) int {
+	root, g := newRoot(version)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	code := Exit(err, stderr)
+	if err != nil && g.json() && !errors.As(err, new(silentError)) && (g.stdout == nil || !g.stdout.wrote.Load()) {
+		writeJSON(stdout, errorDocument{Error: err.Error(), outcome: outcome{code, hint.Of(err)}})
+	}
+	return code
+}
+
+func newRoot(version string) (*cobra.Command, *globals) {
 	g := &globals{version: version}
 	root := &cobra.Command{
 		Use:           "station",
@@ -50,6 +79,10 @@ func NewRootCommand(version string) *cobra.Command {
 		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
 			if !slices.Contains(outputFormats, g.output) {
 				return usageErrorf("--output %q: want %s", g.output, strings.Join(outputFormats, " or "))
+			}
+			if g.json() {
+				g.stdout = &watchedWriter{w: c.OutOrStdout()}
+				c.SetOut(g.stdout)
 			}
 			var err error
 			if g.logger, err = newLogger(c.ErrOrStderr(), g.logFormat, g.verbose); err != nil {
@@ -96,7 +129,7 @@ func NewRootCommand(version string) *cobra.Command {
 	)
 	usageArgs(root)
 	registerCompletions(root, g)
-	return root
+	return root, g
 }
 
 // config loads the configuration named by --config, $STATION_CONFIG or

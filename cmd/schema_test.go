@@ -61,6 +61,10 @@ var outputSchemas = map[string][]string{
 	"station line":                  {"line"},
 }
 
+// everyCommandSchemas are the schemas of documents any command may print:
+// the error document of a command that failed before printing its own.
+var everyCommandSchemas = []string{"error"}
+
 // noJSONDocument are the runnable commands, groups aside, that print no
 // JSON document, and why.
 var noJSONDocument = map[string]string{
@@ -110,6 +114,9 @@ func TestEveryCommandHasASchema(t *testing.T) {
 	}
 	walk(root)
 	named := map[string]bool{}
+	for _, n := range everyCommandSchemas {
+		named[n+".json"] = true
+	}
 	for path, names := range outputSchemas {
 		if !seen[path] {
 			t.Errorf("outputSchemas lists %q, which is no runnable command", path)
@@ -308,11 +315,23 @@ func TestOutputSchemas(t *testing.T) {
 		t.Errorf("the station key's ID: audit pubkey %q, enrollment manifest %q, audit verify %q; want one", pk.KeyID, vr.Manifest.KeyID, av.KeyID)
 	}
 
+	// Failures before any document: the error document, whatever the
+	// command, with the process's exit status.
+	check(schemaRun{schema: "error", args: []string{"units", "show", "NO-SUCH-UNIT"}, code: ExitUsage})
+	check(schemaRun{schema: "error", args: []string{"provision", "--serial", "E-1", "--no-such-flag"}, code: ExitUsage})
+	check(schemaRun{schema: "error", args: []string{"no-such-command"}, code: ExitUsage})
+	check(schemaRun{schema: "error", args: []string{"audit", "verify", "--db", d("no-such.db")}, code: ExitUsage})
+
 	// The agent's one line, then SIGTERM.
 	private := d("agent")
 	os.Mkdir(private, 0o700)
 	covered["agent"] = agentDocument(t, l, schemas, filepath.Join(private, "agent.sock"))
 
+	for _, n := range everyCommandSchemas {
+		if !covered[n] {
+			t.Errorf("no run printed a %s document", n)
+		}
+	}
 	for path, names := range outputSchemas {
 		for _, n := range names {
 			if !covered[n] {

@@ -25,9 +25,9 @@ import (
 var scriptCommands = map[string]func(){
 	"station": func() { // as cmd/station's main: Ctrl-C and SIGTERM cancel the context
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := NewRootCommand("test").ExecuteContext(ctx)
+		code := Run(ctx, "test", os.Args[1:], os.Stdout, os.Stderr)
 		stop()
-		os.Exit(Exit(err, os.Stderr))
+		os.Exit(code)
 	},
 	// station-audit, the auditor's verifier (cmd/station-audit's main).
 	"station-audit": func() { os.Exit(auditcli.Exit(auditcli.NewRootCommand("test").Execute(), os.Stderr)) },

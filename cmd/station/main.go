@@ -13,7 +13,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cmd.NewRootCommand(buildinfo.Read().String()).ExecuteContext(ctx)
+	code := cmd.Run(ctx, buildinfo.Read().String(), os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(cmd.Exit(err, os.Stderr))
+	os.Exit(code)
 }
