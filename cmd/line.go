@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/ui"
 	"github.com/factory-id/station/station"
 )
 
@@ -134,34 +136,34 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 		stop() // a second signal ends the process at once
 	}()
 
-	view := newLineView(c.OutOrStdout(), g.json())
 	var names []string
 	for _, f := range fixtures {
 		names = append(names, f.Name)
 	}
 	fmt.Fprintf(errw, "station line: %d fixture(s) (%s); scan SERIAL[,FIXTURE], one per line; Ctrl-C or end of input to stop\n",
 		len(fixtures), strings.Join(names, ", "))
+	view := newLineView(sctx, g, c, o.flash)
 	var (
 		codes   []int
 		stopped []station.LineUnit
 	)
-	opts := station.LineOptions{Fixtures: fixtures, FlashSpec: o.flash, Force: o.force,
-		Progress: func(f configs.Fixture, serial, step string) {
-			g.logf(c, "fixture %s: unit %s: %s", f.Name, serial, step)
-		}}
+	opts := station.LineOptions{Fixtures: fixtures, FlashSpec: o.flash, Force: o.force, Observer: view.observer(),
+		Scanned: view.scanned, Started: view.started}
 	fatal := prov.RunLine(sctx, c.InOrStdin(), opts, func(u station.LineUnit) {
 		code := code(u.Err)
 		codes = append(codes, code)
 		view.unit(u, code)
-		if u.Err != nil {
-			Exit(u.Err, errw)
-		}
 		if u.Stopped {
 			stopped = append(stopped, u)
 		}
 	})
+	live := view.close()
 	writeResume(errw, stopped, o.flash)
-	err = batchExit(codes, len(codes), errw)
+	if live {
+		err = batchCode(codes) // the tally is the screen's
+	} else {
+		err = batchExit(codes, len(codes), errw)
+	}
 	if fatal != nil {
 		return fatal
 	}
@@ -176,15 +178,23 @@ func writeResume(w io.Writer, stopped []station.LineUnit, flash string) {
 	fmt.Fprintf(w, "station line stopped with %d unit(s) unfinished; each resumes where it stopped:\n", len(stopped))
 	for _, u := range stopped {
 		if u.Fixture.TPM == "" {
-			fmt.Fprintf(w, "  %s: not started: scan it again\n", u.Scan.Serial)
+			fmt.Fprintf(w, "  %s: %s\n", u.Scan.Serial, resumeHint(u, flash))
 			continue
 		}
-		cmd := fmt.Sprintf("station provision --serial %s --tpm %s", u.Scan.Serial, u.Fixture.TPM)
-		if f := firstNonEmpty(flash, u.Fixture.Flash); f != "" {
-			cmd += " --flash " + f
-		}
-		fmt.Fprintf(w, "  %s on fixture %s: scan it again in station line, or run `%s`\n", u.Scan.Serial, u.Fixture.Name, cmd)
+		fmt.Fprintf(w, "  %s on fixture %s: %s\n", u.Scan.Serial, u.Fixture.Name, resumeHint(u, flash))
 	}
+}
+
+// resumeHint is how to finish one unit a stop interrupted.
+func resumeHint(u station.LineUnit, flash string) string {
+	if u.Fixture.TPM == "" {
+		return "not started: scan it again"
+	}
+	cmd := fmt.Sprintf("station provision --serial %s --tpm %s", u.Scan.Serial, u.Fixture.TPM)
+	if f := firstNonEmpty(flash, u.Fixture.Flash); f != "" {
+		cmd += " --flash " + f
+	}
+	return fmt.Sprintf("scan it again in station line, or run `%s`", cmd)
 }
 
 func firstNonEmpty(s ...string) string {
@@ -196,33 +206,115 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// lineView shows a session's units as they finish. It is the seam for the
-// live operator screen: JSON lines when stdout is not a terminal (or with
-// -o json), plain lines on a terminal.
-type lineView interface {
-	unit(u station.LineUnit, exitCode int)
+// lineView shows a session's units: the operator's live screen
+// (internal/ui) on a terminal that allows it; else JSON lines when stdout
+// is not a terminal (or with -o json), plain lines on a terminal with
+// NO_COLOR or TERM=dumb (each error once on stderr, with its hint).
+type lineView struct {
+	g     *globals
+	c     *cobra.Command
+	out   io.Writer
+	json  bool
+	flash string
+	live  *ui.Screen // nil: lines
+	quit  chan struct{}
+	echo  func() // restores the terminal's echo
 }
 
-func newLineView(w io.Writer, asJSON bool) lineView {
-	if f, ok := w.(*os.File); asJSON || !ok || !term.IsTerminal(int(f.Fd())) {
-		return jsonLineView{w}
+func newLineView(stopped context.Context, g *globals, c *cobra.Command, flash string) *lineView {
+	v := &lineView{g: g, c: c, out: c.OutOrStdout(), flash: flash, quit: make(chan struct{}), echo: func() {}}
+	if g.json() || !ui.IsTerminal(v.out) {
+		v.json = true
+		return v
 	}
-	return textLineView{w}
-}
-
-// jsonLineView writes provision -o json's object per unit.
-type jsonLineView struct{ w io.Writer }
-
-func (v jsonLineView) unit(u station.LineUnit, exitCode int) {
-	writeJSON(v.w, provisionJSON{Result: u.Result, ExitCode: exitCode})
-}
-
-// textLineView writes provision's text line, with the fixture.
-type textLineView struct{ w io.Writer }
-
-func (v textLineView) unit(u station.LineUnit, _ int) {
-	if u.Fixture.Name != "" {
-		fmt.Fprintf(v.w, "[%s] ", u.Fixture.Name)
+	if !ui.Live(v.out, g.getenv) {
+		return v
 	}
-	printResult(v.w, u.Result)
+	// The scanner types into standard input: the screen takes no input
+	// (ui.Start), and the terminal's echo is off so that a scanned line
+	// does not break into the live rows (the screen shows it instead).
+	if f, ok := c.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if restore, err := echoOff(int(f.Fd())); err == nil {
+			v.echo = restore
+		}
+	}
+	v.live = ui.Start(v.out, ui.Options{Command: "provision", Session: true,
+		ResumeUnit: "scan each again in station line, or run the command below"})
+	go func() {
+		select {
+		case <-stopped.Done():
+			v.live.Stopping()
+		case <-v.quit:
+		}
+	}()
+	return v
+}
+
+// observer hears the units' steps.
+func (v *lineView) observer() station.Observer {
+	if v.live != nil {
+		return v.live
+	}
+	return station.ObserverFuncs{
+		Started: func(serial, step string) { v.g.logf(v.c, "unit %s: %s", serial, step) },
+		Noted:   func(serial, text string) { v.g.logf(v.c, "unit %s: %s", serial, text) },
+	}
+}
+
+// scanned shows a line read, waiting for a fixture.
+func (v *lineView) scanned(sc station.Scan) {
+	if v.live != nil {
+		v.live.UnitStarted(sc.Serial, "")
+	}
+}
+
+// started shows a unit going on its fixture.
+func (v *lineView) started(f configs.Fixture, serial string) {
+	if v.live != nil {
+		v.live.UnitStarted(serial, f.Name)
+	} else {
+		v.g.logf(v.c, "fixture %s: unit %s", f.Name, serial)
+	}
+}
+
+// unit shows a unit's outcome.
+func (v *lineView) unit(u station.LineUnit, exitCode int) {
+	errw := v.c.ErrOrStderr()
+	switch {
+	case v.json:
+		writeJSON(v.out, provisionJSON{Result: u.Result, ExitCode: exitCode})
+	case v.live != nil:
+		o := provisionOutcome(u.Result, u.Err)
+		if u.Stopped {
+			o.Verdict, o.Hint = ui.Interrupted, resumeHint(u, v.flash)
+			if u.Fixture.TPM == "" {
+				o.Verdict = ui.NotStarted
+			}
+		}
+		v.live.UnitDone(o)
+		if u.Err != nil && !ui.IsTerminal(errw) {
+			Exit(u.Err, errw)
+		}
+		return
+	default:
+		if u.Fixture.Name != "" {
+			fmt.Fprintf(v.out, "[%s] ", u.Fixture.Name)
+		}
+		printResult(v.out, u.Result)
+	}
+	if u.Err != nil {
+		Exit(u.Err, errw)
+	}
+}
+
+// close ends the live screen, leaving its summary, and says whether there
+// was one.
+func (v *lineView) close() bool {
+	close(v.quit)
+	if v.live == nil {
+		return false
+	}
+	v.live.Close()
+	v.echo()
+	return true
 }
