@@ -1,3 +1,5 @@
+//go:build linux
+
 package station
 
 import (
@@ -5,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/factory-id/station/internal/swtpmtest"
 	"github.com/factory-id/station/internal/tpmlatency"
@@ -22,14 +26,16 @@ import (
 // Reported per step: its time and the part inside TPM commands (median
 // ms); "open+journal" is the unit's time outside its steps: the checks and
 // the TPM's preflight before the first step, and the journal and audit
-// commits after each step.
+// commits after each step. Also the station's own CPU time per unit (what
+// of the time outside the TPM is work, the rest is waiting for a core or
+// the disk) and what one fsync costs on this disk.
 func BenchmarkLineSteps(b *testing.B) {
 	const units = 7
 	vendor := swtpmtest.Start(b, swtpmtest.Options{}).CA
 	l := newTestLine(b, trustSwtpm(b, vendor))
 	m := tpmlatency.New(tpmlatency.Default, false)
 	wall, inTPM := map[string][]float64{}, map[string][]float64{}
-	var total, tpmTotal []float64
+	var total, tpmTotal, cpu []float64
 	for i := 0; i < b.N; i++ {
 		for u := 0; u < units; u++ {
 			b.StopTimer()
@@ -39,6 +45,7 @@ func BenchmarkLineSteps(b *testing.B) {
 			os.MkdirAll(d, 0o700)
 			m.Reset()
 			b.StartTimer()
+			cpu0 := cpuTime(b)
 			tpm, err := tpmops.OpenWrapped(inst.Addr, m.Wrap)
 			if err != nil {
 				b.Fatal(err)
@@ -50,6 +57,7 @@ func BenchmarkLineSteps(b *testing.B) {
 				b.Fatal(err)
 			}
 			tpm.Close()
+			cpu = append(cpu, msOf(cpuTime(b)-cpu0))
 			b.StopTimer()
 			inst.Stop()
 			steps := 0.0
@@ -67,11 +75,43 @@ func BenchmarkLineSteps(b *testing.B) {
 			b.StartTimer()
 		}
 	}
+	// What one durable write costs on this disk: a 4 KiB write and its
+	// fdatasync, as each journal commit (bbolt: two per commit) and each
+	// flashed file pays.
+	f, err := os.CreateTemp(l.dir, "fsync-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var syncs []float64
+	page := make([]byte, 4096)
+	for range 20 {
+		t0 := time.Now()
+		if _, err := f.WriteAt(page, 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		syncs = append(syncs, msOf(time.Since(t0)))
+	}
+	b.ReportMetric(median(syncs), "fsync-ms")
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(median(total), "ms/unit")
 	b.ReportMetric(median(tpmTotal), "tpm-ms/unit")
+	b.ReportMetric(median(cpu), "station-cpu-ms/unit")
 	for _, st := range append(append([]string{}, Steps...), "open+journal") {
 		b.ReportMetric(median(wall[st]), st+"-ms")
 		b.ReportMetric(median(inTPM[st]), st+"-tpm-ms")
 	}
+}
+
+// cpuTime is the CPU time this process has used (user and system): the
+// station's own work, not swtpm's (another process).
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
