@@ -43,11 +43,16 @@ and checks) while the next line is read; as many units run at once as there are 
 (line.fixtures, else tpm.address alone). A serial already provisioned is reported as such without
 touching a fixture; a bad line is reported and the session goes on.
 
-Output: JSON lines on stdout when it is not a terminal (or with -o json), one object per line read,
-as station provision -o json writes them; plain lines on a terminal. The session ends at the end
-of input, or on SIGTERM or Ctrl-C: no new unit starts, units on fixtures stop at their next step
-boundary, journaled, and how to resume them is printed (a second Ctrl-C stops at once; the units
-resume all the same). Exit 0 when every unit passed, else the failures' common code, or 1.`,
+Output: on a terminal, the operator's live screen: a row per unit waiting for or on its fixture
+(its step, a spinner, the time, the steps done), the last unit's large PASS or FAIL with the one
+thing to do, a running tally (done, failed, units/hour) and a summary at the end; the scanner keeps
+standard input (the screen reads none, and the terminal does not echo scans into it). With
+NO_COLOR or TERM=dumb: plain lines. When stdout is not a terminal (or with -o json): JSON lines,
+one object per line read, as station provision -o json writes them. The session ends at the end
+of input (Ctrl-D on a terminal), or on SIGTERM or Ctrl-C: no new unit starts, units on fixtures
+stop at their next step boundary, journaled, and how to resume them is shown (a second Ctrl-C
+stops at once; the units resume all the same). Exit 0 when every unit passed, else the failures'
+common code, or 1.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
