@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -240,7 +241,7 @@ func newLineView(stopped context.Context, g *globals, c *cobra.Command, flash st
 	// does not break into the live rows (the screen shows it instead).
 	if f, ok := c.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		if restore, err := echoOff(int(f.Fd())); err == nil {
-			v.echo = restore
+			v.echo = sync.OnceFunc(restore)
 		}
 	}
 	v.live = ui.Start(v.out, ui.Options{Command: "provision", Session: true,
@@ -248,6 +249,9 @@ func newLineView(stopped context.Context, g *globals, c *cobra.Command, flash st
 	go func() {
 		select {
 		case <-stopped.Done():
+			// No scan is read from here on; a second Ctrl-C kills the
+			// process, which must not leave the terminal without echo.
+			v.echo()
 			v.live.Stopping()
 		case <-v.quit:
 		}
