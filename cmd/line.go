@@ -1,17 +1,20 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/ui"
 	"github.com/factory-id/station/station"
 )
 
@@ -41,11 +44,16 @@ and checks) while the next line is read; as many units run at once as there are 
 (line.fixtures, else tpm.address alone). A serial already provisioned is reported as such without
 touching a fixture; a bad line is reported and the session goes on.
 
-Output: JSON lines on stdout when it is not a terminal (or with -o json), one object per line read,
-as station provision -o json writes them; plain lines on a terminal. The session ends at the end
-of input, or on SIGTERM or Ctrl-C: no new unit starts, units on fixtures stop at their next step
-boundary, journaled, and how to resume them is printed (a second Ctrl-C stops at once; the units
-resume all the same). Exit 0 when every unit passed, else the failures' common code, or 1.`,
+Output: on a terminal, the operator's live screen: a row per unit waiting for or on its fixture
+(its step, a spinner, the time, the steps done), the last unit's large PASS or FAIL with the one
+thing to do, a running tally (done, failed, units/hour) and a summary at the end; the scanner keeps
+standard input (the screen reads none, and the terminal does not echo scans into it). With
+NO_COLOR or TERM=dumb: plain lines. When stdout is not a terminal (or with -o json): JSON lines,
+one object per line read, as station provision -o json writes them. The session ends at the end
+of input (Ctrl-D on a terminal), or on SIGTERM or Ctrl-C: no new unit starts, units on fixtures
+stop at their next step boundary, journaled, and how to resume them is shown (a second Ctrl-C
+stops at once; the units resume all the same). Exit 0 when every unit passed, else the failures'
+common code, or 1.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
@@ -134,34 +142,34 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 		stop() // a second signal ends the process at once
 	}()
 
-	view := newLineView(c.OutOrStdout(), g.json())
 	var names []string
 	for _, f := range fixtures {
 		names = append(names, f.Name)
 	}
 	fmt.Fprintf(errw, "station line: %d fixture(s) (%s); scan SERIAL[,FIXTURE], one per line; Ctrl-C or end of input to stop\n",
 		len(fixtures), strings.Join(names, ", "))
+	view := newLineView(sctx, g, c, o.flash)
 	var (
 		codes   []int
 		stopped []station.LineUnit
 	)
-	opts := station.LineOptions{Fixtures: fixtures, FlashSpec: o.flash, Force: o.force,
-		Progress: func(f configs.Fixture, serial, step string) {
-			g.log().Info("step", "fixture", f.Name, "serial", serial, "step", step)
-		}}
+	opts := station.LineOptions{Fixtures: fixtures, FlashSpec: o.flash, Force: o.force, Observer: view.observer(),
+		Scanned: view.scanned, Started: view.started}
 	fatal := prov.RunLine(sctx, c.InOrStdin(), opts, func(u station.LineUnit) {
 		code := code(u.Err)
 		codes = append(codes, code)
 		view.unit(u, code)
-		if u.Err != nil {
-			Exit(u.Err, errw)
-		}
 		if u.Stopped {
 			stopped = append(stopped, u)
 		}
 	})
+	live := view.close()
 	writeResume(errw, stopped, o.flash)
-	err = batchExit(codes, len(codes), errw)
+	if live {
+		err = batchCode(codes) // the tally is the screen's
+	} else {
+		err = batchExit(codes, len(codes), errw)
+	}
 	if fatal != nil {
 		return fatal
 	}
@@ -176,15 +184,23 @@ func writeResume(w io.Writer, stopped []station.LineUnit, flash string) {
 	fmt.Fprintf(w, "station line stopped with %d unit(s) unfinished; each resumes where it stopped:\n", len(stopped))
 	for _, u := range stopped {
 		if u.Fixture.TPM == "" {
-			fmt.Fprintf(w, "  %s: not started: scan it again\n", u.Scan.Serial)
+			fmt.Fprintf(w, "  %s: %s\n", u.Scan.Serial, resumeHint(u, flash))
 			continue
 		}
-		cmd := fmt.Sprintf("station provision --serial %s --tpm %s", u.Scan.Serial, u.Fixture.TPM)
-		if f := firstNonEmpty(flash, u.Fixture.Flash); f != "" {
-			cmd += " --flash " + f
-		}
-		fmt.Fprintf(w, "  %s on fixture %s: scan it again in station line, or run `%s`\n", u.Scan.Serial, u.Fixture.Name, cmd)
+		fmt.Fprintf(w, "  %s on fixture %s: %s\n", u.Scan.Serial, u.Fixture.Name, resumeHint(u, flash))
 	}
+}
+
+// resumeHint is how to finish one unit a stop interrupted.
+func resumeHint(u station.LineUnit, flash string) string {
+	if u.Fixture.TPM == "" {
+		return "not started: scan it again"
+	}
+	cmd := fmt.Sprintf("station provision --serial %s --tpm %s", u.Scan.Serial, u.Fixture.TPM)
+	if f := firstNonEmpty(flash, u.Fixture.Flash); f != "" {
+		cmd += " --flash " + f
+	}
+	return fmt.Sprintf("scan it again in station line, or run `%s`", cmd)
 }
 
 func firstNonEmpty(s ...string) string {
@@ -196,35 +212,120 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// lineView shows a session's units as they finish. It is the seam for the
-// live operator screen: JSON lines when stdout is not a terminal (or with
-// -o json), plain lines on a terminal.
-type lineView interface {
-	unit(u station.LineUnit, exitCode int)
+// lineView shows a session's units: the operator's live screen
+// (internal/ui) on a terminal that allows it; else JSON lines when stdout
+// is not a terminal (or with -o json), plain lines on a terminal with
+// NO_COLOR or TERM=dumb (each error once on stderr, with its hint).
+type lineView struct {
+	g     *globals
+	c     *cobra.Command
+	out   io.Writer
+	json  bool
+	flash string
+	live  *ui.Screen // nil: lines
+	quit  chan struct{}
+	echo  func() // restores the terminal's echo
 }
 
-func newLineView(w io.Writer, asJSON bool) lineView {
-	if f, ok := w.(*os.File); asJSON || !ok || !term.IsTerminal(int(f.Fd())) {
-		return jsonLineView{w}
+func newLineView(stopped context.Context, g *globals, c *cobra.Command, flash string) *lineView {
+	v := &lineView{g: g, c: c, out: c.OutOrStdout(), flash: flash, quit: make(chan struct{}), echo: func() {}}
+	if g.json() || !ui.IsTerminal(v.out) {
+		v.json = true
+		return v
 	}
-	return textLineView{w}
-}
-
-// jsonLineView writes provision -o json's object per unit.
-type jsonLineView struct{ w io.Writer }
-
-func (v jsonLineView) unit(u station.LineUnit, exitCode int) {
-	o := outcomeOf(u.Err)
-	o.ExitCode = exitCode
-	writeJSON(v.w, provisionJSON{Result: u.Result, outcome: o})
-}
-
-// textLineView writes provision's text line, with the fixture.
-type textLineView struct{ w io.Writer }
-
-func (v textLineView) unit(u station.LineUnit, _ int) {
-	if u.Fixture.Name != "" {
-		fmt.Fprintf(v.w, "[%s] ", u.Fixture.Name)
+	if !ui.Live(v.out, g.getenv) {
+		return v
 	}
-	printResult(v.w, u.Result)
+	// The scanner types into standard input: the screen takes no input
+	// (ui.Start), and the terminal's echo is off so that a scanned line
+	// does not break into the live rows (the screen shows it instead).
+	if f, ok := c.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if restore, err := echoOff(int(f.Fd())); err == nil {
+			v.echo = sync.OnceFunc(restore)
+		}
+	}
+	v.live = ui.Start(v.out, ui.Options{Command: "provision", Session: true,
+		ResumeUnit: "scan each again in station line, or run the command below"})
+	go func() {
+		select {
+		case <-stopped.Done():
+			// No scan is read from here on; a second Ctrl-C kills the
+			// process, which must not leave the terminal without echo.
+			v.echo()
+			v.live.Stopping()
+		case <-v.quit:
+		}
+	}()
+	return v
+}
+
+// observer hears the units' steps.
+func (v *lineView) observer() station.Observer {
+	if v.live != nil {
+		return v.live
+	}
+	return station.ObserverFuncs{
+		Started: func(serial, step string) { v.g.log().Info("step", "serial", serial, "step", step) },
+		Noted:   func(serial, text string) { v.g.log().Info(text, "serial", serial) },
+	}
+}
+
+// scanned shows a line read, waiting for a fixture.
+func (v *lineView) scanned(sc station.Scan) {
+	if v.live != nil {
+		v.live.UnitStarted(sc.Serial, "")
+	}
+}
+
+// started shows a unit going on its fixture.
+func (v *lineView) started(f configs.Fixture, serial string) {
+	if v.live != nil {
+		v.live.UnitStarted(serial, f.Name)
+	} else {
+		v.g.log().Info("on fixture", "fixture", f.Name, "serial", serial)
+	}
+}
+
+// unit shows a unit's outcome.
+func (v *lineView) unit(u station.LineUnit, exitCode int) {
+	errw := v.c.ErrOrStderr()
+	switch {
+	case v.json:
+		o := outcomeOf(u.Err)
+		o.ExitCode = exitCode
+		writeJSON(v.out, provisionJSON{Result: u.Result, outcome: o})
+	case v.live != nil:
+		o := provisionOutcome(u.Result, u.Err)
+		if u.Stopped {
+			o.Verdict, o.Hint = ui.Interrupted, resumeHint(u, v.flash)
+			if u.Fixture.TPM == "" {
+				o.Verdict = ui.NotStarted
+			}
+		}
+		v.live.UnitDone(o)
+		if u.Err != nil && !ui.IsTerminal(errw) {
+			Exit(u.Err, errw)
+		}
+		return
+	default:
+		if u.Fixture.Name != "" {
+			fmt.Fprintf(v.out, "[%s] ", u.Fixture.Name)
+		}
+		printResult(v.out, u.Result)
+	}
+	if u.Err != nil {
+		Exit(u.Err, errw)
+	}
+}
+
+// close ends the live screen, leaving its summary, and says whether there
+// was one.
+func (v *lineView) close() bool {
+	close(v.quit)
+	if v.live == nil {
+		return false
+	}
+	v.live.Close()
+	v.echo()
+	return true
 }

@@ -188,8 +188,8 @@ func TestLineStopResumes(t *testing.T) {
 }
 
 // TestLineOnTerminal: on a terminal the line key's password is asked once
-// (never echoed), units are plain lines naming their fixture, and Ctrl-C
-// ends the session.
+// (never echoed); with NO_COLOR units are plain lines naming their
+// fixture; Ctrl-C ends the session.
 func TestLineOnTerminal(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("swtpm tests run on Linux")
@@ -198,7 +198,7 @@ func TestLineOnTerminal(t *testing.T) {
 	l := newLine(t, vendor)
 	env, _ := l.lineFixtures(t, vendor, 1)
 	c := exec.Command(l.bin, "line")
-	c.Env = append(without(env, "STATION_PKI_KEY_PASSWORD"), l.encryptLineKey(t))
+	c.Env = append(without(env, "STATION_PKI_KEY_PASSWORD", "TERM"), l.encryptLineKey(t), "NO_COLOR=1") // plain lines (TestScreenLine: the live screen)
 	term, err := ptytest.Start(c)
 	if err != nil {
 		t.Fatal(err)

@@ -428,3 +428,118 @@ func TestScreenPlain(t *testing.T) {
 		}
 	}
 }
+
+// TestScreenLine: station line on a terminal is the operator's live
+// screen. Serials typed on standard input (the scanner) reach the session
+// while the screen runs; each fixture's row shows its unit's step with a
+// spinner and the steps done; a unit ends in a large PASS or FAIL with the
+// one thing to do; the tally counts done and failed with units/hour (no
+// total: no progress bar). Ctrl-C journals the unit in flight and the
+// screen says how to resume it; the next session resumes it, and ends at
+// the end of input (Ctrl-D) with its summary. Piped, the session writes
+// JSON lines without an escape code.
+func TestScreenLine(t *testing.T) {
+	l := newScreenLine(t, "LN-1", "LN-2", "LN-3")
+	l.env = append(l.env, fmt.Sprintf("STATION_LINE_FIXTURES=f1=%s,f2=%s,f3=%s", l.tpm["LN-1"], l.tpm["LN-2"], l.tpm["LN-3"]))
+	flashing := func(serial string) *regexp.Regexp {
+		return regexp.MustCompile(`[⣾⣽⣻⢿⡿⣟⣯⣷] +` + serial + ` +flash +\d+\.\d s +f\d +✓ ek ✓ srk ✓ device-key ✓ certificate · unit \d+\.\d s`)
+	}
+
+	term := l.pty(nil, "line")
+	onScreen(t, term, term.Expect("scan SERIAL[,FIXTURE]", screenTimeout))
+	onScreen(t, term, term.Send("LN-1,f1"))
+	onScreen(t, term, term.WaitFor("LN-1 flashing on its row", flashing("LN-1").MatchString, screenTimeout))
+	onScreen(t, term, term.Expect("0 done · 0 failed", screenTimeout))
+	if s := term.Text(); strings.Contains(s, "0/") || strings.Contains(s, "ETA") {
+		t.Errorf("a progress bar or an ETA in a session without a total:\n%s", s)
+	}
+	// The next unit is scanned while LN-1 is still on its fixture.
+	onScreen(t, term, term.Send("LN-2,f2"))
+	onScreen(t, term, term.WaitFor("LN-2 flashing too", flashing("LN-2").MatchString, screenTimeout))
+	l.open("LN-1", "ok")
+	onScreen(t, term, term.Expect("PASS  LN-1", screenTimeout))
+	onScreen(t, term, term.Expect("registration ID", screenTimeout))
+	onScreen(t, term, term.WaitFor("the tally with units/hour", regexp.MustCompile(`1 done · 0 failed · \d+ units/hour`).MatchString, screenTimeout))
+	if !strings.Contains(term.Text(), "█") || !strings.Contains(term.Screen(), "\x1b[1;32m") {
+		t.Errorf("no large green PASS:\n%s", term.Text())
+	}
+	l.open("LN-2", "fail")
+	onScreen(t, term, term.Expect("FAIL  LN-2  at step flash", screenTimeout))
+	onScreen(t, term, term.Expect("→ check the flash target", screenTimeout))
+	onScreen(t, term, term.WaitFor("the tally with a failure", regexp.MustCompile(`2 done · 1 failed`).MatchString, screenTimeout))
+
+	// Ctrl-C while LN-3 flashes: journaled, and how to resume it is shown.
+	onScreen(t, term, term.Send("LN-3,f3"))
+	onScreen(t, term, term.WaitFor("LN-3 flashing", flashing("LN-3").MatchString, screenTimeout))
+	onScreen(t, term, term.Interrupt())
+	code := exitCode(term.Wait(screenTimeout))
+	text := term.Text()
+	if code == 0 {
+		t.Fatalf("an interrupted session with a failure exited 0:\n%s", text)
+	}
+	order, rows := lineRows(text)
+	if strings.Join(order, ",") != "LN-1,LN-2,LN-3" {
+		t.Errorf("summary rows %v, want LN-1,LN-2,LN-3:\n%s", order, text)
+	}
+	if !strings.Contains(rows["LN-1"], "PASS") || !strings.Contains(rows["LN-2"], "FAIL") || !strings.Contains(rows["LN-3"], "INTERRUPTED") {
+		t.Errorf("summary rows: %q\n%s", rows, text)
+	}
+	resume := "station provision --serial LN-3 --tpm " + l.tpm["LN-3"]
+	if !strings.Contains(text, "1 passed, 1 failed, 1 interrupted") || !strings.Contains(text, "units/hour") ||
+		!strings.Contains(strings.Join(strings.Fields(text), " "), resume) {
+		t.Errorf("the summary lacks the tally or how to resume LN-3 (%s):\n%s", resume, text)
+	}
+	if strings.Contains(text, "LN-3,f3") || strings.Contains(text, "LN-2,f2") {
+		t.Errorf("the scanned lines were echoed into the screen:\n%s", text)
+	}
+	if out, errOut, code := l.run("units", "list", "--status", "resumable"); code != 0 || !strings.Contains(out, "LN-3") {
+		t.Fatalf("LN-3 not resumable after Ctrl-C (exit %d):\n%s%s", code, out, errOut)
+	}
+
+	// The next session resumes LN-3 and ends at the end of input.
+	l.open("LN-3", "ok")
+	term = l.pty(nil, "line")
+	onScreen(t, term, term.Expect("scan SERIAL[,FIXTURE]", screenTimeout))
+	onScreen(t, term, term.Send("LN-3,f3"))
+	onScreen(t, term, term.Expect("PASS  LN-3", screenTimeout))
+	onScreen(t, term, term.Expect("resumed", screenTimeout))
+	onScreen(t, term, term.Send("\x04")) // Ctrl-D: end of input
+	if err := term.Wait(screenTimeout); err != nil {
+		t.Fatalf("session ended by Ctrl-D: %v\n%s", err, term.Text())
+	}
+	if text := term.Text(); !strings.Contains(text, "1 passed, 0 failed") {
+		t.Errorf("no summary after the end of input:\n%s", text)
+	}
+
+	// Piped: JSON lines, no escape code.
+	c := l.cmd("line")
+	c.Stdin = strings.NewReader("LN-1\n")
+	out, errOut, code := runExit(t, c)
+	if code != 0 || !strings.Contains(out, `"result":"already-provisioned"`) {
+		t.Errorf("piped session: exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "\x1b") {
+		t.Errorf("escape codes in piped output:\n%q\n%q", out, errOut)
+	}
+}
+
+// lineRows returns the summary table's LN- rows in order (serial → row).
+func lineRows(text string) ([]string, map[string]string) {
+	i := strings.LastIndex(text, "│ serial ")
+	if i < 0 {
+		return nil, nil
+	}
+	var order []string
+	rows := map[string]string{}
+	for _, line := range strings.Split(text[i:], "\n")[1:] {
+		f := strings.Fields(strings.Trim(line, "│ "))
+		if len(f) == 0 || !strings.HasPrefix(f[0], "LN-") {
+			continue
+		}
+		if _, seen := rows[f[0]]; !seen {
+			order = append(order, f[0])
+		}
+		rows[f[0]] += line
+	}
+	return order, rows
+}

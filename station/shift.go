@@ -45,8 +45,14 @@ type LineOptions struct {
 	Fixtures  []configs.Fixture // at least one; each runs one unit at a time
 	FlashSpec string            // overrides each fixture's flash targets and flash.target
 	Force     bool              // overwrite a flash target holding another unit's bundle
-	// Progress, when set, is called as each unit's step starts.
-	Progress func(f configs.Fixture, serial, step string)
+	// Observer, when set, hears each unit's steps (called from the
+	// goroutines running the units: it must be safe for concurrent use).
+	Observer Observer
+	// Scanned, when set, is called as each non-blank line is read, before
+	// it is checked; Started as a unit goes on fixture f. Both are called
+	// from RunLine's goroutine.
+	Scanned func(Scan)
+	Started func(f configs.Fixture, serial string)
 }
 
 // RunLine runs a shift: it reads SERIAL[,FIXTURE] lines from scans and
@@ -110,9 +116,9 @@ func (p *Provisioner) RunLine(ctx context.Context, scans io.Reader, o LineOption
 		if flashSpec == "" {
 			flashSpec = f.Flash
 		}
-		req := Request{Serial: sc.Serial, TPMAddr: f.TPM, FlashSpec: flashSpec, Force: o.Force}
-		if o.Progress != nil {
-			req.Observer = ObserverFuncs{Started: func(serial, step string) { o.Progress(f, serial, step) }}
+		req := Request{Serial: sc.Serial, TPMAddr: f.TPM, FlashSpec: flashSpec, Force: o.Force, Observer: o.Observer}
+		if o.Started != nil {
+			o.Started(f, sc.Serial)
 		}
 		go func() {
 			res, err := p.Provision(ctx, req)
@@ -176,6 +182,9 @@ func (p *Provisioner) RunLine(ctx context.Context, scans io.Reader, o LineOption
 			if !ok {
 				eof = true
 				continue
+			}
+			if o.Scanned != nil {
+				o.Scanned(sc)
 			}
 			if err := checkScan(&sc, o.Fixtures); err != nil {
 				done(LineUnit{Scan: sc, Result: failed(sc.Serial, err), Err: err})

@@ -72,6 +72,14 @@ type Options struct {
 	// Resume is the command that finishes an interrupted batch
 	// ("station provision --batch tray.csv").
 	Resume string
+	// Session is a shift-long session (station line): units arrive one by
+	// one with no total, each fixture's row shows its unit's steps, and the
+	// last unit's large PASS or FAIL with the one thing to do stays on the
+	// screen until the next one ends. It implies Batch.
+	Session bool
+	// ResumeUnit says how to resume one interrupted unit (default: "re-run
+	// `station COMMAND --serial SN`").
+	ResumeUnit string
 }
 
 // unitState is what the screen knows of one unit.
@@ -100,6 +108,7 @@ type Model struct {
 	units    map[string]*unitState
 	running  []string // serials in the order they started
 	outs     []Outcome
+	last     *Outcome // the session's last finished unit
 	stopping bool
 	closing  bool
 	quitting bool
@@ -109,6 +118,9 @@ type Model struct {
 
 // NewModel returns an empty screen.
 func NewModel(o Options) *Model {
+	if o.Session {
+		o.Batch = true
+	}
 	return &Model{
 		o: o, st: newStyles(), start: time.Now(), units: map[string]*unitState{},
 		bar: progress.New(progress.WithColors(lipgloss.Green), progress.WithoutPercentage(), progress.WithWidth(30)),
@@ -135,7 +147,20 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.printing--
 		return m, m.quitWhenPrinted()
 	case UnitStarted:
-		m.unit(e.Serial).fixture = e.Fixture
+		u := m.units[e.Serial]
+		if u != nil && u.out != nil {
+			m.forget(e.Serial) // scanned again after it ended: a new attempt
+			u = nil
+		}
+		if u != nil && e.Fixture == "" {
+			break // scanned again while it runs: it stays as it is
+		}
+		if u == nil {
+			u = m.unit(e.Serial)
+		} else if u.fixture == "" {
+			u.start = time.Now() // it waited for a fixture until now
+		}
+		u.fixture = e.Fixture
 	case StepStarted:
 		u := m.unit(e.Serial)
 		u.steps = append(u.steps, stepState{name: e.Step, start: time.Now()})
@@ -157,6 +182,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		out := e.Outcome
 		u.out = &out
 		m.outs = append(m.outs, out)
+		m.last = &out
 		if m.o.Batch {
 			m.printing++
 			return m, tea.Sequence(tea.Println(m.st.outcomeLine(out)), func() tea.Msg { return printed{} })
@@ -173,6 +199,17 @@ func (m *Model) quitWhenPrinted() tea.Cmd {
 	}
 	m.quitting = true
 	return tea.Quit
+}
+
+// forget drops a finished unit's state (its outcome stays in outs).
+func (m *Model) forget(serial string) {
+	delete(m.units, serial)
+	for i, s := range m.running {
+		if s == serial {
+			m.running = append(m.running[:i], m.running[i+1:]...)
+			break
+		}
+	}
 }
 
 func (m *Model) unit(serial string) *unitState {
@@ -201,6 +238,9 @@ func (m *Model) Live() string {
 			if u := m.units[s]; u.out == nil {
 				b.WriteString(m.row(u) + "\n")
 			}
+		}
+		if m.o.Session && m.last != nil {
+			b.WriteString(m.st.verdict(*m.last))
 		}
 	} else {
 		for _, s := range m.running {
@@ -236,8 +276,9 @@ func (m *Model) progressLine() string {
 	} else if m.o.Total > 0 && done >= m.o.Total {
 		eta = "0:00"
 	}
-	if m.o.Total <= 0 {
-		return fmt.Sprintf("%d done · %s · %s", done, counts, clock(time.Since(m.start)))
+	if m.o.Total <= 0 { // a session: no total, a running count
+		elapsed := time.Since(m.start)
+		return fmt.Sprintf("%d done · %s · %.0f units/hour · %s", done, counts, float64(done-failed-stopped)/elapsed.Hours(), clock(elapsed))
 	}
 	return fmt.Sprintf("%s %d/%d done · %s · ETA %s", m.bar.ViewAs(float64(done)/float64(m.o.Total)),
 		done, m.o.Total, counts, eta)
@@ -250,8 +291,27 @@ func (m *Model) row(u *unitState) string {
 	if n := len(u.steps); n > 0 && !u.steps[n-1].done {
 		step, since = u.steps[n-1].name, u.steps[n-1].start
 	}
-	return fmt.Sprintf("%s %-16s %-12s %6s  %s", m.st.spin.Render(spin.Frames[m.frame%len(spin.Frames)]),
-		u.serial, step, seconds(time.Since(since)), m.st.dim.Render(u.fixture))
+	where := u.fixture
+	if m.o.Session && u.fixture == "" {
+		step, where = "waiting", "for a free fixture"
+	}
+	row := fmt.Sprintf("%s %-16s %-12s %6s  %s", m.st.spin.Render(spin.Frames[m.frame%len(spin.Frames)]),
+		u.serial, step, seconds(time.Since(since)), m.st.dim.Render(where))
+	if m.o.Session { // the steps done so far, and the unit's time
+		var done []string
+		for _, s := range u.steps {
+			if s.done && s.err == nil {
+				done = append(done, "✓ "+s.name)
+			}
+		}
+		if len(done) > 0 {
+			row += "  " + m.st.pass.Render(strings.Join(done, " "))
+		}
+		if u.fixture != "" {
+			row += m.st.dim.Render(" · unit " + seconds(time.Since(u.start)))
+		}
+	}
+	return row
 }
 
 // steps is one unit in detail: a line per step so far.
@@ -356,7 +416,11 @@ func (m *Model) summary() string {
 	if n[Interrupted]+n[NotStarted] > 0 {
 		msg := "interrupted:"
 		if len(interrupted) > 0 {
-			msg += fmt.Sprintf(" %s journaled where they stopped (resume one with `station %s --serial SN`);", strings.Join(interrupted, ", "), m.o.Command)
+			how := m.o.ResumeUnit
+			if how == "" {
+				how = fmt.Sprintf("resume one with `station %s --serial SN`", m.o.Command)
+			}
+			msg += fmt.Sprintf(" %s journaled where they stopped (%s);", strings.Join(interrupted, ", "), how)
 		}
 		if m.o.Resume != "" {
 			msg += fmt.Sprintf(" re-run `%s` to finish the batch (finished units are left as they are)", m.o.Resume)

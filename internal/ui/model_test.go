@@ -49,3 +49,37 @@ var sgr = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 
 // plain drops the colours (the screen's only escape sequences in a view).
 func plain(s string) string { return sgr.ReplaceAllString(s, "") }
+
+// TestModelSession: a session has no total: a running count with
+// units/hour instead of a bar; a unit waits for a fixture, then runs with
+// its steps on its row; the last unit's large verdict stays on the screen;
+// a serial scanned again after it ended is a new attempt.
+func TestModelSession(t *testing.T) {
+	m := NewModel(Options{Command: "provision", Session: true})
+	m.Update(UnitStarted{"S-1", ""})
+	if live := plain(m.Live()); !strings.Contains(live, "waiting") || !strings.Contains(live, "0 done · 0 failed · 0 units/hour") || strings.Contains(live, "ETA") {
+		t.Errorf("a unit waiting in a session:\n%s", live)
+	}
+	m.Update(UnitStarted{"S-1", "f1"})
+	m.Update(StepStarted{"S-1", "ek"})
+	m.Update(StepDone{"S-1", "ek", time.Millisecond, nil})
+	m.Update(StepStarted{"S-1", "srk"})
+	if live := plain(m.Live()); !regexp.MustCompile(`S-1 +srk .* f1 +✓ ek · unit`).MatchString(live) {
+		t.Errorf("the unit's row:\n%s", live)
+	}
+	m.Update(UnitDone{Outcome{Serial: "S-1", Verdict: Fail, Step: "srk", Hint: "do this"}})
+	live := plain(m.Live())
+	if !strings.Contains(live, "█") || !strings.Contains(live, "FAIL  S-1  at step srk") || !strings.Contains(live, "→ do this") || !strings.Contains(live, "1 done · 1 failed") {
+		t.Errorf("the last verdict:\n%s", live)
+	}
+	m.Update(UnitStarted{"S-1", ""}) // scanned again
+	m.Update(UnitStarted{"S-1", "f1"})
+	if live := plain(m.Live()); !regexp.MustCompile(`S-1 +starting`).MatchString(live) {
+		t.Errorf("the second attempt is not running:\n%s", live)
+	}
+	m.Update(UnitDone{Outcome{Serial: "S-1", Verdict: Pass, Detail: "registration ID x"}})
+	// The summary has each unit once, as it ended last.
+	if final := plain(m.Final()); !strings.Contains(final, "1 passed, 0 failed") || strings.Count(final, "│ S-1 ") != 1 {
+		t.Errorf("summary:\n%s", final)
+	}
+}

@@ -61,3 +61,34 @@ func TestDocument(t *testing.T) {
 		t.Errorf("a run without the benchmarks must say they did not run:\n%s", none)
 	}
 }
+
+// TestLineSection checks the station line section: its numbers, the
+// target missed by how much with where the outside time goes, met when the
+// share is within it, and "Not run" without the benchmark.
+func TestLineSection(t *testing.T) {
+	const line = `BenchmarkLine-2   	       1	        40.00 %outside-tpm	         6.438 certificate-ms	       200.0 ms/unit	        80.00 outside-tpm-ms/unit	       120.0 tpm-ms/unit	        12.00 session-per-unit-ms	         7.000 units
+BenchmarkLineSteps-2   	       1	         7.632 certificate-ms	         1.032 certificate-tpm-ms	        19.83 flash-ms	         0.1990 flash-tpm-ms	        51.50 srk-ms	        37.69 srk-tpm-ms	        15.92 open+journal-ms	         0.1760 open+journal-tpm-ms	         1.250 fsync-ms	       140.0 ms/unit	        77.00 tpm-ms/unit	        21.00 station-cpu-ms/unit
+PASS
+`
+	d := doc(t, line)
+	for _, want := range []string{
+		"## station line: the time outside TPM commands", "over 7 fresh swtpm units",
+		"| unit, serial typed to result read | 200 |", "| in TPM commands | 120 |", "| outside TPM commands | 80 |",
+		"| **outside share** (target ≤ 10%) | **40%** |",
+		"**The target is missed**, by 4.0× (40% of the unit outside TPM commands; with 120 ms in the TPM, at most\n13 ms outside would meet it: 67 ms over)",
+		"| flash | 19.8 | 0.2 | 19.6 |", "| srk | 51.5 | 37.7 | 13.8 |", "| open+journal | 15.9 | 0.2 | 15.7 |",
+		"| record | not run | | |", "| 12.0 | 0 | 12.0 |", "its RSA SRK: 38 ms", "fsync costs 1.25 ms\n  on this disk", "the unit took 140 ms, 77 in the TPM, so 63 outside", "CPU time (user and system, rusage) was 21 ms", "(21 ms where the TPM time allows 9)",
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the station line section lacks %q:\n%s", want, d)
+		}
+	}
+	met := doc(t, strings.Replace(line, "40.00 %outside-tpm", "8.000 %outside-tpm", 1))
+	if i := strings.Index(met, "## station line"); i < 0 || !strings.Contains(met[i:], "**8%** |\n\nThe target is met.") || strings.Contains(met[i:], "**The target is missed**, by 0") {
+		t.Errorf("8%% outside meets the 10%% target:\n%s", met)
+	}
+	if none := doc(t, "PASS\n"); !strings.Contains(none, "## station line: the time outside TPM commands\n\n") ||
+		!strings.Contains(none, "Not run (swtpm missing") {
+		t.Errorf("a run without BenchmarkLine must say so:\n%s", none)
+	}
+}
