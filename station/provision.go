@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -225,10 +226,18 @@ func (p *Provisioner) Provision(ctx context.Context, req Request) (res *Result, 
 // step runs one step of the timeline, journaled before and after.
 func (r *unitRun) step(ctx context.Context, step string, t0 time.Time) error {
 	if r.u != nil {
-		if err := r.begin(step); err != nil {
+		// Journaled as begun by the last step's commit, or now; either way
+		// the database must still be the one at the configured path before
+		// the step changes the TPM.
+		check := r.p.env.DB.CheckPath
+		if r.begun != step {
+			check = func() error { return r.begin(step) }
+		}
+		if err := check(); err != nil {
 			return &StepError{r.req.Serial, step, err}
 		}
 	}
+	r.begun = ""
 	events, err := r.run(ctx, step)
 	if err != nil {
 		return r.fail(step, t0, err)
@@ -254,6 +263,9 @@ type unitRun struct {
 	ek, srk, devKey tpmops.Key
 	perm            tpmops.Permanent
 	secrets         *tpmops.Secrets // nil until a step sends a secret
+	// begun is the step the last step's commit journaled as begun (one
+	// commit for "done" and "next begun": nothing happens between them).
+	begun string
 }
 
 func (r *unitRun) load() error {
@@ -388,6 +400,18 @@ func (r *unitRun) preflight() error {
 	return nil
 }
 
+// nextStep is the step of the timeline after step that the unit has not
+// done ("" after the last).
+func (r *unitRun) nextStep(step string) string {
+	i := slices.Index(Steps, step)
+	for _, next := range Steps[i+1:] {
+		if !r.u.StepDone(next) {
+			return next
+		}
+	}
+	return ""
+}
+
 // begin journals that step is about to run (durably: the TPM may change next).
 func (r *unitRun) begin(step string) error {
 	r.markStarted(step)
@@ -416,6 +440,13 @@ func (r *unitRun) finish(step string, t0 time.Time, d time.Duration, events []au
 	}
 	for i := range events {
 		events[i].Payload = withMs(events[i].Payload, ms(d))
+	}
+	if next := r.nextStep(step); next != "" {
+		// The next step is journaled as begun in this commit, as begin
+		// would in its own: a run stopped before it starts leaves it
+		// started, which resumes like a step cut short.
+		r.markStarted(next)
+		r.begun = next
 	}
 	if step != StepRecord {
 		return r.commit(events)
