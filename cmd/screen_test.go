@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,7 +203,7 @@ func TestScreenUnit(t *testing.T) {
 			t.Errorf("final screen lacks %q:\n%s", want, term.Text())
 		}
 	}
-	if !strings.Contains(raw, "\x1b[1;32m") {
+	if !hasSGR(raw, "32") {
 		t.Errorf("the PASS is not green:\n%q", raw)
 	}
 
@@ -219,7 +220,7 @@ func TestScreenUnit(t *testing.T) {
 	if n := strings.Count(term.Text(), "check the flash target"); n != 1 {
 		t.Errorf("the hint is shown %d times, want once:\n%s", n, term.Text())
 	}
-	if !strings.Contains(term.Screen(), "\x1b[1;31m") {
+	if !hasSGR(term.Screen(), "31") {
 		t.Error("the FAIL is not red")
 	}
 
@@ -460,7 +461,7 @@ func TestScreenLine(t *testing.T) {
 	onScreen(t, term, term.Expect("PASS  LN-1", screenTimeout))
 	onScreen(t, term, term.Expect("registration ID", screenTimeout))
 	onScreen(t, term, term.WaitFor("the tally with units/hour", regexp.MustCompile(`1 done · 0 failed · \d+ units/hour`).MatchString, screenTimeout))
-	if !strings.Contains(term.Text(), "█") || !strings.Contains(term.Screen(), "\x1b[1;32m") {
+	if !strings.Contains(term.Text(), "█") || !hasSGR(term.Screen(), "32") {
 		t.Errorf("no large green PASS:\n%s", term.Text())
 	}
 	l.open("LN-2", "fail")
@@ -542,4 +543,19 @@ func lineRows(text string) ([]string, map[string]string) {
 		rows[f[0]] += line
 	}
 	return order, rows
+}
+
+// sgr matches a Select Graphic Rendition sequence (CSI params m).
+var sgr = regexp.MustCompile(`\x1b\[([0-9;:]*)m`)
+
+// hasSGR reports whether raw sets the graphic rendition param (e.g. "32",
+// green foreground) in any SGR sequence: alone or with others ("1;32"), as
+// the renderer combines them with what the cell before already had.
+func hasSGR(raw, param string) bool {
+	for _, m := range sgr.FindAllStringSubmatch(raw, -1) {
+		if slices.Contains(strings.Split(m[1], ";"), param) {
+			return true
+		}
+	}
+	return false
 }
