@@ -15,6 +15,7 @@ import (
 	"github.com/factory-id/station/agent"
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -45,7 +46,7 @@ folder that must be 0700 and the user's own, and only processes of the same uid 
 (SO_PEERCRED). The socket's path is printed first:
   STATION_AGENT_SOCK=PATH; export STATION_AGENT_SOCK
 (-o json: {"socket","pid","issuer"}). One line per request goes to stderr.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
@@ -56,7 +57,7 @@ folder that must be 0700 and the user's own, and only processes of the same uid 
 
 func (o *agentOptions) run(g *globals, c *cobra.Command) error {
 	if o.idle < 0 {
-		return usageErrorf("--idle-timeout must not be negative")
+		return cli.Usagef("--idle-timeout must not be negative")
 	}
 	cfg, err := g.config()
 	if err != nil {
@@ -94,7 +95,7 @@ func (o *agentOptions) run(g *globals, c *cobra.Command) error {
 	sctx, stop := signal.NotifyContext(ctx(c), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if g.json() {
-		writeJSON(c.OutOrStdout(), map[string]any{"socket": path, "pid": os.Getpid(), "issuer": is.Cert.Subject.CommonName})
+		cli.WriteJSON(c.OutOrStdout(), map[string]any{"socket": path, "pid": os.Getpid(), "issuer": is.Cert.Subject.CommonName})
 	} else {
 		fmt.Fprintf(c.OutOrStdout(), "STATION_AGENT_SOCK=%s; export STATION_AGENT_SOCK\n", path)
 	}
@@ -131,7 +132,7 @@ func (p *passwords) lineKey(cfg *configs.Config) (func() ([]byte, error), error)
 	if len(pw) == 0 {
 		var err error
 		pw, err = p.ask("Password of the line key ("+ref+"): ",
-			usageErrorf("the line key %s is encrypted: set %s (or run on a terminal to be asked)", ref, configs.EnvPKIKeyPassword))
+			cli.Usagef("the line key %s is encrypted: set %s (or run on a terminal to be asked)", ref, configs.EnvPKIKeyPassword))
 		if err != nil {
 			return nil, err
 		}

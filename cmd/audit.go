@@ -1,12 +1,7 @@
 package cmd
 
 import (
-	"crypto"
-	"os"
-
 	"github.com/spf13/cobra"
-
-	"github.com/factory-id/station/audit"
 )
 
 // newAuditCommand is `station audit`: the signed audit trail.
@@ -20,17 +15,4 @@ func newAuditCommand(g *globals) *cobra.Command {
 	}
 	c.AddCommand(newAuditVerifyCommand(g), newAuditExportCommand(g), newAuditPubkeyCommand(g), newAuditProofCommand(g))
 	return c
-}
-
-// readPublicKey reads the PEM public key an auditor passes with --key.
-func readPublicKey(path string) (crypto.PublicKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, usageErrorf("--key: %v", err)
-	}
-	pub, err := audit.ParsePublicKeyPEM(data)
-	if err != nil {
-		return nil, usageErrorf("--key %s: %v", path, err)
-	}
-	return pub, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/internal/cli"
 )
 
 type auditExportOptions struct {
@@ -30,10 +31,10 @@ func newAuditExportCommand(g *globals) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.out == "" {
-				return usageErrorf("--out is required")
+				return cli.Usagef("--out is required")
 			}
 			if !slices.Contains(auditFormats, o.format) {
-				return usageErrorf("--format %q: want %s", o.format, strings.Join(auditFormats, " or "))
+				return cli.Usagef("--format %q: want %s", o.format, strings.Join(auditFormats, " or "))
 			}
 			env, err := g.openEnv()
 			if err != nil {
@@ -45,7 +46,7 @@ func newAuditExportCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("audit export: %w", err)
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), struct {
+				return cli.WriteJSON(c.OutOrStdout(), struct {
 					*audit.ExportResult
 					outcome
 				}{ExportResult: res})

@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/factory-id/station/internal/cli"
 )
 
 type auditProofOptions struct {
@@ -24,7 +26,7 @@ func newAuditProofCommand(g *globals) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.serial == "" || o.out == "" {
-				return usageErrorf("--serial and --out are required")
+				return cli.Usagef("--serial and --out are required")
 			}
 			env, err := g.openEnv()
 			if err != nil {
@@ -43,7 +45,7 @@ func newAuditProofCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("writing proof: %w", err)
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), map[string]any{"serial": o.serial, "out": o.out, "exit_code": ExitOK, "hint": ""})
+				return cli.WriteJSON(c.OutOrStdout(), map[string]any{"serial": o.serial, "out": o.out, "exit_code": ExitOK, "hint": ""})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "wrote the proof of unit %s's records to %s\n", o.serial, o.out)
 			return nil

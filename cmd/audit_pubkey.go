@@ -5,6 +5,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -44,7 +45,7 @@ func newAuditPubkeyCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return writeJSON(c.OutOrStdout(), map[string]any{
+			return cli.WriteJSON(c.OutOrStdout(), map[string]any{
 				"pem": string(pemBytes), "origin": origin, "key_id": id, "note_key_id": audit.FormatKeyID(noteID), "verifier_key": vkey,
 			})
 		},

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -41,16 +42,16 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			switch {
 			case o.export != "" && o.proof != "":
-				return usageErrorf("--export and --proof are exclusive")
+				return cli.Usagef("--export and --proof are exclusive")
 			case (o.export != "" || o.proof != "") && o.key == "":
-				return usageErrorf("--key PUB.pem is required offline: the verifier trusts only the key you give it, never one shipped with the data")
+				return cli.Usagef("--key PUB.pem is required offline: the verifier trusts only the key you give it, never one shipped with the data")
 			case o.proof != "" && o.anchor != "":
-				return usageErrorf("--anchor applies to a log or an export, not to a proof")
+				return cli.Usagef("--anchor applies to a log or an export, not to a proof")
 			}
 			var pub crypto.PublicKey
 			if o.key != "" {
 				var err error
-				if pub, err = readPublicKey(o.key); err != nil {
+				if pub, err = cli.ReadKey("--key", o.key, audit.ParsePublicKeyPEM); err != nil {
 					return err
 				}
 			}
@@ -62,7 +63,7 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 					id = cfg.Station.ID
 				}
 				if anchor, err = audit.ReadAnchor(o.anchor, id); err != nil {
-					return usageErrorf("--anchor: %v", err)
+					return cli.Usagef("--anchor: %v", err)
 				}
 			}
 			if o.proof != "" {
@@ -83,7 +84,7 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), auditVerifyJSON{Verified: true, Report: rep})
+				return cli.WriteJSON(c.OutOrStdout(), auditVerifyJSON{Verified: true, Report: rep})
 			}
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "audit trail of %s verified: %d records, %d checkpoints signed by key %s\n", rep.Origin, rep.Records, rep.Checkpoints, rep.NoteKeyID)
@@ -141,7 +142,7 @@ func verifyDB(c *cobra.Command, g *globals, o *auditVerifyOptions, pub crypto.Pu
 func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return usageErrorf("--proof: %v", err)
+		return cli.Usagef("--proof: %v", err)
 	}
 	rep, err := audit.VerifyProof(data, pub)
 	if err != nil {
@@ -149,7 +150,7 @@ func verifyProof(c *cobra.Command, g *globals, path string, pub crypto.PublicKey
 		return fmt.Errorf("audit verify --proof: %w", err)
 	}
 	if g.json() {
-		return writeJSON(c.OutOrStdout(), struct {
+		return cli.WriteJSON(c.OutOrStdout(), struct {
 			Verified bool `json:"verified"`
 			*audit.ProofReport
 			outcome
@@ -169,7 +170,7 @@ func writeVerifyFailure(c *cobra.Command, g *globals, err error) {
 	var ve *audit.VerifyError
 	if g.json() && errors.As(err, &ve) {
 		o := outcomeOf(err)
-		writeJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason, "exit_code": o.ExitCode, "hint": o.Hint})
+		cli.WriteJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason, "exit_code": o.ExitCode, "hint": o.Hint})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -24,10 +25,10 @@ func newBackupCommand(g *globals) *cobra.Command {
 			"(this station's, whole, every page readable) before it replaces FILE. Restore it by copying\n" +
 			"it back to station.db while no station command runs, then run station audit verify.\n" +
 			"See docs/DATABASE.md.",
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.out == "" {
-				return usageErrorf("--out FILE is required")
+				return cli.Usagef("--out FILE is required")
 			}
 			cfg, err := g.config()
 			if err != nil {
@@ -35,7 +36,7 @@ func newBackupCommand(g *globals) *cobra.Command {
 			}
 			if a, err := os.Stat(o.out); err == nil {
 				if b, err := os.Stat(cfg.Station.DB); err == nil && os.SameFile(a, b) {
-					return usageErrorf("--out %s is the station database itself", o.out)
+					return cli.Usagef("--out %s is the station database itself", o.out)
 				}
 			}
 			info, err := station.Backup(cfg, o.out)
@@ -43,7 +44,7 @@ func newBackupCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), map[string]any{"db": cfg.Station.DB, "out": o.out,
+				return cli.WriteJSON(c.OutOrStdout(), map[string]any{"db": cfg.Station.DB, "out": o.out,
 					"size": info.Size, "units": info.Units, "attempts": info.Attempts, "exit_code": ExitOK, "hint": ""})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "backed up %s to %s: %d bytes, %d units\n", cfg.Station.DB, o.out, info.Size, info.Units)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/factory-id/station/certgen"
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 )
 
@@ -72,26 +73,26 @@ func (f *caKeyFlags) add(c *cobra.Command, validity time.Duration, pathLen int, 
 
 func (f *caKeyFlags) check() (certgen.KeyType, error) {
 	if strings.TrimSpace(f.subject) == "" {
-		return "", usageErrorf("--subject is required")
+		return "", cli.Usagef("--subject is required")
 	}
 	if f.out == "" {
-		return "", usageErrorf("--out is required")
+		return "", cli.Usagef("--out is required")
 	}
 	kt, err := certgen.ParseKeyType(f.keyType)
 	if err != nil {
-		return "", usageErrorf("--key-type: %v", err)
+		return "", cli.Usagef("--key-type: %v", err)
 	}
 	if f.validity <= 0 {
-		return "", usageErrorf("--validity must be positive")
+		return "", cli.Usagef("--validity must be positive")
 	}
 	if f.pathLen < -1 {
-		return "", usageErrorf("--path-len %d: want -1 (unlimited) or >= 0", f.pathLen)
+		return "", cli.Usagef("--path-len %d: want -1 (unlimited) or >= 0", f.pathLen)
 	}
 	if _, err := certgen.ParseNameConstraints(f.nameConstraints); err != nil {
-		return "", usageErrorf("--name-constraint: %v", err)
+		return "", cli.Usagef("--name-constraint: %v", err)
 	}
 	if f.keyURI != "" && !certgen.IsKMSURI(f.keyURI) {
-		return "", usageErrorf("--key-uri %q: want a pkcs11: or softkms: URI", certgen.RedactURI(f.keyURI))
+		return "", cli.Usagef("--key-uri %q: want a pkcs11: or softkms: URI", certgen.RedactURI(f.keyURI))
 	}
 	return kt, nil
 }
@@ -105,7 +106,7 @@ func (f *caKeyFlags) keyFile() (string, error) {
 	case strings.HasPrefix(f.keyURI, "softkms:"):
 		p, err := certgen.KeyFile(f.keyURI)
 		if err != nil {
-			return "", usageErrorf("--key-uri: %v", err)
+			return "", cli.Usagef("--key-uri: %v", err)
 		}
 		return p, nil
 	}
@@ -198,7 +199,7 @@ func reportCA(w io.Writer, asJSON bool, kind, certPath, keyRef string, inHSM boo
 		r.PathLen = &n
 	}
 	if asJSON {
-		return writeJSON(w, r)
+		return cli.WriteJSON(w, r)
 	}
 	where := "encrypted PEM"
 	if inHSM {
@@ -277,17 +278,17 @@ func (p *passwords) ask(prompt string, missing error) ([]byte, error) {
 func (p *passwords) newKey() ([]byte, error) {
 	if v := p.g.getenv(envCAKeyPassword); v != "" {
 		if len(v) < certgen.MinPasswordLen {
-			return nil, usageErrorf("$%s is shorter than %d characters", envCAKeyPassword, certgen.MinPasswordLen)
+			return nil, cli.Usagef("$%s is shorter than %d characters", envCAKeyPassword, certgen.MinPasswordLen)
 		}
 		return []byte(v), nil
 	}
 	p1, err := p.ask("Password for the new CA key: ",
-		usageErrorf("no password for the new CA key: set %s (or run on a terminal to be asked)", envCAKeyPassword))
+		cli.Usagef("no password for the new CA key: set %s (or run on a terminal to be asked)", envCAKeyPassword))
 	if err != nil {
 		return nil, err
 	}
 	if len(p1) < certgen.MinPasswordLen {
-		return nil, usageErrorf("the password must have at least %d characters", certgen.MinPasswordLen)
+		return nil, cli.Usagef("the password must have at least %d characters", certgen.MinPasswordLen)
 	}
 	p2, err := p.ask("Same password again: ", nil)
 	if err != nil {
@@ -296,7 +297,7 @@ func (p *passwords) newKey() ([]byte, error) {
 	defer clear(p2)
 	if string(p1) != string(p2) {
 		clear(p1)
-		return nil, usageErrorf("the two passwords differ")
+		return nil, cli.Usagef("the two passwords differ")
 	}
 	return p1, nil
 }
@@ -312,7 +313,7 @@ func (p *passwords) issuer(ref string) (func() ([]byte, error), error) {
 	if len(pw) == 0 {
 		var err error
 		pw, err = p.ask("Password of the issuer key: ",
-			usageErrorf("the issuer key is encrypted: set %s (or run on a terminal to be asked)", envCAIssuerPassword))
+			cli.Usagef("the issuer key is encrypted: set %s (or run on a terminal to be asked)", envCAIssuerPassword))
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/internal/cli"
 )
 
 type caIssueIntermediateOptions struct {
@@ -39,7 +40,7 @@ pkcs11:/softkms: URI. With --root, the issuer must verify up to that root first.
 				return err
 			}
 			if o.issuerCert == "" || o.issuerKey == "" {
-				return usageErrorf("--issuer-cert and --issuer-key are required")
+				return cli.Usagef("--issuer-cert and --issuer-key are required")
 			}
 			parent, err := certgen.ReadCertificate(o.issuerCert)
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/internal/cli"
 )
 
 type caIssueLeafOptions struct {
@@ -33,7 +34,7 @@ func newCAIssueLeafCommand(g *globals) *cobra.Command {
 			for _, f := range []struct{ name, v string }{{"--issuer-cert", o.issuerCert}, {"--issuer-key", o.issuerKey}, {"--root", o.root},
 				{"--csr", o.csr}, {"--registration-id", o.registrationID}, {"--serial", o.serial}, {"--out", o.out}} {
 				if f.v == "" {
-					return usageErrorf("%s is required", f.name)
+					return cli.Usagef("%s is required", f.name)
 				}
 			}
 			if !o.force {
@@ -43,11 +44,11 @@ func newCAIssueLeafCommand(g *globals) *cobra.Command {
 			}
 			data, err := os.ReadFile(o.csr)
 			if err != nil {
-				return usageErrorf("--csr: %v", err)
+				return cli.Usagef("--csr: %v", err)
 			}
 			csr, err := pemutil.ParseCertificateRequest(data)
 			if err != nil {
-				return usageErrorf("--csr %s: %v", o.csr, err)
+				return cli.Usagef("--csr %s: %v", o.csr, err)
 			}
 			pw := newPasswords(c, g)
 			issuerPW, err := pw.issuer(o.issuerKey)
@@ -78,7 +79,7 @@ func newCAIssueLeafCommand(g *globals) *cobra.Command {
 				outcome
 			}{o.out, leaf.Subject.CommonName, certgen.SerialHex(leaf), certgen.Fingerprint(leaf), leaf.NotAfter, is.InHSM(), outcome{}}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), r)
+				return cli.WriteJSON(c.OutOrStdout(), r)
 			}
 			fmt.Fprintf(c.OutOrStdout(), "device certificate %q written to %s\n  serial:    %s\n  sha256:    %s\n  not after: %s\n",
 				r.RegistrationID, r.Cert, r.Serial, r.SHA256, r.NotAfter.Format(time.RFC3339))

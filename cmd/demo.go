@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -25,10 +26,10 @@ func newDemoCommand(g *globals) *cobra.Command {
 a throwaway TPM vendor whose EK certificates go into each simulated TPM, then the real
 provisioning timeline on each unit. Everything it makes stays in --out (a new temporary
 folder by default) with a station.yaml to look around with.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.units < 1 || o.units > 10000 {
-				return usageErrorf("--units must be between 1 and 10000")
+				return cli.Usagef("--units must be between 1 and 10000")
 			}
 			dir := o.out
 			if dir == "" {
@@ -38,7 +39,7 @@ folder by default) with a station.yaml to look around with.`,
 				}
 				dir = d
 			} else if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-				return usageErrorf("--out %s is not empty: the demo makes a fresh line in an empty folder", dir)
+				return cli.Usagef("--out %s is not empty: the demo makes a fresh line in an empty folder", dir)
 			}
 			rep, err := station.Demo(ctx(c), station.DemoOptions{
 				Units: o.units, Dir: dir, Version: g.version,
@@ -60,7 +61,7 @@ folder by default) with a station.yaml to look around with.`,
 					if r.Result != station.ResultPass || !d.Verified {
 						d.outcome = outcome{ExitFailed, fmt.Sprintf("see what failed with: station --config %s units show %s; station --config %s verify --serial %s", rep.Config, r.Serial, rep.Config, r.Serial)}
 					}
-					if err := writeJSON(c.OutOrStdout(), d); err != nil {
+					if err := cli.WriteJSON(c.OutOrStdout(), d); err != nil {
 						return err
 					}
 				}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+
+	"github.com/factory-id/station/internal/cli"
 )
 
 // newDocsCommand is `station docs`: the reference generated from the
@@ -33,13 +35,13 @@ func newDocsManCommand(g *globals) *cobra.Command {
 		Long: "Writes station.1 and one page per command (station-provision.1, station-audit-verify.1, ...)\n" +
 			"into DIR, created if missing. Install them with `make man` and\n" +
 			"`install -m 0644 bin/man/*.1 /usr/local/share/man/man1/`.",
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if o.out == "" {
-				return usageErrorf("--out DIR is required")
+				return cli.Usagef("--out DIR is required")
 			}
 			if err := os.MkdirAll(o.out, 0o755); err != nil {
-				return usageErrorf("--out: %v", err)
+				return cli.Usagef("--out: %v", err)
 			}
 			root := c.Root()
 			root.DisableAutoGenTag = true // the same pages from the same tree: no date in them
@@ -48,7 +50,7 @@ func newDocsManCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("writing man pages: %w", err)
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), map[string]string{"dir": o.out})
+				return cli.WriteJSON(c.OutOrStdout(), map[string]string{"dir": o.out})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "man pages written to %s\n", o.out)
 			return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -37,12 +38,12 @@ what it found and, unless it passed, what to do:
 It changes nothing. Exit 1 if any check failed, 0 otherwise (warnings do not
 fail). -o json: {"checks":[{"name","status","detail","hint"}],"exit_code":N}
 (hint "" when the check passed).`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			checks := g.doctor()
 			code := doctorCode(checks)
 			if g.json() {
-				if err := writeJSON(c.OutOrStdout(), newDoctorDocument(checks)); err != nil {
+				if err := cli.WriteJSON(c.OutOrStdout(), newDoctorDocument(checks)); err != nil {
 					return err
 				}
 			} else {

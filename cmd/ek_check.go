@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/tpmops"
 )
 
@@ -24,7 +25,7 @@ func newEKCommand(g *globals) *cobra.Command {
 		Use:   "ek",
 		Short: "Endorsement-key certificates: check them against the TPM vendor roots",
 		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, _ []string) error { return usageErrorf("ek needs a subcommand: check") },
+		RunE:  func(c *cobra.Command, _ []string) error { return cli.Usagef("ek needs a subcommand: check") },
 	}
 	c.AddCommand(newEKCheckCommand(g))
 	return c
@@ -55,7 +56,7 @@ holds no readable certificate.`,
 			}
 			rep := checkEKFiles(roots, args, time.Now())
 			if g.json() {
-				if err := writeJSON(c.OutOrStdout(), rep); err != nil {
+				if err := cli.WriteJSON(c.OutOrStdout(), rep); err != nil {
 					return err
 				}
 			} else {
@@ -73,7 +74,7 @@ func (o *ekCheckOptions) loadRoots(g *globals) (*tpmops.VendorRoots, error) {
 	if o.roots != "" {
 		r, err := tpmops.LoadVendorRoots(o.roots)
 		if err != nil {
-			return nil, usageErrorf("--roots: %v", err)
+			return nil, cli.Usagef("--roots: %v", err)
 		}
 		return r, nil
 	}
@@ -318,7 +319,7 @@ func (rep *ekCheckReport) err() error {
 				n++
 			}
 		}
-		return usageErrorf("%d of %d files hold no readable EK certificate", n, len(rep.Files))
+		return cli.Usagef("%d of %d files hold no readable EK certificate", n, len(rep.Files))
 	}
 	return fmt.Errorf("%w: %d of %d EK certificates do not chain to %s", tpmops.ErrUntrustedEKCert, len(rep.Files)-rep.Chained, len(rep.Files), rep.Roots.Path)
 }

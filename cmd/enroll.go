@@ -2,14 +2,13 @@ package cmd
 
 import (
 	"crypto"
-	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 )
@@ -25,21 +24,6 @@ func newEnrollCommand(g *globals) *cobra.Command {
 	return c
 }
 
-// enrollReadPublicKey reads the PEM key file given by flag with parse: a
-// station's public key (audit.ParsePublicKeyPEM) or a recipient's
-// (enroll.ParseRecipientKeyPEM).
-func enrollReadPublicKey(flag, path string, parse func([]byte) (crypto.PublicKey, error)) (crypto.PublicKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, usageErrorf("%s: %v", flag, err)
-	}
-	k, err := parse(b)
-	if err != nil {
-		return nil, usageErrorf("%s %s: %v", flag, path, err)
-	}
-	return k, nil
-}
-
 // enrollParseTime accepts RFC 3339 or a date (YYYY-MM-DD, midnight UTC).
 func enrollParseTime(flag, s string) (time.Time, error) {
 	if s == "" {
@@ -50,7 +34,7 @@ func enrollParseTime(flag, s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, usageErrorf("%s %q: want RFC 3339 (2026-03-01T08:00:00Z) or a date (2026-03-01)", flag, s)
+	return time.Time{}, cli.Usagef("%s %q: want RFC 3339 (2026-03-01T08:00:00Z) or a date (2026-03-01)", flag, s)
 }
 
 // ownStationKey is this station's public key, the key a check trusts when
@@ -71,13 +55,6 @@ func ownStationKey(g *globals) (crypto.PublicKey, error) {
 
 func enrollNoKeyError() error {
 	return hint.Wrap(enroll.ErrNoKey, "give the station's public key with --key PUB.pem (`station audit pubkey` on that station prints it); a key inside the export would prove nothing")
-}
-
-func enrollPlural(n int, word string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, word)
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func enrollJoin(parts ...string) string {

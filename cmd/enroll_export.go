@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -40,23 +41,23 @@ the last export in that format. Symmetric-key derived keys are written only with
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if !slices.Contains(enroll.Formats, o.format) {
-				return usageErrorf("--format %q: want one of %s", o.format, strings.Join(enroll.Formats, ", "))
+				return cli.Usagef("--format %q: want one of %s", o.format, strings.Join(enroll.Formats, ", "))
 			}
 			if o.out == "" {
-				return usageErrorf("--out is required")
+				return cli.Usagef("--out is required")
 			}
 			if o.includeSecrets != (o.encryptTo != "") {
-				return usageErrorf("--include-secrets and --encrypt-to PUB.pem go together: secrets are only written encrypted")
+				return cli.Usagef("--include-secrets and --encrypt-to PUB.pem go together: secrets are only written encrypted")
 			}
 			if o.includeSecrets && o.format == enroll.FormatCSV {
-				return usageErrorf("--include-secrets: csv never carries secrets")
+				return cli.Usagef("--include-secrets: csv never carries secrets")
 			}
 			switch o.status {
 			case "", "all":
 				o.status = ""
 			case "provisioned", "revoked":
 			default:
-				return usageErrorf("--status %q: want provisioned, revoked or all", o.status)
+				return cli.Usagef("--status %q: want provisioned, revoked or all", o.status)
 			}
 			since, err := enrollParseTime("--since", o.since)
 			if err != nil {
@@ -67,7 +68,7 @@ the last export in that format. Symmetric-key derived keys are written only with
 				return err
 			}
 			if !since.IsZero() && !until.IsZero() && !since.Before(until) {
-				return usageErrorf("--since must be before --until")
+				return cli.Usagef("--since must be before --until")
 			}
 			so := station.ExportOptions{
 				Format: o.format, Out: o.out, OnlyNew: o.onlyNew, IncludeSecrets: o.includeSecrets,
@@ -75,13 +76,13 @@ the last export in that format. Symmetric-key derived keys are written only with
 				Getenv: g.getenv,
 			}
 			if o.encryptTo != "" {
-				if so.EncryptTo, err = enrollReadPublicKey("--encrypt-to", o.encryptTo, enroll.ParseRecipientKeyPEM); err != nil {
+				if so.EncryptTo, err = cli.ReadKey("--encrypt-to", o.encryptTo, enroll.ParseRecipientKeyPEM); err != nil {
 					return err
 				}
 				switch so.EncryptTo.(type) {
 				case *ecdsa.PublicKey, *rsa.PublicKey:
 				default:
-					return usageErrorf("--encrypt-to %s: a %T cannot be encrypted to; give an EC or RSA public key", o.encryptTo, so.EncryptTo)
+					return cli.Usagef("--encrypt-to %s: a %T cannot be encrypted to; give an EC or RSA public key", o.encryptTo, so.EncryptTo)
 				}
 			}
 			cfg, err := g.config()
@@ -99,22 +100,22 @@ the last export in that format. Symmetric-key derived keys are written only with
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), struct {
+				return cli.WriteJSON(c.OutOrStdout(), struct {
 					*station.ExportResult
 					outcome
 				}{ExportResult: res})
 			}
 			w := c.OutOrStdout()
 			if res.Counts == nil {
-				fmt.Fprintf(w, "wrote %s to %s\n", enrollPlural(res.Rows, "unit row"), res.Out)
+				fmt.Fprintf(w, "wrote %s to %s\n", cli.Plural(res.Rows, "unit row"), res.Out)
 				return nil
 			}
 			k := res.Counts
-			what := enrollPlural(k.Enrolled, "enrollment")
+			what := cli.Plural(k.Enrolled, "enrollment")
 			if o.format == enroll.FormatGroup {
-				what = enrollPlural(k.Groups, "enrollment group")
+				what = cli.Plural(k.Groups, "enrollment group")
 			}
-			fmt.Fprintf(w, "exported %s in %s to %s (%s)\n", what, enrollPlural(res.Files, "file"), res.Out,
+			fmt.Fprintf(w, "exported %s in %s to %s (%s)\n", what, cli.Plural(res.Files, "file"), res.Out,
 				enrollJoin(enrollCount(k.Create, "create"), enrollCount(k.Update, "update"), enrollCount(k.Disabled, "disabled"),
 					enrollCount(k.Unchanged, "unchanged"), enrollCount(k.ViaGroup, "symmetric-key via group")))
 			fmt.Fprintf(w, "manifest sha256 %s, signed by the station key\n", res.ManifestSHA256)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 )
@@ -32,7 +33,7 @@ written), 4 when an input does not verify.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.out == "" {
-				return usageErrorf("--out is required")
+				return cli.Usagef("--out is required")
 			}
 			var trusted []crypto.PublicKey
 			if own, err := ownStationKey(g); err == nil {
@@ -41,7 +42,7 @@ written), 4 when an input does not verify.`,
 				return err
 			}
 			for _, k := range o.keys {
-				pub, err := enrollReadPublicKey("--key", k, audit.ParsePublicKeyPEM)
+				pub, err := cli.ReadKey("--key", k, audit.ParsePublicKeyPEM)
 				if err != nil {
 					return err
 				}
@@ -67,7 +68,7 @@ written), 4 when an input does not verify.`,
 			}
 			w := c.OutOrStdout()
 			if g.json() {
-				if err := writeJSON(w, struct {
+				if err := cli.WriteJSON(w, struct {
 					*enroll.MergeReport
 					outcome
 				}{rep, outcomeOf(dupErr)}); err != nil {
@@ -75,7 +76,7 @@ written), 4 when an input does not verify.`,
 				}
 			} else {
 				for _, s := range rep.Sources {
-					fmt.Fprintf(w, "station %s: %s merged (manifest %.16s…)\n", s.StationID, enrollPlural(s.Enrollments, "enrollment"), s.ManifestSHA256)
+					fmt.Fprintf(w, "station %s: %s merged (manifest %.16s…)\n", s.StationID, cli.Plural(s.Enrollments, "enrollment"), s.ManifestSHA256)
 				}
 				for _, d := range rep.Duplicates {
 					fmt.Fprintf(w, "DUPLICATE %s %s:\n", d.Kind, d.Value)
@@ -87,8 +88,8 @@ written), 4 when an input does not verify.`,
 						fmt.Fprintf(w, "  station %s serial %s registration %s (%s) in %s\n", x.StationID, enrollOrDash(x.Serial), x.RegistrationID, state, x.Export)
 					}
 				}
-				fmt.Fprintf(w, "wrote %s in %s to %s; %s left out\n", enrollPlural(rep.Manifest.Counts.Enrolled, "enrollment"),
-					enrollPlural(len(rep.Manifest.Files), "file"), rep.Out, enrollPlural(rep.Excluded, "duplicated enrollment"))
+				fmt.Fprintf(w, "wrote %s in %s to %s; %s left out\n", cli.Plural(rep.Manifest.Counts.Enrolled, "enrollment"),
+					cli.Plural(len(rep.Manifest.Files), "file"), rep.Out, cli.Plural(rep.Excluded, "duplicated enrollment"))
 			}
 			return dupErr
 		},

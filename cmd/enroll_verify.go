@@ -9,6 +9,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/cli"
 )
 
 type enrollVerifyOptions struct {
@@ -28,14 +29,14 @@ Exit 4 when anything does not verify.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if fi, err := os.Stat(args[0]); err != nil || !fi.IsDir() {
-				return usageErrorf("%s is not an export folder", args[0])
+				return cli.Usagef("%s is not an export folder", args[0])
 			}
 			var pub crypto.PublicKey
 			var err error
 			if o.key == "" {
 				pub, err = ownStationKey(g)
 			} else {
-				pub, err = enrollReadPublicKey("--key", o.key, audit.ParsePublicKeyPEM)
+				pub, err = cli.ReadKey("--key", o.key, audit.ParsePublicKeyPEM)
 			}
 			if err != nil {
 				return err
@@ -45,7 +46,7 @@ Exit 4 when anything does not verify.`,
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), struct {
+				return cli.WriteJSON(c.OutOrStdout(), struct {
 					Dir      string           `json:"dir"`
 					Verified bool             `json:"verified"`
 					Manifest *enroll.Manifest `json:"manifest"`
@@ -53,8 +54,8 @@ Exit 4 when anything does not verify.`,
 				}{args[0], true, m, outcome{}})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "%s: verified: %s export of station %s, %s in %s (as of %s)\n",
-				args[0], m.Format, m.StationID, enrollPlural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"),
-				enrollPlural(len(m.Files), "file"), enrollOrDash(m.AsOf))
+				args[0], m.Format, m.StationID, cli.Plural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"),
+				cli.Plural(len(m.Files), "file"), enrollOrDash(m.AsOf))
 			return nil
 		},
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/enroll/regid"
 	"github.com/factory-id/station/flash"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
@@ -23,26 +23,16 @@ import (
 	"github.com/factory-id/station/tsskey"
 )
 
-// Exit codes of the contract. The comment after each code is its row of the
-// README's exit-code table (TestExitCodesMatchREADME compares them).
+// Exit codes of the contract: internal/cli's, where each carries its README
+// row, named here for cmd's callers and tests.
 const (
-	ExitOK          = 0 // success
-	ExitFailed      = 1 // a provisioning step or a verify check failed
-	ExitUsage       = 2 // usage or configuration error
-	ExitPolicy      = 3 // refused by policy: duplicate EK or serial, untrusted EK certificate, unit owned by someone else, firmware hash mismatch, TPM in dictionary-attack lockout (set it aside)
-	ExitIntegrity   = 4 // integrity violation: audit chain, checkpoint or export signature does not verify
-	ExitEnvironment = 5 // environment: TPM, HSM or database unreachable, busy (out of object or session slots) or locked (retry)
+	ExitOK          = cli.ExitOK
+	ExitFailed      = cli.ExitFailed
+	ExitUsage       = cli.ExitUsage
+	ExitPolicy      = cli.ExitPolicy
+	ExitIntegrity   = cli.ExitIntegrity
+	ExitEnvironment = cli.ExitEnvironment
 )
-
-// usageError marks a command-line mistake (exit 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usageErrorf(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
-}
 
 // usageArgs makes every positional-argument mistake in the tree under c a
 // usage error (exit 2): each command's Args validator is wrapped (cobra's
@@ -56,37 +46,21 @@ func usageArgs(c *cobra.Command) {
 	}
 	switch v := c.Args; {
 	case c.HasSubCommands():
-		c.Args = unknownCommand
+		c.Args = cli.UnknownCommand
 		if !c.Runnable() {
 			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 		}
 	case v == nil:
-		c.Args = noArgs
+		c.Args = cli.NoArgs
 	default:
 		c.Args = func(c *cobra.Command, args []string) error {
 			err := v(c, args)
-			if err != nil && !errors.As(err, new(usageError)) {
-				return usageError{err}
+			if err != nil && !cli.IsUsage(err) {
+				return cli.Usage(err)
 			}
 			return err
 		}
 	}
-}
-
-// unknownCommand is the Args of a command with subcommands: an argument
-// left over after cobra found the command is an unknown subcommand.
-func unknownCommand(c *cobra.Command, args []string) error {
-	if len(args) == 0 {
-		return nil
-	}
-	msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
-	if c.SuggestionsMinimumDistance <= 0 {
-		c.SuggestionsMinimumDistance = 2 // cobra's default, set only by its own check
-	}
-	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
-		msg += " (did you mean " + strings.Join(s, " or ") + "?)"
-	}
-	return usageError{errors.New(msg)}
 }
 
 // silentError carries an exit code for a failure whose report was already
@@ -222,10 +196,7 @@ func code(err error) int {
 	if err == nil {
 		return ExitOK
 	}
-	var ce *configs.Error
-	var ue usageError
-	switch {
-	case errors.As(err, &ce), errors.As(err, &ue):
+	if errors.As(err, new(*configs.Error)) || cli.IsUsage(err) {
 		return ExitUsage
 	}
 	for _, c := range classes {

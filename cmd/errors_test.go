@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
@@ -175,7 +176,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{nil, ExitOK},
 		{errors.New("anything"), ExitFailed},
-		{usageErrorf("--flag: bad"), ExitUsage},
+		{cli.Usagef("--flag: bad"), ExitUsage},
 		{&configs.Error{Key: "tpm.address", Err: tpmops.ErrUnreachable}, ExitUsage}, // the config's fault first
 		{&station.StepError{Serial: "SN", Step: station.StepEK, Err: &store.Error{Err: store.ErrBusy}}, ExitEnvironment},
 		{errors.Join(&station.StepError{Serial: "SN", Step: station.StepEK, Err: station.ErrDuplicateEK}, &store.Error{Err: store.ErrReplaced}), ExitEnvironment},
@@ -207,7 +208,7 @@ func TestExitPrintsTheWinningHint(t *testing.T) {
 }
 
 // TestExitCodesMatchREADME compares the README's exit-code table with the
-// Exit… constants and their comments in errors.go.
+// Exit… constants and their comments in internal/cli/exit.go.
 func TestExitCodesMatchREADME(t *testing.T) {
 	root := repoRoot(t)
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
@@ -230,7 +231,7 @@ func TestExitCodesMatchREADME(t *testing.T) {
 		fromREADME = append(fromREADME, [2]string{cells[0], cells[1]})
 	}
 
-	af, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, "cmd", "errors.go"), nil, parser.ParseComments|parser.SkipObjectResolution)
+	af, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, "internal", "cli", "exit.go"), nil, parser.ParseComments|parser.SkipObjectResolution)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +257,6 @@ func TestExitCodesMatchREADME(t *testing.T) {
 		t.Fatalf("found %d documented Exit… constants, want 6", len(fromGo))
 	}
 	if !slices.Equal(fromGo, fromREADME) {
-		t.Errorf("README's exit codes differ from cmd/errors.go's:\nREADME: %q\nGo:     %q", fromREADME, fromGo)
+		t.Errorf("README's exit codes differ from internal/cli/exit.go's:\nREADME: %q\nGo:     %q", fromREADME, fromGo)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/certgen"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -20,7 +21,7 @@ checks of station doctor on what init cannot create (vendor roots, the line
 intermediate and its key, the escrow key, the firmware, the fixtures' TPMs)
 and prints them. The exit code is doctor's: 1 when a check failed (the
 database and key are created all the same), 0 otherwise; warnings pass.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := g.config()
 			if err != nil {
@@ -46,7 +47,7 @@ database and key are created all the same), 0 otherwise; warnings pass.`,
 			code := doctorCode(checks)
 			if g.json() {
 				doc := newDoctorDocument(checks)
-				if err := writeJSON(c.OutOrStdout(), map[string]any{
+				if err := cli.WriteJSON(c.OutOrStdout(), map[string]any{
 					"station": cfg.Station.ID, "db": cfg.Station.DB, "signing_key": keyRef,
 					"created": created, "public_key": string(pub), "checks": doc.Checks, "exit_code": code, "hint": doc.Hint,
 				}); err != nil {
@@ -66,23 +67,5 @@ database and key are created all the same), 0 otherwise; warnings pass.`,
 			}
 			return nil
 		},
-	}
-}
-
-// noArgs refuses positional arguments with a usage error (exit 2).
-func noArgs(c *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return usageErrorf("%s takes no arguments (got %q)", c.CommandPath(), args)
-	}
-	return nil
-}
-
-// exactArgs requires n positional arguments (exit 2 otherwise).
-func exactArgs(n int) cobra.PositionalArgs {
-	return func(c *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usageErrorf("%s takes %d argument(s), got %d", c.CommandPath(), n, len(args))
-		}
-		return nil
 	}
 }

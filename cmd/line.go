@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/ui"
 	"github.com/factory-id/station/station"
 )
@@ -54,7 +55,7 @@ of input (Ctrl-D on a terminal), or on SIGTERM or Ctrl-C: no new unit starts, un
 stop at their next step boundary, journaled, and how to resume them is shown (a second Ctrl-C
 stops at once; the units resume all the same). Exit 0 when every unit passed, else the failures'
 common code, or 1.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
@@ -77,7 +78,7 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 	if len(fixtures) > 1 {
 		for _, f := range fixtures {
 			if f.TPM == "sim" || strings.HasPrefix(f.TPM, "sim:") {
-				return usageErrorf("line.fixtures: the in-process simulator (sim) serves one unit at a time: use swtpm fixtures")
+				return cli.Usagef("line.fixtures: the in-process simulator (sim) serves one unit at a time: use swtpm fixtures")
 			}
 		}
 	}
@@ -293,7 +294,7 @@ func (v *lineView) unit(u station.LineUnit, exitCode int) {
 	case v.json:
 		o := outcomeOf(u.Err)
 		o.ExitCode = exitCode
-		writeJSON(v.out, provisionJSON{Result: u.Result, outcome: o})
+		cli.WriteJSON(v.out, provisionJSON{Result: u.Result, outcome: o})
 	case v.live != nil:
 		o := provisionOutcome(u.Result, u.Err)
 		if u.Stopped {

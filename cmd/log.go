@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/factory-id/station/internal/cli"
 )
 
 // logFormats are the values of --log-format.
@@ -27,7 +29,7 @@ func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, o)), nil
 	}
-	return nil, usageErrorf("--log-format %q: want %s", format, strings.Join(logFormats, " or "))
+	return nil, cli.Usagef("--log-format %q: want %s", format, strings.Join(logFormats, " or "))
 }
 
 // log is the command's logger (set before any command runs; a discarding

@@ -1,18 +1,12 @@
 package cmd
 
 import (
-	"encoding/json"
 	"io"
 	"sync/atomic"
 
 	"github.com/factory-id/station/configs"
 	"github.com/factory-id/station/internal/hint"
 )
-
-// writeJSON writes v as one JSON document (or one JSON line) to w.
-func writeJSON(w io.Writer, v any) error {
-	return json.NewEncoder(w).Encode(v)
-}
 
 // outcome is what every -o json object reporting an outcome carries (a
 // unit's result, a check, a command's document, an error): the exit code

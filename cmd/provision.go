@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/internal/ui"
 	"github.com/factory-id/station/station"
@@ -32,7 +33,7 @@ that stopped half-way resumes it, and re-running it on a finished unit changes n
 
 With --batch, FILE.csv has one row per unit: serial,tpm[,flash] (a header row and # comments
 are allowed); --parallel N runs N fixtures at once.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
@@ -44,7 +45,7 @@ are allowed); --parallel N runs N fixtures at once.`,
 
 func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 	if o.parallel < 1 {
-		return usageErrorf("--parallel must be at least 1")
+		return cli.Usagef("--parallel must be at least 1")
 	}
 	cfg, err := g.config()
 	if err != nil {
@@ -58,14 +59,14 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 		reqs[i].Force = o.force
 	}
 	if o.parallel > 1 && usesSimulator(reqs, cfg.TPM.Address) {
-		return usageErrorf("the in-process simulator (sim) serves one unit at a time: use --parallel 1")
+		return cli.Usagef("the in-process simulator (sim) serves one unit at a time: use --parallel 1")
 	}
 	// With -o json every unit gets its object on stdout, even when the
 	// station cannot start (the error itself goes to stderr, once).
 	failAll := func(err error) error {
 		if g.json() {
 			for _, r := range reqs {
-				writeJSON(c.OutOrStdout(), provisionJSON{Result: &station.Result{Serial: r.Serial, Result: station.ResultFail, Error: err.Error(), StepsMs: map[string]float64{}}, outcome: outcomeOf(err)})
+				cli.WriteJSON(c.OutOrStdout(), provisionJSON{Result: &station.Result{Serial: r.Serial, Result: station.ResultFail, Error: err.Error(), StepsMs: map[string]float64{}}, outcome: outcomeOf(err)})
 			}
 		}
 		return err
@@ -89,7 +90,7 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 		defer mu.Unlock()
 		switch {
 		case g.json():
-			writeJSON(out, provisionJSON{Result: res, outcome: outcomeOf(err)})
+			cli.WriteJSON(out, provisionJSON{Result: res, outcome: outcomeOf(err)})
 		case scr.live != nil:
 			scr.done(provisionOutcome(res, err))
 		default:

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/reporthtml"
 	"github.com/factory-id/station/station"
 )
@@ -40,7 +41,7 @@ by carrying on its journal (after a failure, a crash or an interrupt).
 Without --out it prints a text summary (-o json: the report as one document).
 --out FILE writes a self-contained HTML page (inline CSS and SVG charts, no
 script, nothing fetched from the network). It only reads.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
@@ -54,10 +55,10 @@ script, nothing fetched from the network). It only reads.`,
 // window resolves the flags to [from, to).
 func (o *reportOptions) window(now time.Time) (time.Time, time.Time, error) {
 	if o.since != "" && (o.from != "" || o.to != "") {
-		return time.Time{}, time.Time{}, usageErrorf("--since and --from/--to are exclusive")
+		return time.Time{}, time.Time{}, cli.Usagef("--since and --from/--to are exclusive")
 	}
 	if o.to != "" && o.from == "" {
-		return time.Time{}, time.Time{}, usageErrorf("--to needs --from")
+		return time.Time{}, time.Time{}, cli.Usagef("--to needs --from")
 	}
 	if o.from == "" {
 		since := o.since
@@ -66,7 +67,7 @@ func (o *reportOptions) window(now time.Time) (time.Time, time.Time, error) {
 		}
 		var d configs.Duration
 		if err := d.UnmarshalText([]byte(since)); err != nil || d <= 0 {
-			return time.Time{}, time.Time{}, usageErrorf("--since %q: want a positive duration such as 8h, 90m or 2d", since)
+			return time.Time{}, time.Time{}, cli.Usagef("--since %q: want a positive duration such as 8h, 90m or 2d", since)
 		}
 		return now.Add(-d.D()), now, nil
 	}
@@ -81,7 +82,7 @@ func (o *reportOptions) window(now time.Time) (time.Time, time.Time, error) {
 		}
 	}
 	if !from.Before(to) {
-		return time.Time{}, time.Time{}, usageErrorf("--from %s is not before --to %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+		return time.Time{}, time.Time{}, cli.Usagef("--from %s is not before --to %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
 	return from, to, nil
 }
@@ -93,7 +94,7 @@ func parseReportTime(flag, s string) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, usageErrorf("%s %q: want an RFC 3339 time (2025-03-01T06:00:00Z) or a date (2025-03-01)", flag, s)
+	return time.Time{}, cli.Usagef("%s %q: want an RFC 3339 time (2025-03-01T06:00:00Z) or a date (2025-03-01)", flag, s)
 }
 
 func (o *reportOptions) run(g *globals, c *cobra.Command) error {
@@ -127,7 +128,7 @@ func (o *reportOptions) run(g *globals, c *cobra.Command) error {
 		}
 	}
 	if g.json() {
-		return writeJSON(c.OutOrStdout(), rep)
+		return cli.WriteJSON(c.OutOrStdout(), rep)
 	}
 	if o.out != "" {
 		fmt.Fprintf(c.OutOrStdout(), "wrote the report of %s to %s to %s: %d units attempted, %d passed, %d failed\n",

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 )
 
@@ -26,7 +27,7 @@ intermediate is listed. Recorded in the audit log.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if (o.serial == "") == (o.caCert == "") {
-				return usageErrorf("give exactly one of --serial or --ca-cert")
+				return cli.Usagef("give exactly one of --serial or --ca-cert")
 			}
 			if o.reason == "" {
 				o.reason = "no reason given" // recorded as such; --reason is for the auditor
@@ -35,10 +36,10 @@ intermediate is listed. Recorded in the audit log.`,
 			if o.caCert != "" {
 				b, err := os.ReadFile(o.caCert)
 				if err != nil {
-					return usageErrorf("--ca-cert: %v", err)
+					return cli.Usagef("--ca-cert: %v", err)
 				}
 				if ro.CA, err = enroll.ParseCACert(b); err != nil {
-					return usageError{fmt.Errorf("--ca-cert %s: %w", o.caCert, err)}
+					return cli.Usage(fmt.Errorf("--ca-cert %s: %w", o.caCert, err))
 				}
 			}
 			cfg, err := g.config()
@@ -56,7 +57,7 @@ intermediate is listed. Recorded in the audit log.`,
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), struct {
+				return cli.WriteJSON(c.OutOrStdout(), struct {
 					*station.RevokeResult
 					outcome
 				}{RevokeResult: res})
@@ -68,7 +69,7 @@ intermediate is listed. Recorded in the audit log.`,
 					fmt.Fprintf(w, "intermediate %s was already revoked; its first revocation stands\n", res.CA.Subject)
 				}
 				fmt.Fprintf(w, "revoked intermediate %s (sha256 %s); enrollment group %s will be exported disabled\n", res.CA.Subject, res.CA.SHA256, res.CA.GroupID)
-				fmt.Fprintf(w, "%s under it (%d newly revoked):\n", enrollPlural(len(res.CA.Units), "unit"), len(res.CA.Newly))
+				fmt.Fprintf(w, "%s under it (%d newly revoked):\n", cli.Plural(len(res.CA.Units), "unit"), len(res.CA.Newly))
 				for _, s := range res.CA.Units {
 					fmt.Fprintf(w, "  %s\n", s)
 				}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
@@ -62,7 +63,7 @@ func Run(ctx context.Context, version string, args []string, stdout, stderr io.W
 	err := root.ExecuteContext(ctx)
 	code := Exit(err, stderr)
 	if err != nil && g.json() && !errors.As(err, new(silentError)) && (g.stdout == nil || !g.stdout.wrote.Load()) {
-		writeJSON(stdout, errorDocument{Error: err.Error(), outcome: outcome{code, hint.Of(err)}})
+		cli.WriteJSON(stdout, errorDocument{Error: err.Error(), outcome: outcome{code, hint.Of(err)}})
 	}
 	return code
 }
@@ -78,7 +79,7 @@ func newRoot(version string) (*cobra.Command, *globals) {
 		SilenceUsage:  true,
 		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
 			if !slices.Contains(outputFormats, g.output) {
-				return usageErrorf("--output %q: want %s", g.output, strings.Join(outputFormats, " or "))
+				return cli.Usagef("--output %q: want %s", g.output, strings.Join(outputFormats, " or "))
 			}
 			if g.json() {
 				g.stdout = &watchedWriter{w: c.OutOrStdout()}
@@ -93,7 +94,7 @@ func newRoot(version string) (*cobra.Command, *globals) {
 			return configs.CheckEnv(g.environ())
 		},
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usage(err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.configPath, "config", "", "config file (default $STATION_CONFIG, else ./station.yaml)")
 	pf.StringVar(&g.db, "db", "", "station database (overrides station.db)")

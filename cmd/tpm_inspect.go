@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/store"
@@ -24,8 +25,8 @@ func newTPMCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "tpm",
 		Short: "Look at a TPM on the bench",
-		Args:  noArgs,
-		RunE:  func(c *cobra.Command, _ []string) error { return usageErrorf("tpm needs a subcommand: inspect") },
+		Args:  cli.NoArgs,
+		RunE:  func(c *cobra.Command, _ []string) error { return cli.Usagef("tpm needs a subcommand: inspect") },
 	}
 	c.AddCommand(newTPMInspectCommand(g))
 	return c
@@ -53,7 +54,7 @@ It only reads: nothing is created, persisted, evicted, written or flushed on
 the TPM, and no authorization is tried. It needs no config (--tpm is enough)
 and never the issuer key. Exit 0 when the TPM was read, 2 for a bad address,
 5 when the TPM is unreachable or busy.`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
@@ -79,13 +80,13 @@ func (o *tpmInspectOptions) run(g *globals, c *cobra.Command) error {
 	if err != nil {
 		if g.json() {
 			// One document on stdout, whatever happened.
-			_ = writeJSON(c.OutOrStdout(), inspectFailure{TPM: addr, Error: err.Error(), ExitCode: code(err), Hint: hint.Of(err)})
+			_ = cli.WriteJSON(c.OutOrStdout(), inspectFailure{TPM: addr, Error: err.Error(), ExitCode: code(err), Hint: hint.Of(err)})
 		}
 		return err
 	}
 	rep.Roots = rootsReport
 	if g.json() {
-		return writeJSON(c.OutOrStdout(), rep)
+		return cli.WriteJSON(c.OutOrStdout(), rep)
 	}
 	rep.writeText(c.OutOrStdout())
 	return nil
@@ -107,7 +108,7 @@ func (o *tpmInspectOptions) loadRoots(cfg *configs.Config) (*tpmops.VendorRoots,
 	r, err := tpmops.LoadVendorRoots(path)
 	if err != nil {
 		if o.roots != "" {
-			return nil, rr, usageErrorf("--roots: %v", err)
+			return nil, rr, cli.Usagef("--roots: %v", err)
 		}
 		rr.Error = err.Error()
 		return nil, rr, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/factory-id/station/configs"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/station"
 	"github.com/factory-id/station/tpmops"
 )
@@ -33,10 +34,10 @@ func (u *unitFlags) add(f *pflag.FlagSet, flashHelp string) {
 // serial and flash target list (usage or configuration errors: exit 2).
 func (u *unitFlags) requests(cfg *configs.Config) ([]station.Request, error) {
 	if (u.serial == "") == (u.batch == "") {
-		return nil, usageErrorf("give exactly one of --serial or --batch")
+		return nil, cli.Usagef("give exactly one of --serial or --batch")
 	}
 	if u.batch != "" && (u.tpm != "" || u.flash != "") {
-		return nil, usageErrorf("--tpm and --flash go in the batch file's columns, not with --batch")
+		return nil, cli.Usagef("--tpm and --flash go in the batch file's columns, not with --batch")
 	}
 	reqs := []station.Request{{Serial: u.serial, TPMAddr: u.tpm, FlashSpec: u.flash}}
 	if u.batch != "" {
@@ -51,7 +52,7 @@ func (u *unitFlags) requests(cfg *configs.Config) ([]station.Request, error) {
 		}
 		if r.TPMAddr != "" {
 			if err := tpmops.CheckAddress(r.TPMAddr); err != nil {
-				return nil, usageError{err}
+				return nil, cli.Usage(err)
 			}
 		}
 		if r.FlashSpec != "" {
@@ -68,7 +69,7 @@ func (u *unitFlags) requests(cfg *configs.Config) ([]station.Request, error) {
 func readBatch(path string) ([]station.Request, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, usageErrorf("reading batch file: %v", err)
+		return nil, cli.Usagef("reading batch file: %v", err)
 	}
 	defer f.Close()
 	// Spreadsheet programs start a UTF-8 CSV with a byte order mark; it is
@@ -89,7 +90,7 @@ func readBatch(path string) ([]station.Request, error) {
 			break
 		}
 		if err != nil {
-			return nil, usageErrorf("batch file %s: %v", path, err)
+			return nil, cli.Usagef("batch file %s: %v", path, err)
 		}
 		line, _ := r.FieldPos(0)
 		if len(reqs) == 0 && len(seen) == 0 && strings.EqualFold(strings.TrimSpace(rec[0]), "serial") {
@@ -97,29 +98,29 @@ func readBatch(path string) ([]station.Request, error) {
 			continue
 		}
 		if len(rec) < 2 || len(rec) > 3 || strings.TrimSpace(rec[1]) == "" {
-			return nil, usageErrorf("batch file %s line %d: want serial,tpm[,flash], got %d field(s)", path, line, len(rec))
+			return nil, cli.Usagef("batch file %s line %d: want serial,tpm[,flash], got %d field(s)", path, line, len(rec))
 		}
 		req := station.Request{Serial: strings.TrimSpace(rec[0]), TPMAddr: strings.TrimSpace(rec[1])}
 		if len(rec) == 3 {
 			req.FlashSpec = strings.TrimSpace(rec[2])
 		}
 		if err := station.ValidateSerial(req.Serial); err != nil {
-			return nil, usageErrorf("batch file %s line %d: %v", path, line, err)
+			return nil, cli.Usagef("batch file %s line %d: %v", path, line, err)
 		}
 		if err := tpmops.CheckAddress(req.TPMAddr); err != nil {
-			return nil, usageError{fmt.Errorf("batch file %s line %d: %w", path, line, err)}
+			return nil, cli.Usage(fmt.Errorf("batch file %s line %d: %w", path, line, err))
 		}
 		if prev, dup := seen[req.Serial]; dup {
-			return nil, usageErrorf("batch file %s line %d: serial %s already on line %d", path, line, req.Serial, prev)
+			return nil, cli.Usagef("batch file %s line %d: serial %s already on line %d", path, line, req.Serial, prev)
 		}
 		if prev, dup := seenTPM[req.TPMAddr]; dup {
-			return nil, usageErrorf("batch file %s line %d: TPM %s already on line %d (one unit per TPM)", path, line, req.TPMAddr, prev)
+			return nil, cli.Usagef("batch file %s line %d: TPM %s already on line %d (one unit per TPM)", path, line, req.TPMAddr, prev)
 		}
 		seen[req.Serial], seenTPM[req.TPMAddr] = line, line
 		reqs = append(reqs, req)
 	}
 	if len(reqs) == 0 {
-		return nil, usageErrorf("batch file %s lists no units", path)
+		return nil, cli.Usagef("batch file %s lists no units", path)
 	}
 	return reqs, nil
 }

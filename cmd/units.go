@@ -8,11 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/store"
 )
 
 func newUnitsCommand(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "units", Short: "What the station knows of its units", Args: noArgs}
+	c := &cobra.Command{Use: "units", Short: "What the station knows of its units", Args: cli.NoArgs}
 	c.AddCommand(newUnitsListCommand(g), newUnitsShowCommand(g))
 	return c
 }
@@ -46,11 +47,11 @@ func newUnitsListCommand(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List the units (serial, status, registration ID)",
-		Args:  noArgs,
+		Args:  cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			keep, ok := unitFilters[o.status]
 			if !ok {
-				return usageErrorf("--status %q: want one of %s", o.status, strings.Join(unitStatuses, ", "))
+				return cli.Usagef("--status %q: want one of %s", o.status, strings.Join(unitStatuses, ", "))
 			}
 			db, err := g.openDB()
 			if err != nil {
@@ -69,7 +70,7 @@ func newUnitsListCommand(g *globals) *cobra.Command {
 				if rows == nil {
 					rows = []unitSummary{}
 				}
-				return writeJSON(c.OutOrStdout(), rows)
+				return cli.WriteJSON(c.OutOrStdout(), rows)
 			}
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "SERIAL\tSTATUS\tREGISTRATION ID\tPROVISIONED")
@@ -121,7 +122,7 @@ func newUnitsShowCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show SERIAL",
 		Short: "Show everything recorded for one unit",
-		Args:  exactArgs(1),
+		Args:  cli.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			db, err := g.openDB()
 			if err != nil {
@@ -133,7 +134,7 @@ func newUnitsShowCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if g.json() {
-				return writeJSON(c.OutOrStdout(), unitDocument{Unit: u, SRKHandle: handleJSON(u.SRKHandle), DeviceKeyHandle: handleJSON(u.DeviceKeyHandle)})
+				return cli.WriteJSON(c.OutOrStdout(), unitDocument{Unit: u, SRKHandle: handleJSON(u.SRKHandle), DeviceKeyHandle: handleJSON(u.DeviceKeyHandle)})
 			}
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "serial\t%s\nstatus\t%s\nstation\t%s\nregistration id\t%s\nattestation\t%s\nEK (%s) sha256\t%s\nSRK\t0x%08x\ndevice key\t0x%08x\ncertificate serial\t%s\ncertificate sha256\t%s\nnot after\t%s\nowner auth\t%s\n",

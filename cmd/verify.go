@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/internal/ui"
 	"github.com/factory-id/station/station"
@@ -34,7 +35,7 @@ The key is removed afterwards; nothing else on the unit is written.
 
 Every result is recorded in the audit log. Exit 0 only when every check passed, 1 otherwise.
 With --batch, FILE.csv has one row per unit: serial,tpm[,flash] (as for provision).`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return o.run(g, c) },
 	}
 	f := c.Flags()
@@ -96,7 +97,7 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 			if errors.Is(err, station.ErrVerifyFailed) {
 				o.ExitCode = ExitFailed // the report says it all
 			}
-			if werr := writeJSON(out, verifyJSON{VerifyReport: rep, outcome: o}); werr != nil {
+			if werr := cli.WriteJSON(out, verifyJSON{VerifyReport: rep, outcome: o}); werr != nil {
 				scr.close()
 				return werr
 			}

@@ -9,7 +9,6 @@ package auditcli
 
 import (
 	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/internal/hint"
 )
 
@@ -42,23 +42,23 @@ func NewRootCommand(version string) *cobra.Command {
 		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Args:          unknownCommand,
+		Args:          cli.UnknownCommand,
 		RunE:          func(c *cobra.Command, _ []string) error { return c.Help() },
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			if o.output != "text" && o.output != "json" {
-				return usageErrorf("--output %q: want text or json", o.output)
+				return cli.Usagef("--output %q: want text or json", o.output)
 			}
 			return nil
 		},
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usage(err) })
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	root.Flags().Bool("version", false, "print the version and commit")
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Check DPS enrollment exports",
-		Args:  unknownCommand,
+		Args:  cli.UnknownCommand,
 		RunE:  func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
 	export.AddCommand(newExportVerifyCommand(o))
@@ -79,7 +79,7 @@ func newVerifyCommand(o *options) *cobra.Command {
 			"sequence number (exit 4). --anchor takes a checkpoint kept from earlier (a checkpoint file,\n" +
 			"an earlier export folder or a unit proof file) and proves the export still extends it.\n" +
 			"Equivalent to `station audit verify --export EXPORT_DIR --key PUB.pem [--anchor FILE]`.",
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			pub, err := readKey(key)
 			if err != nil {
@@ -88,14 +88,14 @@ func newVerifyCommand(o *options) *cobra.Command {
 			var anchor []byte
 			if anchorPath != "" {
 				if anchor, err = audit.ReadAnchor(anchorPath, ""); err != nil {
-					return usageErrorf("--anchor: %v", err)
+					return cli.Usagef("--anchor: %v", err)
 				}
 			}
 			rep, err := audit.VerifyExport(args[0], pub, anchor)
 			if err != nil {
 				var ve *audit.VerifyError
 				if o.json() && errors.As(err, &ve) {
-					writeJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason})
+					cli.WriteJSON(c.OutOrStdout(), map[string]any{"verified": false, "seq": ve.Seq, "reason": ve.Reason})
 				}
 				return fmt.Errorf("audit verify: %w", err)
 			}
@@ -103,7 +103,7 @@ func newVerifyCommand(o *options) *cobra.Command {
 				fmt.Fprintf(c.ErrOrStderr(), "warning: %s\n", w)
 			}
 			if o.json() {
-				return writeJSON(c.OutOrStdout(), rep)
+				return cli.WriteJSON(c.OutOrStdout(), rep)
 			}
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "audit trail of %s verified: %d records, %d checkpoints signed by key %s\n", rep.Origin, rep.Records, rep.Checkpoints, rep.KeyID)
@@ -132,10 +132,10 @@ func newExportVerifyCommand(o *options) *cobra.Command {
 			"every file's size and SHA-256, that no listed file is missing and no other file was added, and\n" +
 			"each bulk operation's mode and count. Exit 4 when anything does not verify. Equivalent to\n" +
 			"`station enroll verify-export DIR --key PUB.pem`.",
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if fi, err := os.Stat(args[0]); err != nil || !fi.IsDir() {
-				return usageErrorf("%s is not an export folder", args[0])
+				return cli.Usagef("%s is not an export folder", args[0])
 			}
 			pub, err := readKey(key)
 			if err != nil {
@@ -146,7 +146,7 @@ func newExportVerifyCommand(o *options) *cobra.Command {
 				return err
 			}
 			if o.json() {
-				return writeJSON(c.OutOrStdout(), struct {
+				return cli.WriteJSON(c.OutOrStdout(), struct {
 					Dir      string           `json:"dir"`
 					Verified bool             `json:"verified"`
 					Manifest *enroll.Manifest `json:"manifest"`
@@ -157,7 +157,7 @@ func newExportVerifyCommand(o *options) *cobra.Command {
 				asOf = "-"
 			}
 			fmt.Fprintf(c.OutOrStdout(), "%s: verified: %s export of station %s, %s in %s (as of %s)\n",
-				args[0], m.Format, m.StationID, plural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"), plural(len(m.Files), "file"), asOf)
+				args[0], m.Format, m.StationID, cli.Plural(m.Counts.Enrolled+m.Counts.Groups, "enrollment"), cli.Plural(len(m.Files), "file"), asOf)
 			return nil
 		},
 	}
@@ -169,32 +169,15 @@ func newExportVerifyCommand(o *options) *cobra.Command {
 // a key found next to the data would prove nothing.
 func readKey(path string) (crypto.PublicKey, error) {
 	if path == "" {
-		return nil, usageErrorf("--key PUB.pem is required: the verifier trusts only the key you give it, never one shipped with the data")
+		return nil, cli.Usagef("--key PUB.pem is required: the verifier trusts only the key you give it, never one shipped with the data")
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, usageErrorf("--key: %v", err)
-	}
-	pub, err := audit.ParsePublicKeyPEM(data)
-	if err != nil {
-		return nil, usageErrorf("--key %s: %v", path, err)
-	}
-	return pub, nil
+	return cli.ReadKey("--key", path, audit.ParsePublicKeyPEM)
 }
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, word)
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func writeJSON(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 
 // Exit prints err once to w (with its hint) and returns the exit code.
 func Exit(err error, w io.Writer) int {
 	if err == nil {
-		return 0
+		return cli.ExitOK
 	}
 	fmt.Fprintf(w, "station-audit: %v\n", err)
 	if h := hint.Of(err); h != "" {

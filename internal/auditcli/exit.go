@@ -2,24 +2,12 @@ package auditcli
 
 import (
 	"errors"
-	"fmt"
-
-	"github.com/spf13/cobra"
 
 	"github.com/factory-id/station/audit"
 	"github.com/factory-id/station/enroll"
 	"github.com/factory-id/station/enroll/regid"
+	"github.com/factory-id/station/internal/cli"
 	"github.com/factory-id/station/store"
-)
-
-// Exit codes: station's (cmd/errors.go and the README's table), for the
-// outcomes station-audit can have.
-const (
-	exitFailed      = 1
-	exitUsage       = 2
-	exitPolicy      = 3
-	exitIntegrity   = 4
-	exitEnvironment = 5
 )
 
 // Classes maps every sentinel of the packages station-audit links to
@@ -32,73 +20,47 @@ var Classes = []struct {
 	Target error
 	Code   int
 }{
-	{store.ErrBusy, exitEnvironment},
-	{store.ErrReplaced, exitEnvironment},
-	{store.ErrNotStationDB, exitUsage},
-	{store.ErrDamaged, exitIntegrity},
-	{store.ErrNotFound, exitUsage},
-	{audit.ErrIntegrity, exitIntegrity},
-	{audit.ErrKey, exitUsage},
-	{audit.ErrStation, exitUsage},
-	{audit.ErrExportDir, exitUsage},
-	{audit.ErrNotExport, exitUsage},
-	{audit.ErrWitness, exitEnvironment},
-	{enroll.ErrGroupKey, exitUsage},
-	{enroll.ErrSignature, exitIntegrity},
-	{enroll.ErrTampered, exitIntegrity},
-	{enroll.ErrDuplicates, exitPolicy},
-	{enroll.ErrNoKey, exitUsage},
-	{enroll.ErrOptions, exitUsage},
-	{enroll.ErrOutput, exitUsage},
-	{enroll.ErrSecretsNeeded, exitUsage},
-	{enroll.ErrConcurrentExport, exitEnvironment},
-	{enroll.ErrNotCA, exitUsage},
-	{audit.ErrSecret, exitFailed},
-	{audit.ErrNoRecords, exitFailed},
-	{audit.ErrCheckpoint, exitFailed},
-	{enroll.ErrIncomplete, exitFailed},
-	{regid.ErrInvalid, exitFailed},
+	{store.ErrBusy, cli.ExitEnvironment},
+	{store.ErrReplaced, cli.ExitEnvironment},
+	{store.ErrNotStationDB, cli.ExitUsage},
+	{store.ErrDamaged, cli.ExitIntegrity},
+	{store.ErrNotFound, cli.ExitUsage},
+	{audit.ErrIntegrity, cli.ExitIntegrity},
+	{audit.ErrKey, cli.ExitUsage},
+	{audit.ErrStation, cli.ExitUsage},
+	{audit.ErrExportDir, cli.ExitUsage},
+	{audit.ErrNotExport, cli.ExitUsage},
+	{audit.ErrWitness, cli.ExitEnvironment},
+	{enroll.ErrGroupKey, cli.ExitUsage},
+	{enroll.ErrSignature, cli.ExitIntegrity},
+	{enroll.ErrTampered, cli.ExitIntegrity},
+	{enroll.ErrDuplicates, cli.ExitPolicy},
+	{enroll.ErrNoKey, cli.ExitUsage},
+	{enroll.ErrOptions, cli.ExitUsage},
+	{enroll.ErrOutput, cli.ExitUsage},
+	{enroll.ErrSecretsNeeded, cli.ExitUsage},
+	{enroll.ErrConcurrentExport, cli.ExitEnvironment},
+	{enroll.ErrNotCA, cli.ExitUsage},
+	{audit.ErrSecret, cli.ExitFailed},
+	{audit.ErrNoRecords, cli.ExitFailed},
+	{audit.ErrCheckpoint, cli.ExitFailed},
+	{enroll.ErrIncomplete, cli.ExitFailed},
+	{regid.ErrInvalid, cli.ExitFailed},
 }
 
 // Code is the exit code for err: 2 for a command-line mistake, else the
 // first class err wraps, else 1.
 func Code(err error) int {
 	if err == nil {
-		return 0
+		return cli.ExitOK
 	}
-	if errors.As(err, new(usageError)) {
-		return exitUsage
+	if cli.IsUsage(err) {
+		return cli.ExitUsage
 	}
 	for _, c := range Classes {
 		if errors.Is(err, c.Target) {
 			return c.Code
 		}
 	}
-	return exitFailed
-}
-
-// usageError marks a command-line mistake (exit 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usageErrorf(format string, args ...any) error {
-	return usageError{fmt.Errorf(format, args...)}
-}
-
-func unknownCommand(c *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return usageErrorf("unknown command %q for %q", args[0], c.CommandPath())
-	}
-	return nil
-}
-
-func exactArgs(n int) cobra.PositionalArgs {
-	return func(c *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usageErrorf("%s takes %d argument(s), got %d", c.CommandPath(), n, len(args))
-		}
-		return nil
-	}
+	return cli.ExitFailed
 }
