@@ -87,7 +87,7 @@ func newAuditVerifyCommand(g *globals) *cobra.Command {
 				return cli.WriteJSON(c.OutOrStdout(), auditVerifyJSON{Verified: true, Report: rep})
 			}
 			w := c.OutOrStdout()
-			fmt.Fprintf(w, "audit trail of %s verified: %d records, %d checkpoints signed by key %s\n", rep.Origin, rep.Records, rep.Checkpoints, rep.NoteKeyID)
+			fmt.Fprintf(w, "audit trail of %s verified: %d records, %d checkpoints signed by key %s\n", rep.Origin, rep.Records, rep.Checkpoints, rep.KeyID)
 			if rep.Latest != nil {
 				fmt.Fprintf(w, "latest checkpoint: size %d, root %s\n", rep.Latest.Size, rep.Latest.Root)
 			}
