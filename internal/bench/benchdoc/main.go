@@ -198,7 +198,7 @@ func write(w io.Writer, r run, h host) {
 			p("  Its steps themselves take %.0f ms, %.2f× the script's whole unit. A `station line`\n", inSteps, inSteps/ref)
 			p("  session or a `--batch` pays these once per shift or batch, not per unit (see the throughput table).\n")
 			p("- Inside the steps, %.0f ms are TPM commands on swtpm (%.0f%% of the unit), which station cannot shorten\n", tpm, 100*tpm/st)
-			p("  without doing less: the RSA SRK, the ECC device key, the salted sessions that protect the new auths.\n")
+			p("  without doing less: the RSA SRK, the ECC device key, the one salted session that protects the new lockout auth.\n")
 			p("- The script is fast because it checks nothing but the flash read-back: no EK certificate chain, no duplicate EK or serial, no\n")
 			p("  escrow before the lockout auth changes, no journal to resume from, no signed audit record. Those\n")
 			p("  checks are what station is for, so the ratio the target asks for is out of reach on swtpm, where a\n")
