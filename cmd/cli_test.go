@@ -46,6 +46,9 @@ func TestUsageMistakesAreExit2(t *testing.T) {
 		{[]string{"--log-format", "xml", "units", "list"}, `--log-format "xml": want text or json`},
 		{[]string{"-o", "yaml", "units", "list"}, `--output "yaml": want text or json`},
 		{[]string{"units", "list", "--status", "lost"}, `--status "lost"`},
+		{[]string{"help", "nosuch"}, `unknown command "nosuch" for "station"`},
+		{[]string{"help", "provsion"}, "did you mean provision?"},
+		{[]string{"help", "units", "nosuch"}, `unknown command "nosuch" for "station units"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, stderr, code := runRoot(t, tc.args...)
@@ -54,9 +57,13 @@ func TestUsageMistakesAreExit2(t *testing.T) {
 			}
 		})
 	}
-	// A group with no argument still shows its help (exit 0).
+	// A group with no argument still shows its help (exit 0), and help
+	// on a command that exists shows that command's.
 	if out, _, code := runRoot(t, "units"); code != ExitOK || !strings.Contains(out, "Available Commands") {
 		t.Errorf("station units: exit %d, output %q", code, out)
+	}
+	if out, _, code := runRoot(t, "help", "units", "list"); code != ExitOK || !strings.Contains(out, "station units list [flags]") {
+		t.Errorf("station help units list: exit %d, output %q", code, out)
 	}
 }
 

@@ -128,6 +128,7 @@ func newRoot(version string) (*cobra.Command, *globals) {
 		newLineCommand(g),
 		newDocsCommand(g),
 	)
+	root.SetHelpCommand(newHelpCommand())
 	usageArgs(root)
 	registerCompletions(root, g)
 	return root, g
@@ -226,4 +227,41 @@ func (g *globals) openEnv() (*station.Env, error) {
 		return nil, err
 	}
 	return station.OpenEnv(cfg, g.version)
+}
+
+// newHelpCommand replaces cobra's help command, which shows the root's help
+// and exits 0 for a topic it does not know: "station help nosuch" is a
+// usage error (exit 2) naming the topic, as "station nosuch" is.
+func newHelpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help shows the help of any command: station help [path to command].",
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			parent, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, sub := range parent.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					names = append(names, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		Args: cobra.ArbitraryArgs, // checked below, against the tree
+		RunE: func(c *cobra.Command, args []string) error {
+			target, rest, err := c.Root().Find(args)
+			if err != nil {
+				return cli.Usage(err)
+			}
+			if len(rest) > 0 {
+				return cli.UnknownCommand(target, rest)
+			}
+			target.InitDefaultHelpFlag()
+			target.InitDefaultVersionFlag()
+			return target.Help()
+		},
+	}
 }
