@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 
+	"github.com/factory-id/station/internal/buildinfo"
 	"github.com/factory-id/station/internal/cli"
 )
 
@@ -46,6 +47,12 @@ func newDocsManCommand(g *globals) *cobra.Command {
 			root := c.Root()
 			root.DisableAutoGenTag = true // the same pages from the same tree: no date in them
 			header := &doc.GenManHeader{Title: "STATION", Section: "1", Source: "station " + g.version, Manual: "station manual"}
+			// The pages' date is the build's commit time, so one build
+			// always writes the same pages; SOURCE_DATE_EPOCH, when set,
+			// decides instead (cobra reads it), then today.
+			if t := buildinfo.Read().Time; !t.IsZero() && os.Getenv("SOURCE_DATE_EPOCH") == "" {
+				header.Date = &t
+			}
 			if err := doc.GenManTree(root, header, o.out); err != nil {
 				return fmt.Errorf("writing man pages: %w", err)
 			}

@@ -13,6 +13,7 @@ package buildinfo
 import (
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 // Set with -ldflags -X (see the package documentation); empty otherwise.
@@ -23,9 +24,10 @@ var (
 
 // Info is a program's build.
 type Info struct {
-	Version  string // "v1.2.0", a pseudo-version, or "(devel)"
-	Commit   string // the full commit hash, "" when unknown
-	Modified bool   // built from a work tree with uncommitted changes
+	Version  string    // "v1.2.0", a pseudo-version, or "(devel)"
+	Commit   string    // the full commit hash, "" when unknown
+	Modified bool      // built from a work tree with uncommitted changes
+	Time     time.Time // the commit's time (vcs.time), zero when unknown
 }
 
 // Read returns the running program's build: the stamped values where set,
@@ -52,6 +54,8 @@ func from(stampedVersion, stampedCommit string, bi *debug.BuildInfo) Info {
 				i.Commit = s.Value
 			case "vcs.modified":
 				i.Modified = s.Value == "true"
+			case "vcs.time":
+				i.Time, _ = time.Parse(time.RFC3339, s.Value)
 			}
 		}
 	}

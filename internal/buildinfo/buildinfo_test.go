@@ -3,6 +3,7 @@ package buildinfo
 import (
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestFrom(t *testing.T) {
@@ -25,6 +26,11 @@ func TestFrom(t *testing.T) {
 		{"go install module@version", "", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, Info{Version: "v1.4.0"}, "v1.4.0 (commit unknown)"},
 		{"stamped", "v1.5.0", rev, vcs("ffff", "true"), Info{Version: "v1.5.0", Commit: rev}, "v1.5.0 (commit 5986c8d01234)"},
 		{"stamped dirty", "v1.5.0-3-g5986c8d-dirty", rev, nil, Info{Version: "v1.5.0-3-g5986c8d-dirty", Commit: rev, Modified: true}, "v1.5.0-3-g5986c8d-dirty (commit 5986c8d01234, modified)"},
+		{"go build with the commit's time", "", "", func() *debug.BuildInfo {
+			bi := vcs(rev, "false")
+			bi.Settings = append(bi.Settings, debug.BuildSetting{Key: "vcs.time", Value: "2026-12-05T07:22:25Z"})
+			return bi
+		}(), Info{Version: "(devel)", Commit: rev, Time: time.Date(2026, 12, 5, 7, 22, 25, 0, time.UTC)}, "(devel) (commit 5986c8d01234)"},
 		{"stamped version only", "v1.5.0", "", vcs(rev, "false"), Info{Version: "v1.5.0", Commit: rev}, "v1.5.0 (commit 5986c8d01234)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
