@@ -456,14 +456,26 @@ func (i *Instance) Kill() {
 }
 
 // ClosedAddr returns a TPM address (swtpm://127.0.0.1:PORT) on which nothing
-// listens: a TPM that cannot be reached. It needs no swtpm.
+// listens: a TPM that cannot be reached (connection refused). It needs no
+// swtpm. The port stays bound (without listening) until the test ends, so
+// no other program, such as another test's swtpm, can take it meanwhile.
 func ClosedAddr(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "swtpm://" + addr
+	tb.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	in4, ok := sa.(*syscall.SockaddrInet4)
+	if !ok {
+		tb.Fatalf("swtpmtest: bound to %T", sa)
+	}
+	return fmt.Sprintf("swtpm://127.0.0.1:%d", in4.Port)
 }
