@@ -366,15 +366,19 @@ var getRandom = []byte{0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 8}
 // shutdownClear is TPM2_Shutdown(TPM_SU_CLEAR).
 var shutdownClear = []byte{0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x45, 0, 0}
 
+// waitReady waits until the swtpm on port answers. Its deadlines are
+// against a swtpm that never comes up, not delays: generous, as a loaded
+// machine may take seconds to start a process.
 func waitReady(port int, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
+	const wait = time.Minute
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
 			return errors.New("swtpm exited at start (port taken?)")
 		default:
 		}
-		rc, err := rawCommand(port, getRandom, time.Second)
+		rc, err := rawCommand(port, getRandom, 5*time.Second)
 		if err == nil {
 			if rc != 0 {
 				return fmt.Errorf("swtpm answers GetRandom with %#x", rc)
@@ -383,7 +387,7 @@ func waitReady(port int, exited <-chan struct{}) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return errors.New("swtpm did not answer within 10s")
+	return fmt.Errorf("swtpm did not answer within %v", wait)
 }
 
 // rawCommand sends one command on a new connection and returns the
