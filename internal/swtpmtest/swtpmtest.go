@@ -313,7 +313,17 @@ func (i *Instance) start() error {
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		if err := waitReady(port, done); err != nil {
+		err = waitReady(port, done)
+		if err == nil {
+			// The TPM that answered may be another program's that took
+			// the port first (this swtpm then exits): use it only if the
+			// listening socket is this swtpm's.
+			var own bool
+			if own, err = listensOn(cmd.Process.Pid, port); err == nil && !own {
+				err = fmt.Errorf("port %d is another program's", port)
+			}
+		}
+		if err != nil {
 			_ = cmd.Process.Kill()
 			<-done
 			last = err
