@@ -193,7 +193,9 @@ func TestOpenBusyTPM(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "busy") {
 		t.Fatalf("second client: %v, want ErrUnreachable saying busy", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// The holder never leaves: a bound only tells "reported" from "hangs"
+	// (generous, as a loaded machine fires timers late).
+	if d := time.Since(start); d > time.Minute {
 		t.Fatalf("took %s to report a busy TPM", d)
 	}
 }
