@@ -49,16 +49,20 @@ func needScript(t *testing.T) string {
 func TestScript(t *testing.T) {
 	script := needScript(t)
 	dir := t.TempDir()
-	base := freeRun(t, 4)
-	run := func(args ...string) string {
-		t.Helper()
+	var base int
+	try := func(args ...string) (string, error) {
 		cmd := exec.Command(script, args...)
 		cmd.Env = append(os.Environ(), "SWTPM_BASE_PORT="+strconv.Itoa(base))
 		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := try(args...)
 		if err != nil {
 			t.Fatalf("swtpm.sh %v: %v\n%s", args, err, out)
 		}
-		return string(out)
+		return out
 	}
 	stopped := false
 	t.Cleanup(func() {
@@ -66,7 +70,22 @@ func TestScript(t *testing.T) {
 			run("stop", dir)
 		}
 	})
-	out := run("start", "2", dir)
+	// Another program (another package's swtpm) may take a port between
+	// freeRun and swtpm's bind: the script then says so, starts nothing,
+	// and the test tries other ports.
+	var out string
+	for attempt := 1; ; attempt++ {
+		base = freeRun(t, 4)
+		var err error
+		if out, err = try("start", "2", dir); err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(out, "is in use") {
+			t.Fatalf("swtpm.sh start 2: %v\n%s", err, out)
+		}
+		t.Logf("attempt %d: a port was taken, trying other ports:\n%s", attempt, out)
+		run("stop", dir) // a TPM started before the taken port, if any
+	}
 	roots, err := tpmops.LoadVendorRoots(filepath.Join(dir, "ca", "vendor-roots"))
 	if err != nil {
 		t.Fatal(err)
