@@ -475,7 +475,12 @@ func (i *Instance) Kill() {
 // no other program, such as another test's swtpm, can take it meanwhile.
 func ClosedAddr(tb testing.TB) string {
 	tb.Helper()
+	syscall.ForkLock.RLock() // no child process may inherit the socket
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		tb.Fatal(err)
 	}
