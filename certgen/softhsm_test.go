@@ -211,7 +211,7 @@ func TestSoftHSMClientTLS(t *testing.T) {
 			return "", err
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.SetDeadline(time.Now().Add(30 * time.Second)) // against a hang, not a delay
 		return bufio.NewReader(c).ReadString('\n')
 	}
 	chain := [][]byte{leaf.Raw, is.Cert.Raw}

@@ -147,9 +147,8 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 	for _, f := range fixtures {
 		names = append(names, f.Name)
 	}
-	fmt.Fprintf(errw, "station line: %d fixture(s) (%s); scan SERIAL[,FIXTURE], one per line; Ctrl-C or end of input to stop\n",
-		len(fixtures), strings.Join(names, ", "))
-	view := newLineView(sctx, g, c, o.flash)
+	view := newLineView(sctx, g, c, o.flash, fmt.Sprintf("station line: %d fixture(s) (%s); scan SERIAL[,FIXTURE], one per line; Ctrl-C or end of input to stop\n",
+		len(fixtures), strings.Join(names, ", ")))
 	var (
 		codes   []int
 		stopped []station.LineUnit
@@ -228,23 +227,29 @@ type lineView struct {
 	echo  func() // restores the terminal's echo
 }
 
-func newLineView(stopped context.Context, g *globals, c *cobra.Command, flash string) *lineView {
+// newLineView prints prompt (on stderr) once the view is ready for scans.
+func newLineView(stopped context.Context, g *globals, c *cobra.Command, flash, prompt string) *lineView {
 	v := &lineView{g: g, c: c, out: c.OutOrStdout(), flash: flash, quit: make(chan struct{}), echo: func() {}}
 	if g.json() || !ui.IsTerminal(v.out) {
 		v.json = true
+		fmt.Fprint(c.ErrOrStderr(), prompt)
 		return v
 	}
 	if !ui.Live(v.out, g.getenv) {
+		fmt.Fprint(c.ErrOrStderr(), prompt)
 		return v
 	}
 	// The scanner types into standard input: the screen takes no input
 	// (ui.Start), and the terminal's echo is off so that a scanned line
 	// does not break into the live rows (the screen shows it instead).
+	// Echo goes off before the prompt, so that a line scanned as soon as
+	// the prompt shows is not echoed either.
 	if f, ok := c.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		if restore, err := echoOff(int(f.Fd())); err == nil {
 			v.echo = sync.OnceFunc(restore)
 		}
 	}
+	fmt.Fprint(c.ErrOrStderr(), prompt)
 	v.live = ui.Start(v.out, ui.Options{Command: "provision", Session: true,
 		ResumeUnit: "scan each again in station line, or run the command below"})
 	go func() {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,14 +24,8 @@ func TestOpenBadAddress(t *testing.T) {
 }
 
 func TestOpenUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close() // nothing listens there now
 	for _, addr := range []string{
-		"swtpm://127.0.0.1:" + strconv.Itoa(port),
+		swtpmtest.ClosedAddr(t), // held by the test: no other program can listen there meanwhile
 		"unix://" + filepath.Join(t.TempDir(), "none.sock"),
 		"/dev/station-no-such-tpm",
 	} {
@@ -201,7 +193,9 @@ func TestOpenBusyTPM(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "busy") {
 		t.Fatalf("second client: %v, want ErrUnreachable saying busy", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// The holder never leaves: a bound only tells "reported" from "hangs"
+	// (generous, as a loaded machine fires timers late).
+	if d := time.Since(start); d > time.Minute {
 		t.Fatalf("took %s to report a busy TPM", d)
 	}
 }

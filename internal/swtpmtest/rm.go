@@ -80,8 +80,8 @@ func (r *RM) start(i *Instance) error {
 	case busAddr = <-addr:
 	case <-busDone:
 		return fmt.Errorf("dbus-daemon exited before printing its address")
-	case <-time.After(20 * time.Second):
-		return fmt.Errorf("dbus-daemon printed no address in 20s")
+	case <-time.After(time.Minute): // against a hang, not a delay: a loaded machine starts processes slowly
+		return fmt.Errorf("dbus-daemon printed no address in 1 minute")
 	}
 	if busAddr == "" {
 		return fmt.Errorf("dbus-daemon printed no address")
@@ -104,9 +104,10 @@ func (r *RM) start(i *Instance) error {
 	go func() { _ = rm.Wait(); close(rmDone) }()
 
 	// Ready when a client gets an answer through it.
-	deadline := time.Now().Add(20 * time.Second)
+	// Deadlines against a hang, not delays: generous for a loaded machine.
+	deadline := time.Now().Add(time.Minute)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		probe := exec.CommandContext(ctx, "tpm2_getcap", "-T", r.TCTI, "properties-fixed")
 		probe.Env = append(os.Environ(), r.Env...)
 		err := probe.Run()
@@ -120,7 +121,7 @@ func (r *RM) start(i *Instance) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("tpm2-abrmd did not answer in 20s: %v", err)
+			return fmt.Errorf("tpm2-abrmd did not answer in 1 minute: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -49,16 +49,20 @@ func needScript(t *testing.T) string {
 func TestScript(t *testing.T) {
 	script := needScript(t)
 	dir := t.TempDir()
-	base := freeRun(t, 4)
-	run := func(args ...string) string {
-		t.Helper()
+	var base int
+	try := func(args ...string) (string, error) {
 		cmd := exec.Command(script, args...)
 		cmd.Env = append(os.Environ(), "SWTPM_BASE_PORT="+strconv.Itoa(base))
 		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := try(args...)
 		if err != nil {
 			t.Fatalf("swtpm.sh %v: %v\n%s", args, err, out)
 		}
-		return string(out)
+		return out
 	}
 	stopped := false
 	t.Cleanup(func() {
@@ -66,7 +70,22 @@ func TestScript(t *testing.T) {
 			run("stop", dir)
 		}
 	})
-	out := run("start", "2", dir)
+	// Another program (another package's swtpm) may take a port between
+	// freeRun and swtpm's bind: the script then says so, starts nothing,
+	// and the test tries other ports.
+	var out string
+	for attempt := 1; ; attempt++ {
+		base = freeRun(t, 4)
+		var err error
+		if out, err = try("start", "2", dir); err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(out, "is in use") {
+			t.Fatalf("swtpm.sh start 2: %v\n%s", err, out)
+		}
+		t.Logf("attempt %d: a port was taken, trying other ports:\n%s", attempt, out)
+		run("stop", dir) // a TPM started before the taken port, if any
+	}
 	roots, err := tpmops.LoadVendorRoots(filepath.Join(dir, "ca", "vendor-roots"))
 	if err != nil {
 		t.Fatal(err)
@@ -122,30 +141,42 @@ func TestScript(t *testing.T) {
 // SWTPM_BASE_PORT, or a DIR swtpm cannot use, is refused the same way.
 func TestScriptPortTaken(t *testing.T) {
 	script := needScript(t)
-	base := freeRun(t, 4)
+	port := func(p int) string { return strconv.Itoa(p) }
 	for _, tc := range []struct {
-		name, basePort string
+		name, basePort string // "": free ports found by the subtest
 		sub            string // DIR's last element
 		taken          int    // offset from base held by another program; -1 none
 		bindOnly       bool   // held without listening: only swtpm's bind finds it
-		want           []string
+		want           func(base int) []string
 	}{
-		{"second TPM's command port", strconv.Itoa(base), "line", 2, false,
-			[]string{"tpm1: port " + strconv.Itoa(base+2) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT", "now P=" + strconv.Itoa(base)}},
-		{"first TPM's control port", strconv.Itoa(base), "line", 1, false,
-			[]string{"tpm0: port " + strconv.Itoa(base+1) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT"}},
-		{"first TPM's command port bound only", strconv.Itoa(base), "line", 0, true,
-			[]string{"tpm0: port " + strconv.Itoa(base) + " or " + strconv.Itoa(base+1) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT"}},
-		{"a comma in DIR", strconv.Itoa(base), "a,b", -1, false, []string{"a,b: swtpm cannot use a folder whose path has a comma"}},
-		{"not a port", "23x", "line", -1, false, []string{"SWTPM_BASE_PORT=23x"}},
-		{"past the last port", "65534", "line", -1, false, []string{"SWTPM_BASE_PORT=65534", "below 65536"}},
+		{"second TPM's command port", "", "line", 2, false, func(base int) []string {
+			return []string{"tpm1: port " + port(base+2) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT", "now P=" + port(base)}
+		}},
+		{"first TPM's control port", "", "line", 1, false, func(base int) []string {
+			return []string{"tpm0: port " + port(base+1) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT"}
+		}},
+		{"first TPM's command port bound only", "", "line", 0, true, func(base int) []string {
+			return []string{"tpm0: port " + port(base) + " or " + port(base+1) + " on 127.0.0.1 is in use", "SWTPM_BASE_PORT"}
+		}},
+		{"a comma in DIR", "", "a,b", -1, false, func(int) []string { return []string{"a,b: swtpm cannot use a folder whose path has a comma"} }},
+		{"not a port", "23x", "line", -1, false, func(int) []string { return []string{"SWTPM_BASE_PORT=23x"} }},
+		{"past the last port", "65534", "line", -1, false, func(int) []string { return []string{"SWTPM_BASE_PORT=65534", "below 65536"} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// Free ports found here, just before the script checks them:
+			// the shorter the time, the smaller the chance that another
+			// program (another package's swtpm) takes one meanwhile and the
+			// script names that one instead.
+			base := freeRun(t, 4)
+			basePort := tc.basePort
+			if basePort == "" {
+				basePort = port(base)
+			}
 			switch {
 			case tc.bindOnly:
 				defer bindOnly(t, base+tc.taken)()
 			case tc.taken >= 0:
-				l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+tc.taken))
+				l, err := net.Listen("tcp", "127.0.0.1:"+port(base+tc.taken))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -153,7 +184,7 @@ func TestScriptPortTaken(t *testing.T) {
 			}
 			dir := filepath.Join(t.TempDir(), tc.sub)
 			cmd := exec.Command(script, "start", "2", dir)
-			cmd.Env = append(os.Environ(), "SWTPM_BASE_PORT="+tc.basePort)
+			cmd.Env = append(os.Environ(), "SWTPM_BASE_PORT="+basePort)
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -162,7 +193,7 @@ func TestScriptPortTaken(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("start: %v, want exit 1\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
 			}
-			for _, w := range tc.want {
+			for _, w := range tc.want(base) {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
 				}

@@ -313,7 +313,17 @@ func (i *Instance) start() error {
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		if err := waitReady(port, done); err != nil {
+		err = waitReady(port, done)
+		if err == nil {
+			// The TPM that answered may be another program's that took
+			// the port first (this swtpm then exits): use it only if the
+			// listening socket is this swtpm's.
+			var own bool
+			if own, err = listensOn(cmd.Process.Pid, port); err == nil && !own {
+				err = fmt.Errorf("port %d is another program's", port)
+			}
+		}
+		if err != nil {
 			_ = cmd.Process.Kill()
 			<-done
 			last = err
@@ -366,15 +376,19 @@ var getRandom = []byte{0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 8}
 // shutdownClear is TPM2_Shutdown(TPM_SU_CLEAR).
 var shutdownClear = []byte{0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x45, 0, 0}
 
+// waitReady waits until the swtpm on port answers. Its deadlines are
+// against a swtpm that never comes up, not delays: generous, as a loaded
+// machine may take seconds to start a process.
 func waitReady(port int, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
+	const wait = time.Minute
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
 			return errors.New("swtpm exited at start (port taken?)")
 		default:
 		}
-		rc, err := rawCommand(port, getRandom, time.Second)
+		rc, err := rawCommand(port, getRandom, 5*time.Second)
 		if err == nil {
 			if rc != 0 {
 				return fmt.Errorf("swtpm answers GetRandom with %#x", rc)
@@ -383,7 +397,7 @@ func waitReady(port int, exited <-chan struct{}) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return errors.New("swtpm did not answer within 10s")
+	return fmt.Errorf("swtpm did not answer within %v", wait)
 }
 
 // rawCommand sends one command on a new connection and returns the
@@ -456,14 +470,31 @@ func (i *Instance) Kill() {
 }
 
 // ClosedAddr returns a TPM address (swtpm://127.0.0.1:PORT) on which nothing
-// listens: a TPM that cannot be reached. It needs no swtpm.
+// listens: a TPM that cannot be reached (connection refused). It needs no
+// swtpm. The port stays bound (without listening) until the test ends, so
+// no other program, such as another test's swtpm, can take it meanwhile.
 func ClosedAddr(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	syscall.ForkLock.RLock() // no child process may inherit the socket
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "swtpm://" + addr
+	tb.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	in4, ok := sa.(*syscall.SockaddrInet4)
+	if !ok {
+		tb.Fatalf("swtpmtest: bound to %T", sa)
+	}
+	return fmt.Sprintf("swtpm://127.0.0.1:%d", in4.Port)
 }
