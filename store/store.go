@@ -18,17 +18,18 @@ package store
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/enroll/regid"
+	"github.com/factory-id/station/internal/hint"
 )
 
 // ErrNotFound means no unit has that serial.
-var ErrNotFound = errors.New("no such unit")
+var ErrNotFound = hint.New("no such unit",
+	"check the serial: `station units list` shows the units this station knows")
 
 var (
 	bucketUnits = []byte("units")       // serial -> Unit JSON
