@@ -189,7 +189,7 @@ func verifyOutcome(c *cobra.Command, serial string, rep *station.VerifyReport, e
 			}
 		}
 		if o.Hint == "" {
-			o.Hint = "set the unit aside for QA: `station units show " + serial + "` has its record"
+			o.Hint = station.VerifyFailedHint(serial)
 		}
 	}
 	return o

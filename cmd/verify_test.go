@@ -136,3 +136,25 @@ func TestVerifyCommand(t *testing.T) {
 		t.Errorf("-o json with an unreachable TPM: exit %d, stdout %q (%v)", code, out, err)
 	}
 }
+
+// TestVerifyFailedHint: a verify whose checks fail (here a fresh TPM, not
+// the unit's) carries the same hint in its -o json object as on the live
+// screen, naming the unit; a serial the station does not know says so
+// instead. Both used to be an empty hint in JSON.
+func TestVerifyFailedHint(t *testing.T) {
+	l := newSimBatch(t, 1).line
+	for serial, want := range map[string]string{
+		"DEMO-0001": "station units show DEMO-0001",
+		"NOPE-7":    "station units list",
+	} {
+		out, _, code := l.run("-o", "json", "verify", "--serial", serial, "--tpm", "sim:77")
+		var doc struct {
+			Passed   bool   `json:"passed"`
+			ExitCode int    `json:"exit_code"`
+			Hint     string `json:"hint"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || code != ExitFailed || doc.Passed || doc.ExitCode != ExitFailed || !strings.Contains(doc.Hint, want) {
+			t.Errorf("verify %s -o json: exit %d, stdout %q (%v); want exit_code %d and a hint with %q", serial, code, out, err, ExitFailed, want)
+		}
+	}
+}

@@ -58,6 +58,13 @@ func withStepHint(serial, step string, err error) error {
 	return hint.Wrap(err, "re-run provision for this unit: it resumes at step "+step)
 }
 
+// VerifyFailedHint is the hint of a unit whose verify checks failed, when no
+// failed condition has a hint of its own (the JSON object and the live screen say
+// the same).
+func VerifyFailedHint(serial string) string {
+	return "set the unit aside for QA: `station units show " + serial + "` has its record"
+}
+
 // InterruptedHint is the hint of a unit whose command (provision or
 // verify) was interrupted: nothing is wrong with the unit or the fixture.
 func InterruptedHint(command, serial string) string {

@@ -247,7 +247,11 @@ func Verify(ctx context.Context, env *Env, req VerifyRequest) (*VerifyReport, er
 		return v.rep, fmt.Errorf("unit %s: %w: %s", req.Serial, ErrWrongTPM, v.wrongTPM)
 	}
 	if !v.rep.Passed {
-		return v.rep, fmt.Errorf("unit %s: %w: %s", req.Serial, ErrVerifyFailed, strings.Join(v.rep.Failed(), ", "))
+		err := fmt.Errorf("unit %s: %w: %s", req.Serial, ErrVerifyFailed, strings.Join(v.rep.Failed(), ", "))
+		if v.unit == nil {
+			return v.rep, hint.Wrap(err, hint.Of(store.ErrNotFound))
+		}
+		return v.rep, hint.Wrap(err, VerifyFailedHint(req.Serial))
 	}
 	return v.rep, nil
 }
