@@ -151,6 +151,7 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 		len(fixtures), strings.Join(names, ", ")))
 	var (
 		codes   []int
+		serials []string // each unit's, for the tally
 		stopped []station.LineUnit
 	)
 	opts := station.LineOptions{Fixtures: fixtures, FlashSpec: o.flash, Force: o.force, Observer: view.observer(),
@@ -158,6 +159,7 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 	fatal := prov.RunLine(sctx, c.InOrStdin(), opts, func(u station.LineUnit) {
 		code := code(u.Err)
 		codes = append(codes, code)
+		serials = append(serials, scanName(u.Scan))
 		view.unit(u, code)
 		if u.Stopped {
 			stopped = append(stopped, u)
@@ -168,12 +170,21 @@ func (o *lineOptions) run(g *globals, c *cobra.Command) error {
 	if live {
 		err = batchCode(codes) // the tally is the screen's
 	} else {
-		err = batchExit(codes, len(codes), errw)
+		err = batchExit(codes, serials, errw)
 	}
 	if fatal != nil {
 		return fatal
 	}
 	return err
+}
+
+// scanName names a scanned unit in the tally: its serial, or its input line
+// when the line held none.
+func scanName(s station.Scan) string {
+	if s.Serial != "" {
+		return s.Serial
+	}
+	return fmt.Sprintf("line %d", s.Line)
 }
 
 // writeResume says how to finish the units the stop interrupted.

@@ -128,7 +128,7 @@ func (o *provisionOptions) run(g *globals, c *cobra.Command) error {
 	if scr.live != nil {
 		return batchCode(codes)
 	}
-	return batchExit(codes, len(reqs), errw)
+	return batchExit(codes, serialsOf(reqs), errw)
 }
 
 // provisionOutcome is a unit's result as the live screen shows it.
@@ -176,6 +176,15 @@ func printResult(w io.Writer, r *station.Result) {
 	}
 }
 
+// serialsOf returns the requests' serials, in order.
+func serialsOf(reqs []station.Request) []string {
+	s := make([]string, len(reqs))
+	for i, r := range reqs {
+		s[i] = r.Serial
+	}
+	return s
+}
+
 func usesSimulator(reqs []station.Request, def string) bool {
 	for _, r := range reqs {
 		a := r.TPMAddr
@@ -218,16 +227,21 @@ func runBatch[T any](c *cobra.Command, reqs []station.Request, n int, run func(s
 	return codes, started
 }
 
-// batchExit summarizes a batch: exit 0 when every unit passed; otherwise the
-// failures' common exit code, or 1 when they differ.
-func batchExit(codes []int, total int, w io.Writer) error {
-	failed := 0
-	for _, c := range codes {
+// batchExit summarizes a batch: the tally, naming the failed units in
+// the batch's order (serials[i] is unit i's), on w; exit 0 when every unit
+// passed; otherwise the failures' common exit code, or 1 when they differ.
+func batchExit(codes []int, serials []string, w io.Writer) error {
+	var failed []string
+	for i, c := range codes {
 		if c != ExitOK {
-			failed++
+			failed = append(failed, serials[i])
 		}
 	}
-	fmt.Fprintf(w, "%d passed, %d failed\n", total-failed, failed)
+	fmt.Fprintf(w, "%d passed, %d failed", len(codes)-len(failed), len(failed))
+	if len(failed) > 0 {
+		fmt.Fprintf(w, " (%s)", strings.Join(failed, ", "))
+	}
+	fmt.Fprintln(w)
 	return batchCode(codes)
 }
 

@@ -37,3 +37,18 @@ func FuzzReadBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestBatchTallyNamesFailedUnits: piped, a batch's closing tally names the
+// units that failed, in the CSV's order (it used to give only the counts,
+// leaving the operator to search the error lines above it).
+func TestBatchTallyNamesFailedUnits(t *testing.T) {
+	b := newSimBatch(t, 0)
+	// DEMO-0001 is recorded with the demo's TPM: on another one it is refused.
+	if err := os.WriteFile(b.csv, []byte("DEMO-0001,sim:41\nT-2,sim:42\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := b.run("provision", "--batch", b.csv)
+	if code != ExitPolicy || !strings.Contains(stderr, "1 passed, 1 failed (DEMO-0001)\n") {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit %d and the tally naming DEMO-0001", code, stderr, ExitPolicy)
+	}
+}

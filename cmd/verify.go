@@ -139,7 +139,7 @@ func (o *verifyOptions) run(g *globals, c *cobra.Command) error {
 		}
 		fmt.Fprintln(out)
 	}
-	return batchExit(codes, len(reqs), errw)
+	return batchExit(codes, serialsOf(reqs), errw)
 }
 
 // printVerify writes one line per check, then the unit's verdict.
