@@ -364,3 +364,22 @@ func TestDoctorTPMHolds(t *testing.T) {
 		t.Error("the owner auth changed")
 	}
 }
+
+// TestDoctorNamesTheSigningKeyByKeyID: doctor's signing-key check names the
+// key by the key_id `audit pubkey` prints (and the audit documents and the
+// enrollment manifest carry), not by a digest of its own an auditor cannot
+// compare.
+func TestDoctorNamesTheSigningKeyByKeyID(t *testing.T) {
+	l := newSimBatch(t, 0).line
+	out, _, code := l.run("-o", "json", "audit", "pubkey")
+	var pub struct {
+		KeyID string `json:"key_id"`
+	}
+	if err := json.Unmarshal([]byte(out), &pub); err != nil || code != ExitOK || len(pub.KeyID) != 64 {
+		t.Fatalf("audit pubkey: exit %d, %v\n%s", code, err, out)
+	}
+	checks, _ := l.doctorRun([]string{"doctor"})
+	if ch := checks["signing-key"]; ch.Status != station.CheckPass || !strings.Contains(ch.Detail, "key_id "+pub.KeyID) {
+		t.Errorf("signing-key check %+v; want a pass naming key_id %s", ch, pub.KeyID)
+	}
+}

@@ -5,12 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/factory-id/station/internal/hint"
+	"github.com/factory-id/station/internal/keyid"
 	"os"
 	"path/filepath"
 	"strings"
@@ -467,13 +466,14 @@ func keyType(pub crypto.PublicKey) string {
 	return fmt.Sprintf("%T", pub)
 }
 
+// keyDigest names a signing key as audit pubkey, audit verify and the
+// enrollment manifest do: its key_id (internal/keyid).
 func keyDigest(pub crypto.PublicKey) string {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	id, err := keyid.Of(pub)
 	if err != nil {
 		return "unknown key"
 	}
-	s := sha256.Sum256(der)
-	return "SHA-256 " + hex.EncodeToString(s[:8])
+	return "key_id " + id
 }
 
 // tpm reads one fixture's TPM (tpmops.Inspect: nothing is changed on it)
