@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/factory-id/station/internal/hint"
 	"github.com/factory-id/station/internal/keyid"
 	"io"
 	"os"
@@ -37,9 +38,11 @@ const (
 var (
 	// ErrSignature means manifest.sig is missing, malformed, made by another
 	// key, or does not verify over manifest.json.
-	ErrSignature = errors.New("export signature does not verify")
+	ErrSignature = hint.New("export signature does not verify",
+		"do not import this export: check that --key is the exporting station's key (`station audit pubkey` on it), else export again from the station")
 	// ErrTampered means a file differs from what the signed manifest says.
-	ErrTampered = errors.New("export does not match its signed manifest")
+	ErrTampered = hint.New("export does not match its signed manifest",
+		"do not import this export: a file was changed, added or removed after the station signed it; export again from the station (`station enroll export`)")
 	// ErrNoKey means verification was asked without a trusted key.
 	ErrNoKey = errors.New("verifying an export needs the station's public key")
 )
