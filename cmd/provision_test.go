@@ -52,3 +52,14 @@ func TestBatchTallyNamesFailedUnits(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit %d and the tally naming DEMO-0001", code, stderr, ExitPolicy)
 	}
 }
+
+// TestProvisionOnAFreshTPMSaysNoEK: re-provisioning a recorded unit on a TPM
+// with nothing at the EK handle (a fresh or cleared TPM) is refused saying
+// there is no EK there, not that the EK there is another one.
+func TestProvisionOnAFreshTPMSaysNoEK(t *testing.T) {
+	l := newSimBatch(t, 0).line
+	_, stderr, code := l.run("provision", "--serial", "DEMO-0001", "--tpm", "sim:43")
+	if code != ExitPolicy || !strings.Contains(stderr, "this TPM has no EK persisted at 0x81010001") || strings.Contains(stderr, "not the one at") {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit %d saying the TPM has no EK persisted", code, stderr, ExitPolicy)
+	}
+}

@@ -333,7 +333,11 @@ func (r *unitRun) sameTPM() error {
 	if err != nil && !errors.Is(err, tpmops.ErrHandleEmpty) {
 		return err
 	}
-	if err != nil || !bytes.Equal(k.Public, r.u.EKPublic) {
+	if err != nil {
+		// Nothing there: a fresh or cleared TPM, not one holding another key.
+		return fmt.Errorf("%w (recorded EK %s; this TPM has no EK persisted at %s): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), handleHex(uint32(h)))
+	}
+	if !bytes.Equal(k.Public, r.u.EKPublic) {
 		return fmt.Errorf("%w (recorded EK %s, not the one at %s on this TPM): is the right unit on the fixture?", ErrSerialOtherTPM, short(r.u.EKSHA256), handleHex(uint32(h)))
 	}
 	return nil
