@@ -19,6 +19,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/factory-id/station/internal/fsync"
+	"github.com/factory-id/station/internal/hint"
+	"github.com/factory-id/station/internal/keyid"
 	"github.com/factory-id/station/internal/staletmp"
 )
 
@@ -477,7 +479,7 @@ func VerifyExportFS(fsys fs.FS, pub crypto.PublicKey, anchor []byte) (*Report, e
 	}
 	rep, err := v.run(src, &jsonlCheckpoints{r: bufio.NewReaderSize(cf, 1<<16)})
 	if err != nil {
-		return nil, err
+		return nil, otherKeyHint(fsys, pub, err)
 	}
 	// The loose checkpoint file must be the last checkpoint of the list.
 	if msg, err := fs.ReadFile(fsys, FileCheckpoint); err == nil {
@@ -497,4 +499,23 @@ func VerifyExportFS(fsys fs.FS, pub crypto.PublicKey, anchor []byte) (*Report, e
 		}
 	}
 	return rep, nil
+}
+
+// otherKeyHint gives a failed verification of an export whose own
+// station.pub.pem is another key than the one given the likelier fix: a
+// wrong --key fails exactly as a forged trail does. The shipped key proves
+// nothing, so the hint names both key IDs for the auditor to compare with
+// the one they hold, and still says what to do if theirs is right.
+func otherKeyHint(fsys fs.FS, pub crypto.PublicKey, err error) error {
+	data, rerr := fs.ReadFile(fsys, FilePublicKey)
+	if rerr != nil || !errors.Is(err, ErrIntegrity) {
+		return err
+	}
+	shipped, perr := ParsePublicKeyPEM(data)
+	if perr != nil || sameKey(shipped, pub) {
+		return err
+	}
+	theirs, _ := keyid.Of(shipped)
+	given, _ := keyid.Of(pub)
+	return hint.Override(err, fmt.Sprintf("the export's %s is key_id %s, not the key given (key_id %s): check that --key is the station's key as `station audit pubkey` printed it when you received it; if it is, the trail was altered or its key replaced: keep the export as evidence", FilePublicKey, theirs, given))
 }
