@@ -49,11 +49,16 @@ func TestUsageMistakesAreExit2(t *testing.T) {
 		{[]string{"help", "nosuch"}, `unknown command "nosuch" for "station"`},
 		{[]string{"help", "provsion"}, "did you mean provision?"},
 		{[]string{"help", "units", "nosuch"}, `unknown command "nosuch" for "station units"`},
+		{[]string{"-o", "json", "units"}, "station units needs a command: one of list, show"}, // help is text: stdout holds JSON only
+		{[]string{"-o", "json"}, "station needs a command"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			_, stderr, code := runRoot(t, tc.args...)
+			stdout, stderr, code := runRoot(t, tc.args...)
 			if code != ExitUsage || !strings.Contains(stderr, tc.want) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr, ExitUsage, tc.want)
+			}
+			if slices.Contains(tc.args, "json") && !json.Valid([]byte(stdout)) {
+				t.Errorf("-o json: stdout is not JSON: %q", stdout)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -40,15 +41,29 @@ const (
 // arguments, and a command with subcommands refuses an unknown one (cobra's
 // own check, on the root only, returns a plain error before any hook runs,
 // and a group that cannot run prints its help and exits 0).
-func usageArgs(c *cobra.Command) {
+//
+// With -o json (json reports it), a group given no subcommand is a usage
+// error too: its help is text, and stdout must hold JSON only.
+func usageArgs(c *cobra.Command, json func() bool) {
 	for _, sub := range c.Commands() {
-		usageArgs(sub)
+		usageArgs(sub, json)
 	}
 	switch v := c.Args; {
 	case c.HasSubCommands():
 		c.Args = cli.UnknownCommand
 		if !c.Runnable() {
-			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+			c.RunE = func(c *cobra.Command, _ []string) error {
+				if json() {
+					var names []string
+					for _, sub := range c.Commands() {
+						if sub.IsAvailableCommand() {
+							names = append(names, sub.Name())
+						}
+					}
+					return cli.Usagef("%s needs a command: one of %s", c.CommandPath(), strings.Join(names, ", "))
+				}
+				return c.Help()
+			}
 		}
 	case v == nil:
 		c.Args = cli.NoArgs

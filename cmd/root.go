@@ -129,7 +129,7 @@ func newRoot(version string) (*cobra.Command, *globals) {
 		newDocsCommand(g),
 	)
 	root.SetHelpCommand(newHelpCommand())
-	usageArgs(root)
+	usageArgs(root, g.json)
 	registerCompletions(root, g)
 	return root, g
 }
