@@ -57,7 +57,10 @@ func newDocsManCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("writing man pages: %w", err)
 			}
 			if g.json() {
-				return cli.WriteJSON(c.OutOrStdout(), map[string]string{"dir": o.out})
+				return cli.WriteJSON(c.OutOrStdout(), struct {
+					Dir string `json:"dir"`
+					outcome
+				}{o.out, outcome{}})
 			}
 			fmt.Fprintf(c.OutOrStdout(), "man pages written to %s\n", o.out)
 			return nil

@@ -59,6 +59,7 @@ var outputSchemas = map[string][]string{
 	"station demo":                  {"demo"},
 	"station agent":                 {"agent"},
 	"station line":                  {"line"},
+	"station docs man":              {"docs-man"},
 }
 
 // everyCommandSchemas are the schemas of documents any command may print:
@@ -70,7 +71,6 @@ var everyCommandSchemas = []string{"error"}
 var noJSONDocument = map[string]string{
 	"station help":       "cobra's help text",
 	"station completion": "a shell script",
-	"station docs man":   "writes man pages to --out",
 }
 
 // TestEveryCommandHasASchema walks the command tree: every runnable command
@@ -244,6 +244,7 @@ func TestOutputSchemas(t *testing.T) {
 	check(schemaRun{schema: "verify", args: []string{"verify", "--batch", batch}, lines: true, code: ExitFailed})
 	check(schemaRun{schema: "verify", args: []string{"verify", "--serial", "NOPE-1", "--tpm", "sim:105"}, code: ExitFailed})
 	check(schemaRun{schema: "units-list", args: []string{"units", "list"}})
+	check(schemaRun{schema: "docs-man", args: []string{"docs", "man", "--out", d("man")}})
 	check(schemaRun{schema: "units-list", args: []string{"units", "list", "--status", "revoked"}})
 	check(schemaRun{schema: "units-show", args: []string{"units", "show", "S-1"}})
 	check(schemaRun{schema: "units-show", args: []string{"units", "show", "F-1"}})
